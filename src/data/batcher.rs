@@ -1,0 +1,131 @@
+//! The glue between [`SplitImages`] and burn's data loader: a `Dataset` of image indices and a
+//! `Batcher` that augments (train only) and packs a batch into one tensor in a single copy.
+
+use super::augment::{Augment, Transform};
+use super::{IMAGE_PIXELS, IMAGE_SIDE, SplitImages};
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset;
+use burn::prelude::*;
+use rayon::prelude::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// One batch: images `[B, 1, 48, 48]` scaled to [0, 1] and class ids `[B]`.
+#[derive(Clone, Debug)]
+pub struct FerBatch {
+    pub images: Tensor<4>,
+    pub targets: Tensor<1, Int>,
+}
+
+/// What the data loader hands the batcher: which image, and how many times it was seen
+/// before (its epoch), which seeds its augmentation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FerItem {
+    pub index: usize,
+    pub epoch: u32,
+}
+
+/// A split as a burn `Dataset`. Counting visits per image gives each augmentation draw its
+/// epoch without the loader having to tell us, independent of shuffling and threads.
+pub struct IndexDataset {
+    visits: Vec<AtomicU32>,
+    count_visits: bool,
+}
+
+impl IndexDataset {
+    /// A training dataset whose items carry their epoch.
+    pub fn train(len: usize) -> Self {
+        Self::with_epochs(len, 0)
+    }
+
+    /// A training dataset resuming at `epoch` (every image already seen `epoch` times).
+    pub fn with_epochs(len: usize, epoch: u32) -> Self {
+        IndexDataset {
+            visits: (0..len).map(|_| AtomicU32::new(epoch)).collect(),
+            count_visits: true,
+        }
+    }
+
+    /// An evaluation dataset (no augmentation, so epochs do not matter).
+    pub fn eval(len: usize) -> Self {
+        IndexDataset {
+            visits: (0..len).map(|_| AtomicU32::new(0)).collect(),
+            count_visits: false,
+        }
+    }
+}
+
+impl Dataset<FerItem> for IndexDataset {
+    fn get(&self, index: usize) -> Result<FerItem, burn::data::dataset::DatasetError> {
+        let epoch = if self.count_visits {
+            self.visits[index].fetch_add(1, Ordering::Relaxed)
+        } else {
+            0
+        };
+        Ok(FerItem { index, epoch })
+    }
+
+    fn len(&self) -> usize {
+        self.visits.len()
+    }
+}
+
+/// Builds batches from a split, augmenting each image in parallel when `augment` is set.
+#[derive(Clone)]
+pub struct FerBatcher {
+    images: Arc<SplitImages>,
+    augment: Option<Augment>,
+    seed: u64,
+}
+
+impl FerBatcher {
+    /// A batcher for training: augmentation seeded by `seed`.
+    pub fn train(images: Arc<SplitImages>, augment: Augment, seed: u64) -> Self {
+        FerBatcher {
+            images,
+            augment: (!augment.is_identity()).then_some(augment),
+            seed,
+        }
+    }
+
+    /// A batcher for val/test: never augments.
+    pub fn eval(images: Arc<SplitImages>) -> Self {
+        FerBatcher {
+            images,
+            augment: None,
+            seed: 0,
+        }
+    }
+
+    /// The pixels of a batch as `[B·2304]` floats, plus labels.
+    pub fn pixels(&self, items: &[FerItem]) -> (Vec<f32>, Vec<i64>) {
+        let mut buf = vec![0f32; items.len() * IMAGE_PIXELS];
+        buf.par_chunks_mut(IMAGE_PIXELS)
+            .zip(items.par_iter())
+            .for_each(|(out, item)| {
+                let transform = match &self.augment {
+                    Some(aug) => aug.sample(self.seed, item.epoch, item.index),
+                    None => Transform::IDENTITY,
+                };
+                transform.apply(self.images.image(item.index), out);
+            });
+        let labels = items
+            .iter()
+            .map(|item| i64::from(self.images.label(item.index).id()))
+            .collect();
+        (buf, labels)
+    }
+}
+
+impl Batcher<FerItem, FerBatch> for FerBatcher {
+    fn batch(&self, items: Vec<FerItem>, device: &Device) -> FerBatch {
+        let n = items.len();
+        let (pixels, labels) = self.pixels(&items);
+        let images = Tensor::<4>::from_data(
+            TensorData::new(pixels, [n, 1, IMAGE_SIDE, IMAGE_SIDE]),
+            device,
+        );
+        let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), device);
+        FerBatch { images, targets }
+    }
+}

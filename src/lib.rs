@@ -1,0 +1,24 @@
+//! fer-lab: sweeps of facial-emotion CNNs on FER-2013, trained with burn + burn-train and
+//! recorded in SQLite.
+//!
+//! Where things live:
+//! - [`emotion`]: the seven classes and the name → id mapping.
+//! - [`data`]: importing FER-2013 ([`data::import`], one file per format), the cache,
+//!   augmentation and burn's dataset/batcher glue.
+//! - [`config`]: the resolved config of one run; [`sweep`]: sweep files and grid expansion.
+//! - [`model`]: one file per network; [`train`]: burn-train wiring, losses, evaluation.
+//! - [`scheduler`]: runs a sweep's runs; [`store`]: SQLite and migrations.
+//! - [`report`]: leaderboards; [`table`]: table / Markdown / CSV / JSON output.
+
+pub mod config;
+pub mod data;
+pub mod device;
+pub mod emotion;
+pub mod metrics;
+pub mod model;
+pub mod report;
+pub mod scheduler;
+pub mod store;
+pub mod sweep;
+pub mod table;
+pub mod train;

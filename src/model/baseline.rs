@@ -1,0 +1,59 @@
+//! The seed study's compact CNN, exactly as sketched:
+//! Conv(32, 3×3)-ReLU-MaxPool-Conv(64, 3×3)-ReLU-MaxPool-Flatten-Dense(128)-ReLU-Dropout-Dense(7).
+//! Convolutions use Keras' default "valid" padding: 48 → 46 → 23 → 21 → 10.
+
+use super::{CLASSES, SIDE, conv_flops, dense_flops};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, Relu};
+use burn::prelude::*;
+
+const C1: usize = 32;
+const C2: usize = 64;
+const HIDDEN: usize = 128;
+/// Spatial side after each conv/pool stage.
+const S1: usize = SIDE - 2; // 46
+const P1: usize = S1 / 2; // 23
+const S2: usize = P1 - 2; // 21
+const P2: usize = S2 / 2; // 10
+const FLAT: usize = C2 * P2 * P2; // 6400
+
+#[derive(Module, Debug)]
+pub struct Baseline {
+    conv1: Conv2d,
+    conv2: Conv2d,
+    pool: MaxPool2d,
+    fc1: Linear,
+    dropout: Dropout,
+    fc2: Linear,
+    relu: Relu,
+}
+
+impl Baseline {
+    pub fn new(dropout: f64, device: &Device) -> Self {
+        Baseline {
+            conv1: Conv2dConfig::new([1, C1], [3, 3]).init(device),
+            conv2: Conv2dConfig::new([C1, C2], [3, 3]).init(device),
+            pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
+            fc1: LinearConfig::new(FLAT, HIDDEN).init(device),
+            dropout: DropoutConfig::new(dropout).init(),
+            fc2: LinearConfig::new(HIDDEN, CLASSES).init(device),
+            relu: Relu::new(),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let x = self.pool.forward(self.relu.forward(self.conv1.forward(x)));
+        let x = self.pool.forward(self.relu.forward(self.conv2.forward(x)));
+        let x = x.flatten(1, 3);
+        let x = self.relu.forward(self.fc1.forward(x));
+        self.fc2.forward(self.dropout.forward(x))
+    }
+}
+
+pub fn flops() -> u64 {
+    conv_flops(3, 1, C1, S1)
+        + conv_flops(3, C1, C2, S2)
+        + dense_flops(FLAT, HIDDEN)
+        + dense_flops(HIDDEN, CLASSES)
+}

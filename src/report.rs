@@ -1,0 +1,221 @@
+//! `fer-lab report` and `fer-lab runs`: leaderboards and run lists read from SQLite.
+//!
+//! Ranking uses val metrics only: ranking on test would select on test, which the FER-2013
+//! protocol forbids. Test metrics are shown beside, never used to order.
+
+use crate::store::{Store, StoreError};
+use crate::table::Rows;
+use serde_json::Value;
+use std::collections::HashMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no sweep named `{name}` in {db} (known: {known})")]
+    NoSuchSweep {
+        name: String,
+        db: String,
+        known: String,
+    },
+    #[error("{0}: no sweep recorded yet; run `fer-lab sweep FILE` first")]
+    NoSweeps(String),
+}
+
+/// What a leaderboard is ordered by (val metrics only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RankMetric {
+    ValAcc,
+    ValMacroF1,
+    ValLoss,
+}
+
+impl RankMetric {
+    fn order_by(self) -> &'static str {
+        match self {
+            RankMetric::ValAcc => "v.accuracy DESC",
+            RankMetric::ValMacroF1 => "v.macro_f1 DESC",
+            RankMetric::ValLoss => "v.loss ASC",
+        }
+    }
+}
+
+/// Resolves `--sweep` (or the most recently launched sweep) to its id and name.
+pub fn resolve_sweep(store: &Store, name: Option<&str>) -> Result<(i64, String), ReportError> {
+    let rows = store.query("SELECT id, name FROM sweeps ORDER BY updated_at DESC, id DESC", &[])?;
+    let db = store.path().display().to_string();
+    let pick = |row: &Vec<Value>| (row[0].as_i64().unwrap_or(0), row[1].as_str().unwrap_or("").to_string());
+    match name {
+        None => rows.rows.first().map(pick).ok_or(ReportError::NoSweeps(db)),
+        Some(name) => rows
+            .rows
+            .iter()
+            .map(pick)
+            .find(|(_, n)| n == name)
+            .ok_or_else(|| ReportError::NoSuchSweep {
+                name: name.to_string(),
+                db,
+                known: rows
+                    .rows
+                    .iter()
+                    .map(|r| r[1].as_str().unwrap_or("").to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+    }
+}
+
+fn axes(store: &Store, sweep_id: i64) -> Result<Vec<String>, StoreError> {
+    let rows = store.query(
+        "SELECT key FROM sweep_axes WHERE sweep_id = ?1 ORDER BY position",
+        &[&sweep_id],
+    )?;
+    Ok(rows
+        .rows
+        .into_iter()
+        .filter_map(|r| r[0].as_str().map(String::from))
+        .collect())
+}
+
+/// run id → swept key → value, for the runs of a sweep.
+fn swept_values(store: &Store, sweep_id: i64) -> Result<HashMap<(String, String), Value>, StoreError> {
+    let rows = store.query(
+        "SELECT p.run_id, p.key, p.value, p.num FROM run_params p
+         JOIN sweep_runs sr ON sr.run_id = p.run_id AND sr.sweep_id = ?1
+         JOIN sweep_axes a ON a.sweep_id = ?1 AND a.key = p.key",
+        &[&sweep_id],
+    )?;
+    Ok(rows
+        .rows
+        .into_iter()
+        .map(|r| {
+            let key = (
+                r[0].as_str().unwrap_or("").to_string(),
+                r[1].as_str().unwrap_or("").to_string(),
+            );
+            let value = if r[3].is_null() || r[2].as_str() == Some("true") || r[2].as_str() == Some("false") {
+                r[2].clone()
+            } else {
+                r[3].clone()
+            };
+            (key, value)
+        })
+        .collect())
+}
+
+/// The leaderboard of a sweep: finished runs ranked by a val metric.
+/// Returns the sweep name, the table and how many runs have no results yet.
+pub fn leaderboard(
+    store: &Store,
+    sweep: Option<&str>,
+    metric: RankMetric,
+    top: Option<usize>,
+) -> Result<(String, Rows, usize), ReportError> {
+    let (sweep_id, name) = resolve_sweep(store, sweep)?;
+    let axes = axes(store, sweep_id)?;
+    let values = swept_values(store, sweep_id)?;
+    let data = store.query(
+        &format!(
+            "SELECT r.id, r.seed, v.accuracy, t.accuracy, t.macro_f1, r.epochs_done, r.best_epoch,
+                    r.wall_secs, r.params
+             FROM sweep_runs sr JOIN runs r ON r.id = sr.run_id
+             JOIN evals v ON v.run_id = r.id AND v.split = 'val'
+             JOIN evals t ON t.run_id = r.id AND t.split = 'test'
+             WHERE sr.sweep_id = ?1 AND r.status = 'done'
+             ORDER BY {}, sr.position",
+            metric.order_by()
+        ),
+        &[&sweep_id],
+    )?;
+    let pending = store.query(
+        "SELECT count(*) FROM sweep_runs sr JOIN runs r ON r.id = sr.run_id
+         WHERE sr.sweep_id = ?1 AND r.status != 'done'",
+        &[&sweep_id],
+    )?;
+    let pending = pending.rows[0][0].as_u64().unwrap_or(0) as usize;
+
+    let mut headers = vec!["rank".to_string(), "run".to_string()];
+    headers.extend(axes.iter().cloned());
+    headers.extend(
+        [
+            "seed",
+            "val_acc",
+            "test_acc",
+            "test_macro_f1",
+            "epochs",
+            "best_epoch",
+            "wall_secs",
+            "params",
+        ]
+        .map(String::from),
+    );
+    let mut rows = Rows::new(headers);
+    for (rank, r) in data.rows.iter().enumerate() {
+        if top.is_some_and(|n| rank >= n) {
+            break;
+        }
+        let run = r[0].as_str().unwrap_or("").to_string();
+        let mut row = vec![Value::from(rank + 1), Value::from(run.clone())];
+        for key in &axes {
+            row.push(values.get(&(run.clone(), key.clone())).cloned().unwrap_or(Value::Null));
+        }
+        let wall = r[7].as_f64().map(|w| Value::from((w * 10.0).round() / 10.0)).unwrap_or(Value::Null);
+        row.extend([r[1].clone(), r[2].clone(), r[3].clone(), r[4].clone(), r[5].clone(), r[6].clone(), wall, r[8].clone()]);
+        rows.push(row);
+    }
+    Ok((name, rows, pending))
+}
+
+/// Every run of a sweep (or of all sweeps) with its status.
+pub fn runs(store: &Store, sweep: Option<&str>, status: Option<&str>) -> Result<Rows, ReportError> {
+    let sweep_id = match sweep {
+        Some(name) => Some(resolve_sweep(store, Some(name))?.0),
+        None => None,
+    };
+    let data = store.query(
+        "SELECT r.id, s.name, r.status, r.seed, r.model, r.epochs_done, r.epochs_planned,
+                r.device, r.wall_secs, r.error, sr.sweep_id
+         FROM sweep_runs sr JOIN runs r ON r.id = sr.run_id JOIN sweeps s ON s.id = sr.sweep_id
+         WHERE (?1 IS NULL OR sr.sweep_id = ?1) AND (?2 IS NULL OR r.status = ?2)
+         ORDER BY s.name, sr.position",
+        &[&sweep_id, &status],
+    )?;
+    let mut params_by_sweep: HashMap<i64, HashMap<(String, String), Value>> = HashMap::new();
+    let mut axes_by_sweep: HashMap<i64, Vec<String>> = HashMap::new();
+    let mut rows = Rows::new(["run", "sweep", "status", "params", "seed", "model", "epochs", "device", "wall_secs", "error"]);
+    for r in &data.rows {
+        let sid = r[10].as_i64().unwrap_or(0);
+        if !axes_by_sweep.contains_key(&sid) {
+            axes_by_sweep.insert(sid, axes(store, sid)?);
+            params_by_sweep.insert(sid, swept_values(store, sid)?);
+        }
+        let run = r[0].as_str().unwrap_or("").to_string();
+        let params: Vec<String> = axes_by_sweep[&sid]
+            .iter()
+            .filter_map(|k| {
+                params_by_sweep[&sid]
+                    .get(&(run.clone(), k.clone()))
+                    .map(|v| format!("{k}={}", crate::table::cell_text(v)))
+            })
+            .collect();
+        let epochs = format!(
+            "{}/{}",
+            r[5].as_i64().unwrap_or(0),
+            r[6].as_i64().unwrap_or(0)
+        );
+        let wall = r[8].as_f64().map(|w| Value::from((w * 10.0).round() / 10.0)).unwrap_or(Value::Null);
+        rows.push(vec![
+            Value::from(run),
+            r[1].clone(),
+            r[2].clone(),
+            Value::from(params.join(" ")),
+            r[3].clone(),
+            r[4].clone(),
+            Value::from(epochs),
+            r[7].clone(),
+            wall,
+            r[9].clone(),
+        ]);
+    }
+    Ok(rows)
+}

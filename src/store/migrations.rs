@@ -1,0 +1,61 @@
+//! The schema, as the numbered SQL files in `migrations/`, applied in order on open and
+//! recorded in the database (`PRAGMA user_version`). Released files are never edited: the
+//! test below pins their checksums.
+
+use rusqlite_migration::{M, Migrations};
+
+/// Every migration file, in order. Add new ones at the end.
+pub const FILES: &[(&str, &str)] = &[(
+    "0001_initial.sql",
+    include_str!("../../migrations/0001_initial.sql"),
+)];
+
+/// Schema version of a database with every migration applied.
+pub const LATEST: usize = FILES.len();
+
+pub fn migrations() -> Migrations<'static> {
+    Migrations::new(FILES.iter().map(|(_, sql)| M::up(sql)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    /// sha256 of each released migration. A mismatch means a released file was edited:
+    /// put the change in a new migration instead.
+    const RELEASED: &[(&str, &str)] = &[(
+        "0001_initial.sql",
+        "see-test-output",
+    )];
+
+    #[test]
+    fn migrations_apply_to_an_empty_database() {
+        assert!(migrations().validate().is_ok());
+    }
+
+    #[test]
+    fn every_file_in_migrations_is_listed_in_order() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        names.sort();
+        let listed: Vec<&str> = FILES.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, listed);
+        for (i, name) in listed.iter().enumerate() {
+            assert!(name.starts_with(&format!("{:04}_", i + 1)), "{name} out of sequence");
+        }
+    }
+
+    #[test]
+    fn released_migrations_are_unchanged() {
+        for (name, sum) in RELEASED {
+            let (_, sql) = FILES.iter().find(|(n, _)| n == name).expect("released file listed");
+            let actual = crate::data::cache::hex(&Sha256::digest(sql.as_bytes()));
+            assert_eq!(&actual, sum, "{name} was edited after release");
+        }
+    }
+}

@@ -1,0 +1,585 @@
+//! SQLite: the one place results live (`results/fer-lab.sqlite` by default).
+//!
+//! WAL mode so readers (`report`, `sql`, the dashboard) never block the training writer, foreign
+//! keys on, a busy timeout instead of "database is locked", and every multi-row change in one
+//! transaction so a crash never leaves half a sweep or half an evaluation behind.
+
+pub mod migrations;
+
+use crate::metrics::Evaluation;
+use crate::table::Rows;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params, types::ValueRef};
+use rusqlite_migration::SchemaVersion;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default database path, relative to the working directory.
+pub const DEFAULT_DB: &str = "results/fer-lab.sqlite";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("{0}: no such database (run a sweep first, or pass --db)")]
+    NoDatabase(PathBuf),
+    #[error(
+        "{path}: schema version {found} is newer than this fer-lab knows ({known}); upgrade fer-lab"
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: usize,
+        known: usize,
+    },
+    #[error("{path}: cannot prepare the database: {why}")]
+    Migration { path: PathBuf, why: String },
+    #[error("fer-lab sql is read-only: {0}")]
+    ReadOnly(String),
+    #[error("{path}: {sql_error}")]
+    Query { path: PathBuf, sql_error: String },
+    #[error("{0}: cannot create its folder: {1}")]
+    Folder(PathBuf, std::io::Error),
+}
+
+/// Lifecycle of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Done,
+    Failed,
+    Diverged,
+    Pruned,
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Done => "done",
+            RunStatus::Failed => "failed",
+            RunStatus::Diverged => "diverged",
+            RunStatus::Pruned => "pruned",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RunStatus> {
+        Some(match s {
+            "queued" => RunStatus::Queued,
+            "running" => RunStatus::Running,
+            "done" => RunStatus::Done,
+            "failed" => RunStatus::Failed,
+            "diverged" => RunStatus::Diverged,
+            "pruned" => RunStatus::Pruned,
+            "interrupted" => RunStatus::Interrupted,
+            _ => return None,
+        })
+    }
+}
+
+/// A sweep as stored.
+#[derive(Debug, Clone)]
+pub struct SweepRecord {
+    pub name: String,
+    pub file: String,
+    pub spec: String,
+    pub data_path: String,
+    pub data_fingerprint: String,
+    pub axes: Vec<String>,
+}
+
+/// A planned run as stored.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    pub id: String,
+    pub seed: u64,
+    pub config_json: String,
+    pub model: String,
+    pub epochs: usize,
+    pub params: Vec<(String, Value)>,
+    pub artifact_dir: String,
+}
+
+/// One epoch of training curves.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EpochRow {
+    pub epoch: usize,
+    pub train_loss: Option<f64>,
+    pub train_acc: Option<f64>,
+    pub val_loss: Option<f64>,
+    pub val_acc: Option<f64>,
+    pub lr: Option<f64>,
+    pub secs: Option<f64>,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn now_sql() -> &'static str {
+    "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+}
+
+impl Store {
+    /// Opens (creating if needed) the database and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::Folder(parent.into(), e))?;
+        }
+        let mut conn = Connection::open(path).map_err(|e| sqlite(path, e))?;
+        configure(&conn, path)?;
+        check_version(&conn, path)?;
+        migrations::migrations()
+            .to_latest(&mut conn)
+            .map_err(|e| StoreError::Migration {
+                path: path.into(),
+                why: e.to_string(),
+            })?;
+        Ok(Store {
+            conn,
+            path: path.into(),
+        })
+    }
+
+    /// Opens an existing database read-only: what `sql`, `report` and `runs` use.
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::NoDatabase(path.into()));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| sqlite(path, e))?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .and_then(|()| conn.pragma_update(None, "query_only", true))
+            .map_err(|e| sqlite(path, e))?;
+        check_version(&conn, path)?;
+        Ok(Store {
+            conn,
+            path: path.into(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        sqlite(&self.path, e)
+    }
+
+    /// Records a sweep and its planned runs in one transaction. Runs already known (same id)
+    /// keep their status and results: that is how a re-launched sweep skips finished work.
+    /// Returns the sweep id.
+    pub fn register_sweep(
+        &mut self,
+        sweep: &SweepRecord,
+        runs: &[RunRecord],
+    ) -> Result<i64, StoreError> {
+        let path = self.path.clone();
+        let e = |err| sqlite(&path, err);
+        let tx = self.conn.transaction().map_err(e)?;
+        tx.execute(
+            &format!(
+                "INSERT INTO sweeps (name, file, spec, data_path, data_fingerprint)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (name) DO UPDATE SET file = ?2, spec = ?3, data_path = ?4,
+                     data_fingerprint = ?5, updated_at = {}",
+                now_sql()
+            ),
+            params![
+                sweep.name,
+                sweep.file,
+                sweep.spec,
+                sweep.data_path,
+                sweep.data_fingerprint
+            ],
+        )
+        .map_err(e)?;
+        let sweep_id: i64 = tx
+            .query_row("SELECT id FROM sweeps WHERE name = ?1", [&sweep.name], |r| r.get(0))
+            .map_err(e)?;
+        tx.execute("DELETE FROM sweep_axes WHERE sweep_id = ?1", [sweep_id])
+            .map_err(e)?;
+        for (i, key) in sweep.axes.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO sweep_axes (sweep_id, key, position) VALUES (?1, ?2, ?3)",
+                params![sweep_id, key, i as i64],
+            )
+            .map_err(e)?;
+        }
+        for (position, run) in runs.iter().enumerate() {
+            let inserted = tx
+                .execute(
+                    "INSERT OR IGNORE INTO runs (id, sweep_id, seed, config, model, data_fingerprint,
+                         epochs_planned, artifact_dir)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        run.id,
+                        sweep_id,
+                        run.seed as i64,
+                        run.config_json,
+                        run.model,
+                        sweep.data_fingerprint,
+                        run.epochs as i64,
+                        run.artifact_dir
+                    ],
+                )
+                .map_err(e)?;
+            if inserted > 0 {
+                for (key, value) in &run.params {
+                    let num = match value {
+                        Value::Number(n) => n.as_f64(),
+                        Value::Bool(b) => Some(f64::from(u8::from(*b))),
+                        _ => None,
+                    };
+                    let text = match value {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    tx.execute(
+                        "INSERT INTO run_params (run_id, key, value, num) VALUES (?1, ?2, ?3, ?4)",
+                        params![run.id, key, text, num],
+                    )
+                    .map_err(e)?;
+                }
+            }
+            tx.execute(
+                "INSERT INTO sweep_runs (sweep_id, run_id, position) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (sweep_id, run_id) DO UPDATE SET position = ?3",
+                params![sweep_id, run.id, position as i64],
+            )
+            .map_err(e)?;
+        }
+        tx.commit().map_err(e)?;
+        Ok(sweep_id)
+    }
+
+    pub fn run_status(&self, id: &str) -> Result<Option<RunStatus>, StoreError> {
+        let status: Option<String> = self
+            .conn
+            .query_row("SELECT status FROM runs WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(status.and_then(|s| RunStatus::parse(&s)))
+    }
+
+    /// Marks a run as running on `device`, clearing what an earlier attempt left.
+    pub fn start_run(
+        &mut self,
+        id: &str,
+        device: &str,
+        params: usize,
+        flops: u64,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let e = |err| sqlite(&path, err);
+        let tx = self.conn.transaction().map_err(e)?;
+        for table in ["epochs", "evals", "class_metrics", "confusion"] {
+            tx.execute(&format!("DELETE FROM {table} WHERE run_id = ?1"), [id])
+                .map_err(e)?;
+        }
+        tx.execute(
+            &format!(
+                "UPDATE runs SET status = 'running', device = ?2, params = ?3, flops = ?4,
+                     started_at = {}, finished_at = NULL, wall_secs = NULL, error = NULL,
+                     epochs_done = 0, best_epoch = NULL
+                 WHERE id = ?1",
+                now_sql()
+            ),
+            params![id, device, params as i64, flops as i64],
+        )
+        .map_err(e)?;
+        tx.commit().map_err(e)
+    }
+
+    /// Writes one epoch's curves (the training hook calls this as each epoch ends).
+    pub fn record_epoch(&self, run_id: &str, row: &EpochRow) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO epochs (run_id, epoch, train_loss, train_acc, val_loss, val_acc, lr, secs)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (run_id, epoch) DO UPDATE SET train_loss = ?3, train_acc = ?4,
+                     val_loss = ?5, val_acc = ?6, lr = ?7, secs = ?8",
+                params![
+                    run_id,
+                    row.epoch as i64,
+                    row.train_loss,
+                    row.train_acc,
+                    row.val_loss,
+                    row.val_acc,
+                    row.lr,
+                    row.secs
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        self.conn
+            .execute(
+                "UPDATE runs SET epochs_done = max(epochs_done, ?2) WHERE id = ?1",
+                params![run_id, row.epoch as i64],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Per-epoch val accuracy of a run, in epoch order.
+    pub fn val_accuracies(&self, run_id: &str) -> Result<Vec<(usize, f64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT epoch, val_acc FROM epochs WHERE run_id = ?1 AND val_acc IS NOT NULL
+                 ORDER BY epoch",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([run_id], |r| Ok((r.get::<_, i64>(0)? as usize, r.get(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Stores the evaluations of the best checkpoint and marks the run done, atomically.
+    pub fn finish_run(
+        &mut self,
+        id: &str,
+        best_epoch: usize,
+        wall_secs: f64,
+        evals: &[(&str, &Evaluation, usize)],
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let e = |err| sqlite(&path, err);
+        let tx = self.conn.transaction().map_err(e)?;
+        for (split, eval, n) in evals {
+            tx.execute(
+                "INSERT OR REPLACE INTO evals (run_id, split, epoch, n, accuracy, loss,
+                     macro_precision, macro_recall, macro_f1)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    id,
+                    split,
+                    best_epoch as i64,
+                    *n as i64,
+                    eval.accuracy,
+                    eval.loss,
+                    eval.macro_precision,
+                    eval.macro_recall,
+                    eval.macro_f1
+                ],
+            )
+            .map_err(e)?;
+            for (class, m) in eval.per_class.iter().enumerate() {
+                tx.execute(
+                    "INSERT OR REPLACE INTO class_metrics (run_id, split, class_id, precision,
+                         recall, f1, support)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![id, split, class as i64, m.precision, m.recall, m.f1, m.support as i64],
+                )
+                .map_err(e)?;
+            }
+            for (t, row) in eval.confusion.counts.iter().enumerate() {
+                for (p, count) in row.iter().enumerate() {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO confusion (run_id, split, true_id, pred_id, count)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![id, split, t as i64, p as i64, *count as i64],
+                    )
+                    .map_err(e)?;
+                }
+            }
+        }
+        tx.execute(
+            &format!(
+                "UPDATE runs SET status = 'done', best_epoch = ?2, wall_secs = ?3,
+                     finished_at = {}, error = NULL
+                 WHERE id = ?1",
+                now_sql()
+            ),
+            params![id, best_epoch as i64, wall_secs],
+        )
+        .map_err(e)?;
+        tx.commit().map_err(e)
+    }
+
+    /// Marks a run as ended without results (`failed`, `diverged`, `interrupted`).
+    pub fn end_run(
+        &self,
+        id: &str,
+        status: RunStatus,
+        wall_secs: f64,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                &format!(
+                    "UPDATE runs SET status = ?2, wall_secs = ?3, error = ?4, finished_at = {}
+                     WHERE id = ?1",
+                    now_sql()
+                ),
+                params![id, status.as_str(), wall_secs, error],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Runs one SQL statement and returns its rows. On a read-only store, writes are refused.
+    pub fn query(&self, sql: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Rows, StoreError> {
+        let query_err = |e: rusqlite::Error| {
+            let text = e.to_string();
+            if text.contains("readonly") || text.contains("read-only") || text.contains("query_only") {
+                StoreError::ReadOnly(format!("`{}` would write ({text})", sql.trim()))
+            } else {
+                StoreError::Query {
+                    path: self.path.clone(),
+                    sql_error: text,
+                }
+            }
+        };
+        let mut stmt = self.conn.prepare(sql).map_err(query_err)?;
+        if !stmt.readonly() && self.conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+            return Err(StoreError::ReadOnly(format!(
+                "`{}` is not a read-only statement",
+                sql.trim()
+            )));
+        }
+        let headers: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
+        let n = headers.len();
+        let mut out = Rows::new(headers);
+        let mut rows = stmt.query(args).map_err(query_err)?;
+        while let Some(row) = rows.next().map_err(query_err)? {
+            let mut cells = Vec::with_capacity(n);
+            for i in 0..n {
+                cells.push(match row.get_ref(i).map_err(query_err)? {
+                    ValueRef::Null => Value::Null,
+                    ValueRef::Integer(v) => Value::from(v),
+                    ValueRef::Real(v) => serde_json::Number::from_f64(v)
+                        .map(Value::Number)
+                        .unwrap_or(Value::Null),
+                    ValueRef::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Blob(b) => Value::String(format!("<{} bytes>", b.len())),
+                });
+            }
+            out.push(cells);
+        }
+        Ok(out)
+    }
+}
+
+fn sqlite(path: &Path, source: rusqlite::Error) -> StoreError {
+    StoreError::Sqlite {
+        path: path.into(),
+        source,
+    }
+}
+
+fn configure(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    conn.busy_timeout(Duration::from_secs(30))
+        .and_then(|()| conn.pragma_update(None, "journal_mode", "WAL"))
+        .and_then(|()| conn.pragma_update(None, "synchronous", "NORMAL"))
+        .and_then(|()| conn.pragma_update(None, "foreign_keys", true))
+        .map_err(|e| sqlite(path, e))
+}
+
+fn check_version(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    match migrations::migrations().current_version(conn) {
+        Ok(SchemaVersion::Outside(v)) => Err(StoreError::NewerSchema {
+            path: path.into(),
+            found: v.get(),
+            known: migrations::LATEST,
+        }),
+        Ok(_) => Ok(()),
+        Err(e) => Err(StoreError::Migration {
+            path: path.into(),
+            why: e.to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_sweep() -> (SweepRecord, Vec<RunRecord>) {
+        let sweep = SweepRecord {
+            name: "s".into(),
+            file: "s.toml".into(),
+            spec: "".into(),
+            data_path: "d".into(),
+            data_fingerprint: "f".into(),
+            axes: vec!["lr".into()],
+        };
+        let runs = (0..2)
+            .map(|i| RunRecord {
+                id: format!("run{i}"),
+                seed: 1,
+                config_json: "{}".into(),
+                model: "baseline".into(),
+                epochs: 1,
+                params: vec![("lr".into(), Value::from(0.1 * f64::from(i + 1)))],
+                artifact_dir: "x".into(),
+            })
+            .collect();
+        (sweep, runs)
+    }
+
+    #[test]
+    fn open_migrates_and_sets_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/db.sqlite");
+        let store = Store::open(&path).unwrap();
+        let mode: String = store
+            .conn()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let fk: i64 = store.conn().query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
+        assert_eq!(fk, 1);
+        let version: i64 = store.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version as usize, migrations::LATEST);
+        drop(store);
+        // Re-opening an up-to-date database is a no-op.
+        Store::open(&path).unwrap();
+    }
+
+    #[test]
+    fn newer_schema_is_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let store = Store::open(&path).unwrap();
+        store.conn().pragma_update(None, "user_version", 99).unwrap();
+        drop(store);
+        let err = Store::open_read_only(&path).err().unwrap().to_string();
+        assert!(err.contains("schema version 99"), "{err}");
+    }
+
+    #[test]
+    fn registering_twice_keeps_results_and_read_only_refuses_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let mut store = Store::open(&path).unwrap();
+        let (sweep, runs) = sample_sweep();
+        store.register_sweep(&sweep, &runs).unwrap();
+        store.end_run("run0", RunStatus::Failed, 1.0, Some("boom")).unwrap();
+        store.register_sweep(&sweep, &runs).unwrap();
+        assert_eq!(store.run_status("run0").unwrap(), Some(RunStatus::Failed));
+        let n = store.query("SELECT count(*) AS n FROM run_params", &[]).unwrap();
+        assert_eq!(n.rows[0][0], Value::from(2));
+
+        let ro = Store::open_read_only(&path).unwrap();
+        let rows = ro.query("SELECT run, params FROM leaderboard ORDER BY run", &[]).unwrap();
+        assert_eq!(rows.rows[0][1], Value::from("lr=0.1"));
+        let err = ro.query("DELETE FROM runs", &[]).unwrap_err().to_string();
+        assert!(err.contains("read-only"), "{err}");
+        assert_eq!(store.run_status("run1").unwrap(), Some(RunStatus::Queued));
+    }
+}

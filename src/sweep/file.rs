@@ -1,0 +1,278 @@
+//! Reading and validating a sweep file.
+
+use super::expand::{Axis, expand};
+use super::PlannedRun;
+use crate::config::RunConfig;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// A bad sweep file: one message that names the file, the line when known, and the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{}: {message}", file.display(), line.map(|l| format!(" line {l}")).unwrap_or_default())]
+pub struct SweepError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// The file as written, before expansion.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SweepToml {
+    name: Option<String>,
+    #[allow(dead_code)]
+    description: Option<String>,
+    data: String,
+    seeds: Option<Vec<u64>>,
+    #[serde(default)]
+    base: RunConfig,
+    #[serde(default)]
+    grid: BTreeMap<String, Spanned<toml::Value>>,
+}
+
+/// The same file again, only to find the line of each `[base]` key for range errors.
+#[derive(Deserialize)]
+struct BaseSpans {
+    #[serde(default)]
+    base: BTreeMap<String, Spanned<toml::Value>>,
+}
+
+/// A parsed, validated, expanded sweep.
+#[derive(Debug, Clone)]
+pub struct Sweep {
+    pub name: String,
+    pub file: PathBuf,
+    /// The file's text, stored with the sweep.
+    pub spec: String,
+    /// Where the data is (a cache directory or a raw source).
+    pub data: PathBuf,
+    /// The swept keys, in file order.
+    pub axes: Vec<String>,
+    /// Every run, cells in grid order, seeds innermost.
+    pub runs: Vec<PlannedRun>,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+impl Sweep {
+    /// Reads, validates and expands a sweep file. `overrides` are `key=value` pairs applied to
+    /// `[base]` (what `--set` passes), `data` replaces the file's `data`.
+    pub fn load(
+        path: &Path,
+        overrides: &[(String, toml::Value)],
+        data: Option<&Path>,
+    ) -> Result<Sweep, SweepError> {
+        let err = |line: Option<usize>, message: String| SweepError {
+            file: path.to_path_buf(),
+            line,
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(None, e.to_string()))?;
+        Sweep::parse(path, &text, overrides, data)
+    }
+
+    /// [`Sweep::load`] on text already read.
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        overrides: &[(String, toml::Value)],
+        data: Option<&Path>,
+    ) -> Result<Sweep, SweepError> {
+        let err = |line: Option<usize>, message: String| SweepError {
+            file: path.to_path_buf(),
+            line,
+            message,
+        };
+        // toml's own message already carries "line N, column M" and a snippet.
+        let doc: SweepToml = toml::from_str(text).map_err(|e| err(None, e.to_string()))?;
+        let spans: BaseSpans = toml::from_str(text).map_err(|e| err(None, e.to_string()))?;
+
+        let name = match doc.name {
+            Some(name) => name,
+            None => path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        };
+        if name.is_empty()
+            || name.starts_with('.')
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(err(
+                None,
+                format!("name `{name}` must be letters, digits, '.', '_' or '-' (it names a folder)"),
+            ));
+        }
+        let seeds = doc.seeds.unwrap_or_else(|| vec![1]);
+        if seeds.is_empty() {
+            return Err(err(None, "seeds = [] expands to zero runs".into()));
+        }
+        let mut unique = seeds.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        if unique.len() != seeds.len() {
+            return Err(err(None, format!("seeds {seeds:?} repeat a seed")));
+        }
+
+        let mut base = doc.base;
+        for (key, value) in overrides {
+            base = super::expand::apply(&base, key, value)
+                .map_err(|why| err(None, format!("--set {key}={value}: {why}")))?;
+        }
+
+        let mut axes = Vec::new();
+        for (key, spanned) in &doc.grid {
+            let line = line_of(text, spanned.span().start);
+            flatten_axis(key, spanned.get_ref(), line, &mut axes)
+                .map_err(|message| err(Some(line), message))?;
+        }
+        axes.sort_by_key(|a| a.line);
+
+        let base_line = |key: &str| {
+            let top = key.split('.').next().unwrap_or(key);
+            spans.base.get(top).map(|s| line_of(text, s.span().start))
+        };
+        let runs = expand(&base, &axes, &seeds).map_err(|e| {
+            let line = e.axis_line.or_else(|| base_line(&e.key));
+            err(line, e.message)
+        })?;
+        let data = match data {
+            Some(d) => d.to_path_buf(),
+            None => PathBuf::from(&doc.data),
+        };
+        Ok(Sweep {
+            name,
+            file: path.to_path_buf(),
+            spec: text.to_string(),
+            data,
+            axes: axes.into_iter().map(|a| a.key).collect(),
+            runs,
+        })
+    }
+}
+
+/// `[grid]` tables nest (`augment.rotation = [...]` is a table `augment`): each array leaf is
+/// one axis named by its dotted path.
+fn flatten_axis(key: &str, value: &toml::Value, line: usize, out: &mut Vec<Axis>) -> Result<(), String> {
+    match value {
+        toml::Value::Array(values) => {
+            if values.is_empty() {
+                return Err(format!("grid.{key} = [] expands to zero runs"));
+            }
+            out.push(Axis {
+                key: key.to_string(),
+                values: values.clone(),
+                line,
+            });
+            Ok(())
+        }
+        toml::Value::Table(table) => {
+            for (k, v) in table {
+                flatten_axis(&format!("{key}.{k}"), v, line, out)?;
+            }
+            Ok(())
+        }
+        other => Err(format!(
+            "grid.{key} must be a list of values to sweep, found `{other}` (put fixed values in [base])"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Sweep, SweepError> {
+        Sweep::parse(Path::new("s.toml"), text, &[], None)
+    }
+
+    #[test]
+    fn grid_expands_in_file_order_with_seeds() {
+        let s = parse(
+            "data = \"d\"\nseeds = [1, 2]\n[base]\nepochs = 2\n[grid]\nlr = [0.001, 0.0003]\ndropout = [0.25, 0.5, 0.75]\n",
+        )
+        .unwrap();
+        assert_eq!(s.name, "s");
+        assert_eq!(s.axes, vec!["lr", "dropout"]);
+        assert_eq!(s.runs.len(), 12);
+        assert_eq!(s.runs[0].config.epochs, 2);
+        assert_eq!(s.runs[0].seed, 1);
+        assert_eq!(s.runs[1].seed, 2);
+        assert_eq!(s.runs[2].config.dropout, 0.5);
+        assert_eq!(s.runs[6].config.lr, 0.0003);
+    }
+
+    #[test]
+    fn nested_axes_and_integers_for_floats() {
+        let s = parse("data = \"d\"\n[grid]\naugment.rotation = [0, 10]\n").unwrap();
+        assert_eq!(s.axes, vec!["augment.rotation"]);
+        assert_eq!(s.runs[1].config.augment.rotation, 10.0);
+        let s = parse("data = \"d\"\n[grid]\naugment = [true, false]\n").unwrap();
+        assert!(s.runs[1].config.augment.is_identity());
+    }
+
+    #[test]
+    fn unknown_key_in_base_names_key_and_line() {
+        let e = parse("data = \"d\"\n[base]\nepochs = 1\nlearning_rate = 0.1\n").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("learning_rate") && msg.contains("line 4"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_line() {
+        let msg = parse("data = \"d\"\n[base]\nepochs = \"ten\"\n").unwrap_err().to_string();
+        assert!(msg.contains("epochs") && msg.contains("line 3"), "{msg}");
+        let msg = parse("data = \"d\"\n[grid]\n\nlr = [\"fast\"]\n").unwrap_err().to_string();
+        assert!(msg.contains("line 4") && msg.contains("grid.lr"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_grid_key_is_rejected() {
+        let msg = parse("data = \"d\"\n[grid]\nlearning_rate = [0.1]\n").unwrap_err().to_string();
+        assert!(msg.contains("line 3") && msg.contains("learning_rate"), "{msg}");
+    }
+
+    #[test]
+    fn out_of_range_values_name_key_value_and_line() {
+        let e = parse("data = \"d\"\n[base]\nlr = -0.001\n").unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert!(e.message.contains("lr = -0.001"), "{}", e.message);
+        let e = parse("data = \"d\"\n[grid]\ndropout = [0.5, 1.0]\n").unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert!(e.message.contains("dropout = 1"), "{}", e.message);
+        let e = parse("data = \"d\"\n[base]\nepochs = 0\n").unwrap_err();
+        assert!(e.message.contains("epochs = 0"), "{}", e.message);
+    }
+
+    #[test]
+    fn zero_runs_is_an_error() {
+        assert!(parse("data = \"d\"\n[grid]\nlr = []\n").unwrap_err().to_string().contains("zero runs"));
+        assert!(parse("data = \"d\"\nseeds = []\n").unwrap_err().to_string().contains("zero runs"));
+    }
+
+    #[test]
+    fn overrides_apply_to_base_and_grid_wins() {
+        let set = vec![
+            ("epochs".to_string(), toml::Value::Integer(1)),
+            ("lr".to_string(), toml::Value::Float(0.5)),
+        ];
+        let s = Sweep::parse(Path::new("s.toml"), "data = \"d\"\n[grid]\nlr = [0.1]\n", &set, None).unwrap();
+        assert_eq!(s.runs[0].config.epochs, 1);
+        assert_eq!(s.runs[0].config.lr, 0.1);
+        let bad = vec![("epochz".to_string(), toml::Value::Integer(1))];
+        let msg = Sweep::parse(Path::new("s.toml"), "data = \"d\"\n", &bad, None).unwrap_err().to_string();
+        assert!(msg.contains("--set epochz"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_top_level_key_is_rejected() {
+        let msg = parse("data = \"d\"\nseed = 3\n").unwrap_err().to_string();
+        assert!(msg.contains("seed") && msg.contains("line 2"), "{msg}");
+    }
+}

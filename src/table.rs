@@ -1,0 +1,193 @@
+//! Tabular output shared by `report`, `runs`, `sql`, `sweep --dry-run` and `data import`:
+//! one [`Rows`] value rendered as a terminal table, Markdown, CSV or JSON.
+
+use comfy_table::{CellAlignment, ContentArrangement, Table, presets};
+use serde_json::Value;
+use std::fmt::Write as _;
+
+/// Output formats a user can ask for with `--format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum Format {
+    #[default]
+    Table,
+    Markdown,
+    Csv,
+    Json,
+}
+
+/// A header and rows of JSON values (so JSON output keeps numbers as numbers).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rows {
+    pub headers: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+/// A plain terminal table in fer-lab's style.
+pub fn new_table() -> Table {
+    let mut table = Table::new();
+    table
+        .load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Disabled);
+    table
+}
+
+/// Right-aligns every column from `first` on (counts and metrics read better that way).
+pub fn align_numbers(table: &mut Table, first: usize) {
+    let n = table.column_count();
+    for i in first..n {
+        if let Some(col) = table.column_mut(i) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+}
+
+/// How a value reads in a table cell: no quotes on strings, empty for NULL, 4 decimals at most.
+pub fn cell_text(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => i.to_string(),
+            (None, Some(f)) => format_float(f),
+            _ => n.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+fn format_float(f: f64) -> String {
+    if f != 0.0 && (f.abs() < 1e-3 || f.abs() >= 1e6) {
+        format!("{f:.3e}")
+    } else {
+        let s = format!("{f:.4}");
+        let s = s.trim_end_matches('0');
+        s.trim_end_matches('.').to_string()
+    }
+}
+
+impl Rows {
+    pub fn new(headers: impl IntoIterator<Item = impl Into<String>>) -> Rows {
+        Rows {
+            headers: headers.into_iter().map(Into::into).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, row: Vec<Value>) {
+        debug_assert_eq!(row.len(), self.headers.len());
+        self.rows.push(row);
+    }
+
+    pub fn render(&self, format: Format) -> String {
+        match format {
+            Format::Table => self.to_table(),
+            Format::Markdown => self.to_markdown(),
+            Format::Csv => self.to_csv(),
+            Format::Json => self.to_json(),
+        }
+    }
+
+    fn numeric_column(&self, i: usize) -> bool {
+        self.rows.iter().all(|r| r[i].is_number() || r[i].is_null())
+            && self.rows.iter().any(|r| r[i].is_number())
+    }
+
+    fn to_table(&self) -> String {
+        let mut table = new_table();
+        table.set_header(&self.headers);
+        for row in &self.rows {
+            table.add_row(row.iter().map(cell_text));
+        }
+        for i in 0..self.headers.len() {
+            if self.numeric_column(i)
+                && let Some(col) = table.column_mut(i)
+            {
+                col.set_cell_alignment(CellAlignment::Right);
+            }
+        }
+        format!("{table}\n")
+    }
+
+    fn to_markdown(&self) -> String {
+        let escape = |s: String| s.replace('|', "\\|");
+        let mut out = String::new();
+        let _ = writeln!(out, "| {} |", self.headers.join(" | "));
+        let seps: Vec<&str> = (0..self.headers.len())
+            .map(|i| if self.numeric_column(i) { "---:" } else { "---" })
+            .collect();
+        let _ = writeln!(out, "| {} |", seps.join(" | "));
+        for row in &self.rows {
+            let cells: Vec<String> = row.iter().map(|v| escape(cell_text(v))).collect();
+            let _ = writeln!(out, "| {} |", cells.join(" | "));
+        }
+        out
+    }
+
+    fn to_csv(&self) -> String {
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        writer.write_record(&self.headers).expect("in-memory write");
+        for row in &self.rows {
+            let cells: Vec<String> = row
+                .iter()
+                .map(|v| match v {
+                    Value::Number(n) => n.to_string(),
+                    other => cell_text(other),
+                })
+                .collect();
+            writer.write_record(&cells).expect("in-memory write");
+        }
+        String::from_utf8(writer.into_inner().expect("in-memory flush")).expect("utf-8 cells")
+    }
+
+    fn to_json(&self) -> String {
+        let objects: Vec<Value> = self
+            .rows
+            .iter()
+            .map(|row| {
+                Value::Object(
+                    self.headers
+                        .iter()
+                        .cloned()
+                        .zip(row.iter().cloned())
+                        .collect(),
+                )
+            })
+            .collect();
+        let mut s = serde_json::to_string_pretty(&objects).expect("JSON values serialise");
+        s.push('\n');
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sample() -> Rows {
+        let mut rows = Rows::new(["run", "val_acc"]);
+        rows.push(vec![json!("a|b"), json!(0.51234)]);
+        rows.push(vec![json!("c"), Value::Null]);
+        rows
+    }
+
+    #[test]
+    fn every_format_renders_the_values() {
+        let r = sample();
+        assert!(r.render(Format::Table).contains("0.5123"));
+        let md = r.render(Format::Markdown);
+        assert!(md.contains("| run | val_acc |\n| --- | ---: |"), "{md}");
+        assert!(md.contains("a\\|b"), "{md}");
+        assert_eq!(r.render(Format::Csv), "run,val_acc\na|b,0.51234\nc,\n");
+        let json: Value = serde_json::from_str(&r.render(Format::Json)).unwrap();
+        assert_eq!(json[0]["val_acc"], json!(0.51234));
+        assert_eq!(json[1]["val_acc"], Value::Null);
+    }
+
+    #[test]
+    fn floats_are_short() {
+        assert_eq!(cell_text(&json!(0.5)), "0.5");
+        assert_eq!(cell_text(&json!(0.0001)), "1.000e-4");
+        assert_eq!(cell_text(&json!(3)), "3");
+    }
+}

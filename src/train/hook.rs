@@ -1,0 +1,188 @@
+//! fer-lab's hook into burn-train: a `MetricLogger` that streams each epoch's train and val
+//! loss / accuracy and the learning rate into SQLite as the epoch ends, and a renderer that
+//! stays quiet (progress lines are the sweep's job, the dashboard reads SQLite).
+//!
+//! burn-train calls loggers on its event-processor thread, so these writes never stall the
+//! training step.
+
+use crate::store::{EpochRow, Store};
+use burn::train::logger::{
+    EvaluationProgressLogger, InMemoryMetricLogger, MetricLogger, TrainingProgressLogger,
+};
+use burn::train::metric::store::{EpochSummary, MetricsUpdate, Split};
+use burn::train::metric::{MetricDefinition, MetricId, NumericEntry};
+use burn::train::renderer::{
+    EvaluationName, MetricState, MetricsRenderer, MetricsRendererEvaluation,
+    MetricsRendererTraining,
+};
+use burn::train::{Interrupter, LearnerSummary};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// What the hook learned, shared with the thread that launched training.
+#[derive(Debug, Default, Clone)]
+pub struct HookState {
+    pub epochs: Vec<EpochRow>,
+    /// First epoch whose train loss was NaN or infinite.
+    pub diverged_at: Option<usize>,
+    /// An SQLite error while recording (training is stopped when it happens).
+    pub store_error: Option<String>,
+}
+
+/// Called with each finished epoch (used for progress lines).
+pub type EpochCallback = Box<dyn FnMut(&EpochRow) + Send>;
+
+pub struct SqliteHook {
+    store: Store,
+    run_id: String,
+    names: HashMap<MetricId, String>,
+    row: EpochRow,
+    epoch_started: Instant,
+    memory: InMemoryMetricLogger,
+    state: Arc<Mutex<HookState>>,
+    interrupter: Interrupter,
+    on_epoch: Option<EpochCallback>,
+}
+
+impl SqliteHook {
+    pub fn new(
+        store: Store,
+        run_id: &str,
+        interrupter: Interrupter,
+        on_epoch: Option<EpochCallback>,
+    ) -> (SqliteHook, Arc<Mutex<HookState>>) {
+        let state = Arc::new(Mutex::new(HookState::default()));
+        let hook = SqliteHook {
+            store,
+            run_id: run_id.to_string(),
+            names: HashMap::new(),
+            row: EpochRow::default(),
+            epoch_started: Instant::now(),
+            memory: InMemoryMetricLogger::default(),
+            state: state.clone(),
+            interrupter,
+            on_epoch,
+        };
+        (hook, state)
+    }
+
+    fn finish_epoch(&mut self, epoch: usize) {
+        let mut row = std::mem::take(&mut self.row);
+        row.epoch = epoch;
+        row.secs = Some(self.epoch_started.elapsed().as_secs_f64());
+        self.epoch_started = Instant::now();
+        let diverged = row.train_loss.is_some_and(|l| !l.is_finite())
+            || row.val_loss.is_some_and(|l| !l.is_finite());
+        let written = self.store.record_epoch(&self.run_id, &row);
+        let mut state = self.state.lock().expect("hook state lock");
+        state.epochs.push(row);
+        if let Err(e) = written {
+            state.store_error = Some(e.to_string());
+            self.interrupter.stop(Some("could not record metrics in SQLite"));
+        }
+        if diverged && state.diverged_at.is_none() {
+            state.diverged_at = Some(epoch);
+            self.interrupter.stop(Some("loss is NaN or infinite"));
+        }
+        drop(state);
+        if let Some(callback) = &mut self.on_epoch {
+            callback(&row);
+        }
+    }
+}
+
+impl MetricLogger for SqliteHook {
+    fn log(&mut self, update: MetricsUpdate, epoch: usize, split: &Split) {
+        for numeric in &update.entries_numeric {
+            // The epoch-level value arrives once, as a `Final` entry, when the split ends.
+            let Some(NumericEntry::Final(value)) = numeric.numeric_entry else {
+                continue;
+            };
+            let Some(name) = self.names.get(&numeric.entry.metric_id) else {
+                continue;
+            };
+            match (split, name.as_str()) {
+                (Split::Train, "Loss") => self.row.train_loss = Some(value),
+                (Split::Train, "Accuracy") => self.row.train_acc = Some(value / 100.0),
+                (Split::Train, "Learning Rate") => self.row.lr = Some(value),
+                (Split::Valid, "Loss") => self.row.val_loss = Some(value),
+                (Split::Valid, "Accuracy") => self.row.val_acc = Some(value / 100.0),
+                _ => {}
+            }
+        }
+        self.memory.log(update, epoch, split);
+    }
+
+    fn read_numeric(
+        &mut self,
+        name: &str,
+        epoch: usize,
+        split: &Split,
+    ) -> Result<Vec<NumericEntry>, String> {
+        self.memory.read_numeric(name, epoch, split)
+    }
+
+    fn log_metric_definition(&mut self, definition: MetricDefinition) {
+        self.names
+            .insert(definition.metric_id.clone(), definition.name.to_string());
+        self.memory.log_metric_definition(definition);
+    }
+
+    fn log_epoch_summary(&mut self, summary: EpochSummary) {
+        // Validation ends the epoch; it always runs after training in burn-train.
+        if summary.split == Split::Valid {
+            self.finish_epoch(summary.epoch_number);
+        }
+        self.memory.log_epoch_summary(summary);
+    }
+}
+
+/// A renderer that draws nothing: burn-train's own CLI output would interleave with the
+/// sweep's progress lines.
+pub struct QuietRenderer;
+
+impl MetricsRendererTraining for QuietRenderer {
+    fn update_train(&mut self, _state: MetricState) {}
+    fn update_valid(&mut self, _state: MetricState) {}
+    fn on_train_end(
+        &mut self,
+        _summary: Option<LearnerSummary>,
+    ) -> Result<(), Box<dyn core::error::Error>> {
+        Ok(())
+    }
+}
+
+impl MetricsRendererEvaluation for QuietRenderer {
+    fn update_test(&mut self, _name: EvaluationName, _state: MetricState) {}
+    fn on_test_end(
+        &mut self,
+        _summary: Option<LearnerSummary>,
+    ) -> Result<(), Box<dyn core::error::Error>> {
+        Ok(())
+    }
+}
+
+impl TrainingProgressLogger for QuietRenderer {
+    fn start(&mut self, _: usize, _: usize, _: Option<usize>, _: Option<&str>) {}
+    fn update_epoch(&mut self, _epoch: usize) {}
+    fn start_split(&mut self, _split: &str, _total_items: usize) {}
+    fn update_split(&mut self, _items_processed: usize) {}
+    fn end_split(&mut self) {}
+    fn end(&mut self) {}
+    fn log_event_training(&mut self, _event: String) {}
+}
+
+impl EvaluationProgressLogger for QuietRenderer {
+    fn start_global_progress(&mut self, _total_tests: usize) {}
+    fn start_test(&mut self, _name: &str, _total_items: usize) {}
+    fn update_test_progress(&mut self, _items_processed: usize) {}
+    fn end_test(&mut self) {}
+    fn end_global_progress(&mut self) {}
+    fn log_event_evaluation(&mut self, _event: String) {}
+}
+
+impl MetricsRenderer for QuietRenderer {
+    fn manual_close(&mut self) {}
+    fn register_metric(&mut self, _definition: MetricDefinition) {}
+}

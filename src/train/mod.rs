@@ -1,0 +1,255 @@
+//! Training one run with burn-train: `Learner` + `SupervisedTraining`, its accuracy / loss /
+//! learning-rate metrics and its checkpointer, with [`hook::SqliteHook`] streaming every epoch
+//! into SQLite. After training, the best-on-val checkpoint is evaluated on val and test.
+
+pub mod eval;
+pub mod hook;
+pub mod loss;
+
+use crate::config::{OptimizerKind, RunConfig};
+use crate::data::SplitImages;
+use crate::data::batcher::{FerBatch, FerBatcher, IndexDataset};
+use crate::metrics::Evaluation;
+use crate::model::{self, FerModel, ModelSize};
+use crate::store::{EpochRow, Store, StoreError};
+use burn::data::dataloader::DataLoaderBuilder;
+use burn::optim::AdamConfig;
+use burn::prelude::*;
+use burn::store::ModuleRecord;
+use burn::train::checkpoint::{
+    ComposedCheckpointingStrategy, KeepLastNCheckpoints, MetricCheckpointingStrategy,
+};
+use burn::train::metric::store::{Aggregate, Direction, Split as MetricSplit};
+use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric};
+use burn::train::{
+    ClassificationOutput, InferenceStep, Learner, SupervisedTraining, TrainOutput, TrainStep,
+};
+use hook::{EpochCallback, QuietRenderer, SqliteHook};
+use loss::Loss;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The three splits, shared (cheaply cloned) between loaders and evaluation.
+#[derive(Clone)]
+pub struct Splits {
+    pub train: Arc<SplitImages>,
+    pub val: Arc<SplitImages>,
+    pub test: Arc<SplitImages>,
+}
+
+/// The model plus what its training step needs beyond weights.
+#[derive(Module, Debug)]
+pub struct Classifier {
+    pub model: FerModel,
+    #[module(skip)]
+    loss: Loss,
+}
+
+impl Classifier {
+    fn output(&self, batch: FerBatch) -> ClassificationOutput {
+        let logits = self.model.forward(batch.images);
+        let loss = self.loss.forward(logits.clone(), batch.targets.clone());
+        ClassificationOutput::new(loss, logits, batch.targets)
+    }
+}
+
+impl TrainStep for Classifier {
+    type Input = FerBatch;
+    type Output = ClassificationOutput;
+
+    fn step(&self, batch: FerBatch) -> TrainOutput<ClassificationOutput> {
+        let item = self.output(batch);
+        TrainOutput::new(self, item.loss.backward(), item)
+    }
+}
+
+impl InferenceStep for Classifier {
+    type Input = FerBatch;
+    type Output = ClassificationOutput;
+
+    fn step(&self, batch: FerBatch) -> ClassificationOutput {
+        self.output(batch)
+    }
+}
+
+/// Why a run did not produce results.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("diverged: loss became NaN or infinite at epoch {epoch}")]
+    Diverged { epoch: usize },
+    #[error("training failed: {0}")]
+    Training(String),
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One run to train.
+pub struct RunSpec<'a> {
+    pub run_id: &'a str,
+    pub config: &'a RunConfig,
+    pub seed: u64,
+    pub device: &'a Device,
+    pub db_path: &'a Path,
+    /// `results/<sweep>/<run>/`: burn-train's checkpoints and the best model.
+    pub artifact_dir: &'a Path,
+}
+
+/// What a finished run produced.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub best_epoch: usize,
+    pub epochs: Vec<EpochRow>,
+    pub val: Evaluation,
+    pub test: Evaluation,
+    pub size: ModelSize,
+    pub wall_secs: f64,
+    pub best_model: PathBuf,
+}
+
+/// File name of the best-on-val model inside a run's artifact directory.
+pub const BEST_MODEL: &str = "best.bpk";
+
+/// Builds the model of a run with fresh weights (seeded through the device).
+pub fn init_model(config: &RunConfig, seed: u64, device: &Device) -> FerModel {
+    device.seed(seed);
+    FerModel::new(config, device)
+}
+
+/// Loads a saved model of a run onto `device`.
+pub fn load_model(config: &RunConfig, path: &Path, device: &Device) -> Result<FerModel, String> {
+    let record = ModuleRecord::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(FerModel::new(config, device).load_record(record))
+}
+
+/// Trains one run to the end, streaming epochs into SQLite, then evaluates the best-on-val
+/// checkpoint on val and test. The caller records the outcome.
+pub fn train_run(
+    spec: &RunSpec<'_>,
+    splits: &Splits,
+    on_epoch: Option<EpochCallback>,
+) -> Result<RunOutcome, TrainError> {
+    let started = Instant::now();
+    let config = spec.config;
+    std::fs::create_dir_all(spec.artifact_dir)
+        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", spec.artifact_dir.display())))?;
+
+    let autodiff = spec.device.clone().autodiff();
+    let model = init_model(config, spec.seed, &autodiff);
+    let size = model::size(&model, config);
+    let classifier = Classifier {
+        model,
+        loss: Loss::new(config.loss),
+    };
+
+    // One loader thread keeps batch order (and so augmentation visits) deterministic; the
+    // batcher parallelises augmentation itself.
+    let train_loader = DataLoaderBuilder::new(FerBatcher::train(
+        splits.train.clone(),
+        config.augment,
+        spec.seed,
+    ))
+    .batch_size(config.batch_size)
+    .shuffle(spec.seed)
+    .num_workers(1)
+    .set_device(autodiff.clone())
+    .build(IndexDataset::train(splits.train.len()));
+    let valid_loader = DataLoaderBuilder::new(FerBatcher::eval(splits.val.clone()))
+        .batch_size(config.batch_size.max(256))
+        .num_workers(1)
+        .set_device(spec.device.clone())
+        .build(IndexDataset::eval(splits.val.len()));
+
+    let store = Store::open(spec.db_path)?;
+    let training = SupervisedTraining::new(spec.artifact_dir, train_loader, valid_loader);
+    let interrupter = training.interrupter();
+    let (hook, hook_state) = SqliteHook::new(store, spec.run_id, interrupter, on_epoch);
+    let training = training
+        .metric_train_numeric(AccuracyMetric::new())
+        .metric_valid_numeric(AccuracyMetric::new())
+        .metric_train_numeric(LossMetric::new())
+        .metric_valid_numeric(LossMetric::new())
+        .metric_train_numeric(LearningRateMetric::new())
+        .with_metric_logger(hook)
+        .with_checkpointing_strategy(
+            ComposedCheckpointingStrategy::builder()
+                .add(KeepLastNCheckpoints::new(1))
+                .add(MetricCheckpointingStrategy::new(
+                    &AccuracyMetric::new(),
+                    Aggregate::Mean,
+                    Direction::Highest,
+                    MetricSplit::Valid,
+                ))
+                .build(),
+        )
+        .with_default_checkpointers()
+        .with_application_logger(None)
+        .renderer(Box::new(QuietRenderer))
+        .num_epochs(config.epochs);
+
+    let optimizer = match config.optimizer {
+        OptimizerKind::Adam => AdamConfig::new().init(),
+    };
+    let result = training.launch(Learner::new(classifier, optimizer, config.lr));
+    let state = hook_state.lock().expect("hook state lock").clone();
+    if let Some(epoch) = state.diverged_at {
+        return Err(TrainError::Diverged { epoch });
+    }
+    if let Some(why) = state.store_error {
+        return Err(TrainError::Training(format!("recording metrics: {why}")));
+    }
+    if let Some(error) = result.error {
+        return Err(TrainError::Training(error.to_string()));
+    }
+    if state.epochs.len() < config.epochs {
+        let why = result
+            .interrupted
+            .map(|i| format!("{i:?}"))
+            .unwrap_or_else(|| "stopped early".into());
+        return Err(TrainError::Training(format!(
+            "only {} of {} epochs recorded ({why})",
+            state.epochs.len(),
+            config.epochs
+        )));
+    }
+
+    let best_epoch = best_checkpoint(spec.artifact_dir, &state.epochs)?;
+    let best_model = spec.artifact_dir.join(BEST_MODEL);
+    let checkpoint = checkpoint_path(spec.artifact_dir, best_epoch);
+    std::fs::copy(&checkpoint, &best_model)
+        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", checkpoint.display())))?;
+    let model = load_model(config, &best_model, spec.device).map_err(TrainError::Checkpoint)?;
+    let eval_batch = config.batch_size.max(256);
+    let val = eval::evaluate(&model, &splits.val, eval_batch, spec.device);
+    let test = eval::evaluate(&model, &splits.test, eval_batch, spec.device);
+    Ok(RunOutcome {
+        best_epoch,
+        epochs: state.epochs,
+        val,
+        test,
+        size,
+        wall_secs: started.elapsed().as_secs_f64(),
+        best_model,
+    })
+}
+
+fn checkpoint_path(dir: &Path, epoch: usize) -> PathBuf {
+    dir.join("checkpoint").join(format!("model-{epoch}.bpk"))
+}
+
+/// The best-on-val epoch among the checkpoints burn-train kept (the last one and the best by
+/// val accuracy); ties go to the earlier epoch.
+fn best_checkpoint(dir: &Path, epochs: &[EpochRow]) -> Result<usize, TrainError> {
+    epochs
+        .iter()
+        .filter(|row| checkpoint_path(dir, row.epoch).is_file())
+        .filter_map(|row| row.val_acc.map(|acc| (row.epoch, acc)))
+        .fold(None, |best: Option<(usize, f64)>, (epoch, acc)| match best {
+            Some((_, best_acc)) if best_acc >= acc => best,
+            _ => Some((epoch, acc)),
+        })
+        .map(|(epoch, _)| epoch)
+        .ok_or_else(|| TrainError::Checkpoint(format!("no checkpoint in {}", dir.display())))
+}
