@@ -108,10 +108,16 @@ impl RunConfig {
             return bad("lr", format!("lr = {} must be > 0 (and < 10)", self.lr));
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return bad("dropout", format!("dropout = {} must be in [0, 1)", self.dropout));
+            return bad(
+                "dropout",
+                format!("dropout = {} must be in [0, 1)", self.dropout),
+            );
         }
         if self.epochs == 0 || self.epochs > 10_000 {
-            return bad("epochs", format!("epochs = {} must be in 1..=10000", self.epochs));
+            return bad(
+                "epochs",
+                format!("epochs = {} must be in 1..=10000", self.epochs),
+            );
         }
         if self.batch_size == 0 || self.batch_size > 8192 {
             return bad(
@@ -135,7 +141,11 @@ impl RunConfig {
     }
 }
 
-fn flatten_into(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
+fn flatten_into(
+    prefix: &str,
+    value: &serde_json::Value,
+    out: &mut Vec<(String, serde_json::Value)>,
+) {
     match value {
         serde_json::Value::Object(map) => {
             for (k, v) in map {
@@ -192,7 +202,11 @@ mod tests {
 
     #[test]
     fn flatten_gives_dotted_keys() {
-        let keys: Vec<String> = RunConfig::default().flatten().into_iter().map(|(k, _)| k).collect();
+        let keys: Vec<String> = RunConfig::default()
+            .flatten()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         assert!(keys.contains(&"augment.rotation".to_string()));
         assert!(keys.contains(&"lr".to_string()));
     }

@@ -111,7 +111,10 @@ mod tests {
         assert_eq!(Emotion::from_folder_name("neutral"), Some(Emotion::Neutral));
         assert_eq!(Emotion::from_folder_name("Neutral").unwrap().id(), 6);
         assert_eq!(Emotion::from_folder_name("sad").unwrap().id(), 4);
-        assert_eq!(Emotion::from_folder_name("SURPRISED"), Some(Emotion::Surprise));
+        assert_eq!(
+            Emotion::from_folder_name("SURPRISED"),
+            Some(Emotion::Surprise)
+        );
         assert_eq!(Emotion::from_folder_name("contempt"), None);
     }
 

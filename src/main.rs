@@ -13,7 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "fer-lab", version, about = "Sweeps of facial-emotion CNNs on FER-2013, recorded in SQLite")]
+#[command(
+    name = "fer-lab",
+    version,
+    about = "Sweeps of facial-emotion CNNs on FER-2013, recorded in SQLite"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -146,7 +150,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             resize,
             val_fraction,
             split_seed,
-        }) => data_import(&src, &out, import::ImportOptions { resize, val_fraction, split_seed }),
+        }) => data_import(
+            &src,
+            &out,
+            import::ImportOptions {
+                resize,
+                val_fraction,
+                split_seed,
+            },
+        ),
         Command::Data(DataCommand::Info { cache: dir }) => {
             let data = cache::read(&dir)?;
             print_data_summary(&data);
@@ -155,13 +167,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sweep(args) => sweep(args),
         Command::Report(args) => {
             let store = Store::open_read_only(&args.db.db)?;
-            let (name, rows, pending) = report::leaderboard(&store, args.sweep.as_deref(), args.metric, args.top)?;
+            let (name, rows, pending) =
+                report::leaderboard(&store, args.sweep.as_deref(), args.metric, args.top)?;
             if args.format == Format::Table {
-                println!("sweep {name}: ranked by {:?} (test metrics are shown, never used to rank)", args.metric);
+                println!(
+                    "sweep {name}: ranked by {:?} (test metrics are shown, never used to rank)",
+                    args.metric
+                );
             }
             print!("{}", rows.render(args.format));
             if pending > 0 {
-                eprintln!("{pending} run(s) of sweep {name} have no results yet (fer-lab runs --sweep {name})");
+                eprintln!(
+                    "{pending} run(s) of sweep {name} have no results yet (fer-lab runs --sweep {name})"
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -225,7 +243,11 @@ fn parse_set(pair: &str) -> Result<(String, toml::Value)> {
 }
 
 fn sweep(args: SweepArgs) -> Result<ExitCode> {
-    let overrides = args.set.iter().map(|s| parse_set(s)).collect::<Result<Vec<_>>>()?;
+    let overrides = args
+        .set
+        .iter()
+        .map(|s| parse_set(s))
+        .collect::<Result<Vec<_>>>()?;
     let device: DeviceSpec = args.device.parse().map_err(anyhow::Error::msg)?;
     let sweep = Sweep::load(&args.file, &overrides, args.data.as_deref())?;
     let (data, imported) = data::open(&sweep.data)
@@ -240,10 +262,18 @@ fn sweep(args: SweepArgs) -> Result<ExitCode> {
         sweep.name,
         planned.len(),
         sweep.axes.len(),
-        if sweep.axes.is_empty() { "-".to_string() } else { sweep.axes.join(", ") },
+        if sweep.axes.is_empty() {
+            "-".to_string()
+        } else {
+            sweep.axes.join(", ")
+        },
         sweep.data.display(),
         data.short_fingerprint(),
-        if imported { " imported in memory (no cache)" } else { "" }
+        if imported {
+            " imported in memory (no cache)"
+        } else {
+            ""
+        }
     );
     for warning in &data.manifest.warnings {
         println!("data warning: {warning}");
@@ -260,7 +290,9 @@ fn sweep(args: SweepArgs) -> Result<ExitCode> {
     let mut store = Store::open(&args.db.db)?;
     scheduler::register(&mut store, &sweep, &data, &planned)
         .with_context(|| format!("recording sweep {}", sweep.name))?;
-    let summary = scheduler::run_all(&mut store, &data, &planned, device, |line| println!("{line}"))?;
+    let summary = scheduler::run_all(&mut store, &data, &planned, device, |line| {
+        println!("{line}")
+    })?;
     println!(
         "sweep {}: {} trained, {} already done, {} failed",
         sweep.name,
@@ -268,7 +300,8 @@ fn sweep(args: SweepArgs) -> Result<ExitCode> {
         summary.skipped,
         summary.failed.len()
     );
-    let (_, rows, _) = report::leaderboard(&store, Some(&sweep.name), RankMetric::ValAcc, Some(10))?;
+    let (_, rows, _) =
+        report::leaderboard(&store, Some(&sweep.name), RankMetric::ValAcc, Some(10))?;
     print!("{}", rows.render(Format::Table));
     if summary.failed.is_empty() {
         Ok(ExitCode::SUCCESS)

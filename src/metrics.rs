@@ -47,7 +47,11 @@ pub struct Evaluation {
 }
 
 fn ratio(num: u64, den: u64) -> f64 {
-    if den == 0 { 0.0 } else { num as f64 / den as f64 }
+    if den == 0 {
+        0.0
+    } else {
+        num as f64 / den as f64
+    }
 }
 
 impl Evaluation {
@@ -72,9 +76,8 @@ impl Evaluation {
                 support,
             }
         });
-        let mean = |f: fn(&ClassMetrics) -> f64| {
-            per_class.iter().map(f).sum::<f64>() / NUM_CLASSES as f64
-        };
+        let mean =
+            |f: fn(&ClassMetrics) -> f64| per_class.iter().map(f).sum::<f64>() / NUM_CLASSES as f64;
         Evaluation {
             accuracy: ratio(confusion.correct(), confusion.total()),
             loss,

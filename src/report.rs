@@ -42,9 +42,17 @@ impl RankMetric {
 
 /// Resolves `--sweep` (or the most recently launched sweep) to its id and name.
 pub fn resolve_sweep(store: &Store, name: Option<&str>) -> Result<(i64, String), ReportError> {
-    let rows = store.query("SELECT id, name FROM sweeps ORDER BY updated_at DESC, id DESC", &[])?;
+    let rows = store.query(
+        "SELECT id, name FROM sweeps ORDER BY updated_at DESC, id DESC",
+        &[],
+    )?;
     let db = store.path().display().to_string();
-    let pick = |row: &Vec<Value>| (row[0].as_i64().unwrap_or(0), row[1].as_str().unwrap_or("").to_string());
+    let pick = |row: &Vec<Value>| {
+        (
+            row[0].as_i64().unwrap_or(0),
+            row[1].as_str().unwrap_or("").to_string(),
+        )
+    };
     match name {
         None => rows.rows.first().map(pick).ok_or(ReportError::NoSweeps(db)),
         Some(name) => rows
@@ -77,8 +85,14 @@ fn axes(store: &Store, sweep_id: i64) -> Result<Vec<String>, StoreError> {
         .collect())
 }
 
-/// run id → swept key → value, for the runs of a sweep.
-fn swept_values(store: &Store, sweep_id: i64) -> Result<HashMap<(String, String), Value>, StoreError> {
+/// (run id, swept key) → value.
+type SweptValues = HashMap<(String, String), Value>;
+
+/// The swept values of the runs of a sweep.
+fn swept_values(
+    store: &Store,
+    sweep_id: i64,
+) -> Result<HashMap<(String, String), Value>, StoreError> {
     let rows = store.query(
         "SELECT p.run_id, p.key, p.value, p.num FROM run_params p
          JOIN sweep_runs sr ON sr.run_id = p.run_id AND sr.sweep_id = ?1
@@ -93,7 +107,10 @@ fn swept_values(store: &Store, sweep_id: i64) -> Result<HashMap<(String, String)
                 r[0].as_str().unwrap_or("").to_string(),
                 r[1].as_str().unwrap_or("").to_string(),
             );
-            let value = if r[3].is_null() || r[2].as_str() == Some("true") || r[2].as_str() == Some("false") {
+            let value = if r[3].is_null()
+                || r[2].as_str() == Some("true")
+                || r[2].as_str() == Some("false")
+            {
                 r[2].clone()
             } else {
                 r[3].clone()
@@ -157,10 +174,27 @@ pub fn leaderboard(
         let run = r[0].as_str().unwrap_or("").to_string();
         let mut row = vec![Value::from(rank + 1), Value::from(run.clone())];
         for key in &axes {
-            row.push(values.get(&(run.clone(), key.clone())).cloned().unwrap_or(Value::Null));
+            row.push(
+                values
+                    .get(&(run.clone(), key.clone()))
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            );
         }
-        let wall = r[7].as_f64().map(|w| Value::from((w * 10.0).round() / 10.0)).unwrap_or(Value::Null);
-        row.extend([r[1].clone(), r[2].clone(), r[3].clone(), r[4].clone(), r[5].clone(), r[6].clone(), wall, r[8].clone()]);
+        let wall = r[7]
+            .as_f64()
+            .map(|w| Value::from((w * 10.0).round() / 10.0))
+            .unwrap_or(Value::Null);
+        row.extend([
+            r[1].clone(),
+            r[2].clone(),
+            r[3].clone(),
+            r[4].clone(),
+            r[5].clone(),
+            r[6].clone(),
+            wall,
+            r[8].clone(),
+        ]);
         rows.push(row);
     }
     Ok((name, rows, pending))
@@ -180,20 +214,33 @@ pub fn runs(store: &Store, sweep: Option<&str>, status: Option<&str>) -> Result<
          ORDER BY s.name, sr.position",
         &[&sweep_id, &status],
     )?;
-    let mut params_by_sweep: HashMap<i64, HashMap<(String, String), Value>> = HashMap::new();
-    let mut axes_by_sweep: HashMap<i64, Vec<String>> = HashMap::new();
-    let mut rows = Rows::new(["run", "sweep", "status", "params", "seed", "model", "epochs", "device", "wall_secs", "error"]);
+    // Swept keys and values of every sweep that appears, read once per sweep.
+    let mut swept: HashMap<i64, (Vec<String>, SweptValues)> = HashMap::new();
     for r in &data.rows {
         let sid = r[10].as_i64().unwrap_or(0);
-        if !axes_by_sweep.contains_key(&sid) {
-            axes_by_sweep.insert(sid, axes(store, sid)?);
-            params_by_sweep.insert(sid, swept_values(store, sid)?);
+        if let std::collections::hash_map::Entry::Vacant(slot) = swept.entry(sid) {
+            slot.insert((axes(store, sid)?, swept_values(store, sid)?));
         }
+    }
+    let mut rows = Rows::new([
+        "run",
+        "sweep",
+        "status",
+        "params",
+        "seed",
+        "model",
+        "epochs",
+        "device",
+        "wall_secs",
+        "error",
+    ]);
+    for r in &data.rows {
+        let (sweep_axes, values) = &swept[&r[10].as_i64().unwrap_or(0)];
         let run = r[0].as_str().unwrap_or("").to_string();
-        let params: Vec<String> = axes_by_sweep[&sid]
+        let params: Vec<String> = sweep_axes
             .iter()
             .filter_map(|k| {
-                params_by_sweep[&sid]
+                values
                     .get(&(run.clone(), k.clone()))
                     .map(|v| format!("{k}={}", crate::table::cell_text(v)))
             })
@@ -203,7 +250,10 @@ pub fn runs(store: &Store, sweep: Option<&str>, status: Option<&str>) -> Result<
             r[5].as_i64().unwrap_or(0),
             r[6].as_i64().unwrap_or(0)
         );
-        let wall = r[8].as_f64().map(|w| Value::from((w * 10.0).round() / 10.0)).unwrap_or(Value::Null);
+        let wall = r[8]
+            .as_f64()
+            .map(|w| Value::from((w * 10.0).round() / 10.0))
+            .unwrap_or(Value::Null);
         rows.push(vec![
             Value::from(run),
             r[1].clone(),

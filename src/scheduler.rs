@@ -36,7 +36,11 @@ pub fn plan(sweep: &Sweep, fingerprint: &str, results_dir: &Path) -> Vec<Planned
 }
 
 /// The table `sweep --dry-run` prints: one row per run, swept values as columns.
-pub fn plan_table(sweep: &Sweep, planned: &[Planned], status: impl Fn(&str) -> Option<RunStatus>) -> Rows {
+pub fn plan_table(
+    sweep: &Sweep,
+    planned: &[Planned],
+    status: impl Fn(&str) -> Option<RunStatus>,
+) -> Rows {
     let mut headers = vec!["#".to_string(), "run".to_string()];
     headers.extend(sweep.axes.iter().cloned());
     headers.extend(["seed", "model", "epochs", "status"].map(String::from));
@@ -119,7 +123,13 @@ pub fn run_all(
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        let label = format!("[{}/{total}] run {} {} seed={}", i + 1, p.id, swept.join(" "), p.run.seed);
+        let label = format!(
+            "[{}/{total}] run {} {} seed={}",
+            i + 1,
+            p.id,
+            swept.join(" "),
+            p.run.seed
+        );
         if store.run_status(&p.id)? == Some(RunStatus::Done) {
             summary.skipped += 1;
             log(&format!("{label}: done already, skipped"));
@@ -209,7 +219,11 @@ pub fn run_all(
                 };
                 let message = e.to_string();
                 store.end_run(&p.id, status, wall, Some(&message))?;
-                log(&format!("  {}: run {}: {message}", status.as_str().to_uppercase(), p.id));
+                log(&format!(
+                    "  {}: run {}: {message}",
+                    status.as_str().to_uppercase(),
+                    p.id
+                ));
                 summary.failed.push((p.id.clone(), message));
             }
         }

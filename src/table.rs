@@ -57,7 +57,11 @@ pub fn cell_text(value: &Value) -> String {
 
 fn format_float(f: f64) -> String {
     if f != 0.0 && (f.abs() < 1e-3 || f.abs() >= 1e6) {
-        format!("{f:.3e}")
+        // 3e-4, 1.25e-5: four significant digits at most, no trailing zeros.
+        let s = format!("{f:.3e}");
+        let (mantissa, exponent) = s.split_once('e').expect("exponent format");
+        let mantissa = mantissa.trim_end_matches('0').trim_end_matches('.');
+        format!("{mantissa}e{exponent}")
     } else {
         let s = format!("{f:.4}");
         let s = s.trim_end_matches('0');
@@ -113,7 +117,13 @@ impl Rows {
         let mut out = String::new();
         let _ = writeln!(out, "| {} |", self.headers.join(" | "));
         let seps: Vec<&str> = (0..self.headers.len())
-            .map(|i| if self.numeric_column(i) { "---:" } else { "---" })
+            .map(|i| {
+                if self.numeric_column(i) {
+                    "---:"
+                } else {
+                    "---"
+                }
+            })
             .collect();
         let _ = writeln!(out, "| {} |", seps.join(" | "));
         for row in &self.rows {
@@ -187,7 +197,8 @@ mod tests {
     #[test]
     fn floats_are_short() {
         assert_eq!(cell_text(&json!(0.5)), "0.5");
-        assert_eq!(cell_text(&json!(0.0001)), "1.000e-4");
+        assert_eq!(cell_text(&json!(0.0001)), "1e-4");
+        assert_eq!(cell_text(&json!(0.000125)), "1.25e-4");
         assert_eq!(cell_text(&json!(3)), "3");
     }
 }

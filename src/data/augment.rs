@@ -52,16 +52,25 @@ impl Augment {
     /// Checks ranges; the message names the key.
     pub fn validate(&self) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.hflip) {
-            return Err(format!("augment.hflip = {} must be a probability in [0, 1]", self.hflip));
+            return Err(format!(
+                "augment.hflip = {} must be a probability in [0, 1]",
+                self.hflip
+            ));
         }
         if !(0.0..=180.0).contains(&self.rotation) {
-            return Err(format!("augment.rotation = {} must be degrees in [0, 180]", self.rotation));
+            return Err(format!(
+                "augment.rotation = {} must be degrees in [0, 180]",
+                self.rotation
+            ));
         }
         if !(0.0..1.0).contains(&self.zoom) {
             return Err(format!("augment.zoom = {} must be in [0, 1)", self.zoom));
         }
         if !(0.0..=0.5).contains(&self.shift) {
-            return Err(format!("augment.shift = {} must be in [0, 0.5]", self.shift));
+            return Err(format!(
+                "augment.shift = {} must be in [0, 0.5]",
+                self.shift
+            ));
         }
         Ok(())
     }
@@ -222,7 +231,7 @@ mod tests {
         let mut once = vec![0.0; IMAGE_PIXELS];
         flip.apply(&img, &mut once);
         assert_ne!(to_u8(&once), img);
-        assert_eq!(once[0], f32::from(img[IMAGE_SIDE - 1]) / 255.0);
+        assert_eq!(to_u8(&once)[0], img[IMAGE_SIDE - 1]);
         let mut twice = vec![0.0; IMAGE_PIXELS];
         flip.apply(&to_u8(&once), &mut twice);
         assert_eq!(to_u8(&twice), img);

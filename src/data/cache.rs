@@ -26,7 +26,9 @@ pub enum CacheError {
         #[source]
         source: io::Error,
     },
-    #[error("{0}: not a fer-lab data cache (no manifest.json); import it with `fer-lab data import`")]
+    #[error(
+        "{0}: not a fer-lab data cache (no manifest.json); import it with `fer-lab data import`"
+    )]
     NotACache(PathBuf),
     #[error("{path}: corrupt cache file: {why}")]
     Corrupt { path: PathBuf, why: String },
@@ -51,7 +53,11 @@ pub fn is_cache(dir: &Path) -> bool {
 /// Content hash of the three splits (labels and pixels, in order).
 pub fn fingerprint(train: &SplitImages, val: &SplitImages, test: &SplitImages) -> String {
     let mut hasher = Sha256::new();
-    for (split, images) in [(Split::Train, train), (Split::Val, val), (Split::Test, test)] {
+    for (split, images) in [
+        (Split::Train, train),
+        (Split::Val, val),
+        (Split::Test, test),
+    ] {
         hasher.update(split.as_str().as_bytes());
         hasher.update((images.len() as u64).to_le_bytes());
         hasher.update(images.labels().iter().map(|l| l.id()).collect::<Vec<_>>());
@@ -67,10 +73,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// Writes `data` to `dir` atomically: everything goes to a temporary sibling first.
 pub fn write(dir: &Path, data: &FerData) -> Result<(), CacheError> {
     if dir.exists() && !is_cache(dir) {
-        let empty = fs::read_dir(dir)
-            .map_err(io_err(dir))?
-            .next()
-            .is_none();
+        let empty = fs::read_dir(dir).map_err(io_err(dir))?.next().is_none();
         if !empty {
             return Err(CacheError::WouldClobber(dir.to_path_buf()));
         }
@@ -172,5 +175,8 @@ fn read_split(path: &Path) -> Result<SplitImages, CacheError> {
         .iter()
         .map(|&id| Emotion::from_id(id).ok_or_else(|| corrupt(format!("label id {id}"))))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(SplitImages::from_parts(bytes[12 + count..].to_vec(), labels))
+    Ok(SplitImages::from_parts(
+        bytes[12 + count..].to_vec(),
+        labels,
+    ))
 }

@@ -256,5 +256,8 @@ pub fn open(path: &std::path::Path) -> Result<(FerData, bool), DataError> {
     if cache::is_cache(path) {
         return Ok((cache::read(path)?, false));
     }
-    Ok((import::import(path, import::ImportOptions::default())?, true))
+    Ok((
+        import::import(path, import::ImportOptions::default())?,
+        true,
+    ))
 }

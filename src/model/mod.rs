@@ -20,7 +20,9 @@ impl FerModel {
     /// Builds the model a run config asks for, with fresh weights on `device`.
     pub fn new(config: &RunConfig, device: &Device) -> FerModel {
         match config.model {
-            ModelKind::Baseline => FerModel::Baseline(baseline::Baseline::new(config.dropout, device)),
+            ModelKind::Baseline => {
+                FerModel::Baseline(baseline::Baseline::new(config.dropout, device))
+            }
         }
     }
 

@@ -26,7 +26,7 @@ mod tests {
     /// put the change in a new migration instead.
     const RELEASED: &[(&str, &str)] = &[(
         "0001_initial.sql",
-        "see-test-output",
+        "f63c0f9e85e0de4b8a869b94906955b737cd22725504776c034ad4426afd5b30",
     )];
 
     #[test]
@@ -46,14 +46,20 @@ mod tests {
         let listed: Vec<&str> = FILES.iter().map(|(n, _)| *n).collect();
         assert_eq!(names, listed);
         for (i, name) in listed.iter().enumerate() {
-            assert!(name.starts_with(&format!("{:04}_", i + 1)), "{name} out of sequence");
+            assert!(
+                name.starts_with(&format!("{:04}_", i + 1)),
+                "{name} out of sequence"
+            );
         }
     }
 
     #[test]
     fn released_migrations_are_unchanged() {
         for (name, sum) in RELEASED {
-            let (_, sql) = FILES.iter().find(|(n, _)| n == name).expect("released file listed");
+            let (_, sql) = FILES
+                .iter()
+                .find(|(n, _)| n == name)
+                .expect("released file listed");
             let actual = crate::data::cache::hex(&Sha256::digest(sql.as_bytes()));
             assert_eq!(&actual, sum, "{name} was edited after release");
         }

@@ -209,7 +209,11 @@ impl Store {
         )
         .map_err(e)?;
         let sweep_id: i64 = tx
-            .query_row("SELECT id FROM sweeps WHERE name = ?1", [&sweep.name], |r| r.get(0))
+            .query_row(
+                "SELECT id FROM sweeps WHERE name = ?1",
+                [&sweep.name],
+                |r| r.get(0),
+            )
             .map_err(e)?;
         tx.execute("DELETE FROM sweep_axes WHERE sweep_id = ?1", [sweep_id])
             .map_err(e)?;
@@ -383,7 +387,15 @@ impl Store {
                     "INSERT OR REPLACE INTO class_metrics (run_id, split, class_id, precision,
                          recall, f1, support)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![id, split, class as i64, m.precision, m.recall, m.f1, m.support as i64],
+                    params![
+                        id,
+                        split,
+                        class as i64,
+                        m.precision,
+                        m.recall,
+                        m.f1,
+                        m.support as i64
+                    ],
                 )
                 .map_err(e)?;
             }
@@ -436,7 +448,10 @@ impl Store {
     pub fn query(&self, sql: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Rows, StoreError> {
         let query_err = |e: rusqlite::Error| {
             let text = e.to_string();
-            if text.contains("readonly") || text.contains("read-only") || text.contains("query_only") {
+            if text.contains("readonly")
+                || text.contains("read-only")
+                || text.contains("query_only")
+            {
                 StoreError::ReadOnly(format!("`{}` would write ({text})", sql.trim()))
             } else {
                 StoreError::Query {
@@ -542,9 +557,15 @@ mod tests {
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
-        let fk: i64 = store.conn().query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
+        let fk: i64 = store
+            .conn()
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(fk, 1);
-        let version: i64 = store.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let version: i64 = store
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(version as usize, migrations::LATEST);
         drop(store);
         // Re-opening an up-to-date database is a no-op.
@@ -556,7 +577,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite");
         let store = Store::open(&path).unwrap();
-        store.conn().pragma_update(None, "user_version", 99).unwrap();
+        store
+            .conn()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
         drop(store);
         let err = Store::open_read_only(&path).err().unwrap().to_string();
         assert!(err.contains("schema version 99"), "{err}");
@@ -569,14 +593,20 @@ mod tests {
         let mut store = Store::open(&path).unwrap();
         let (sweep, runs) = sample_sweep();
         store.register_sweep(&sweep, &runs).unwrap();
-        store.end_run("run0", RunStatus::Failed, 1.0, Some("boom")).unwrap();
+        store
+            .end_run("run0", RunStatus::Failed, 1.0, Some("boom"))
+            .unwrap();
         store.register_sweep(&sweep, &runs).unwrap();
         assert_eq!(store.run_status("run0").unwrap(), Some(RunStatus::Failed));
-        let n = store.query("SELECT count(*) AS n FROM run_params", &[]).unwrap();
+        let n = store
+            .query("SELECT count(*) AS n FROM run_params", &[])
+            .unwrap();
         assert_eq!(n.rows[0][0], Value::from(2));
 
         let ro = Store::open_read_only(&path).unwrap();
-        let rows = ro.query("SELECT run, params FROM leaderboard ORDER BY run", &[]).unwrap();
+        let rows = ro
+            .query("SELECT run, params FROM leaderboard ORDER BY run", &[])
+            .unwrap();
         assert_eq!(rows.rows[0][1], Value::from("lr=0.1"));
         let err = ro.query("DELETE FROM runs", &[]).unwrap_err().to_string();
         assert!(err.contains("read-only"), "{err}");

@@ -53,7 +53,11 @@ pub fn apply(base: &RunConfig, key: &str, value: &toml::Value) -> Result<RunConf
 
 /// The cartesian product of the axes over `base`, each cell once per seed. Every config is
 /// validated; the first invalid one is the error.
-pub fn expand(base: &RunConfig, axes: &[Axis], seeds: &[u64]) -> Result<Vec<PlannedRun>, ExpandError> {
+pub fn expand(
+    base: &RunConfig,
+    axes: &[Axis],
+    seeds: &[u64],
+) -> Result<Vec<PlannedRun>, ExpandError> {
     base.validate().map_err(|e| ExpandError {
         axis_line: axes.iter().find(|a| a.key == e.key).map(|a| a.line),
         key: e.key,

@@ -1,7 +1,7 @@
 //! Reading and validating a sweep file.
 
-use super::expand::{Axis, expand};
 use super::PlannedRun;
+use super::expand::{Axis, expand};
 use crate::config::RunConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -106,7 +106,9 @@ impl Sweep {
         {
             return Err(err(
                 None,
-                format!("name `{name}` must be letters, digits, '.', '_' or '-' (it names a folder)"),
+                format!(
+                    "name `{name}` must be letters, digits, '.', '_' or '-' (it names a folder)"
+                ),
             ));
         }
         let seeds = doc.seeds.unwrap_or_else(|| vec![1]);
@@ -159,7 +161,12 @@ impl Sweep {
 
 /// `[grid]` tables nest (`augment.rotation = [...]` is a table `augment`): each array leaf is
 /// one axis named by its dotted path.
-fn flatten_axis(key: &str, value: &toml::Value, line: usize, out: &mut Vec<Axis>) -> Result<(), String> {
+fn flatten_axis(
+    key: &str,
+    value: &toml::Value,
+    line: usize,
+    out: &mut Vec<Axis>,
+) -> Result<(), String> {
     match value {
         toml::Value::Array(values) => {
             if values.is_empty() {
@@ -221,21 +228,33 @@ mod tests {
     fn unknown_key_in_base_names_key_and_line() {
         let e = parse("data = \"d\"\n[base]\nepochs = 1\nlearning_rate = 0.1\n").unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("learning_rate") && msg.contains("line 4"), "{msg}");
+        assert!(
+            msg.contains("learning_rate") && msg.contains("line 4"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn wrong_type_names_key_and_line() {
-        let msg = parse("data = \"d\"\n[base]\nepochs = \"ten\"\n").unwrap_err().to_string();
+        let msg = parse("data = \"d\"\n[base]\nepochs = \"ten\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("epochs") && msg.contains("line 3"), "{msg}");
-        let msg = parse("data = \"d\"\n[grid]\n\nlr = [\"fast\"]\n").unwrap_err().to_string();
+        let msg = parse("data = \"d\"\n[grid]\n\nlr = [\"fast\"]\n")
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("line 4") && msg.contains("grid.lr"), "{msg}");
     }
 
     #[test]
     fn unknown_grid_key_is_rejected() {
-        let msg = parse("data = \"d\"\n[grid]\nlearning_rate = [0.1]\n").unwrap_err().to_string();
-        assert!(msg.contains("line 3") && msg.contains("learning_rate"), "{msg}");
+        let msg = parse("data = \"d\"\n[grid]\nlearning_rate = [0.1]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("line 3") && msg.contains("learning_rate"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -252,8 +271,18 @@ mod tests {
 
     #[test]
     fn zero_runs_is_an_error() {
-        assert!(parse("data = \"d\"\n[grid]\nlr = []\n").unwrap_err().to_string().contains("zero runs"));
-        assert!(parse("data = \"d\"\nseeds = []\n").unwrap_err().to_string().contains("zero runs"));
+        assert!(
+            parse("data = \"d\"\n[grid]\nlr = []\n")
+                .unwrap_err()
+                .to_string()
+                .contains("zero runs")
+        );
+        assert!(
+            parse("data = \"d\"\nseeds = []\n")
+                .unwrap_err()
+                .to_string()
+                .contains("zero runs")
+        );
     }
 
     #[test]
@@ -262,11 +291,19 @@ mod tests {
             ("epochs".to_string(), toml::Value::Integer(1)),
             ("lr".to_string(), toml::Value::Float(0.5)),
         ];
-        let s = Sweep::parse(Path::new("s.toml"), "data = \"d\"\n[grid]\nlr = [0.1]\n", &set, None).unwrap();
+        let s = Sweep::parse(
+            Path::new("s.toml"),
+            "data = \"d\"\n[grid]\nlr = [0.1]\n",
+            &set,
+            None,
+        )
+        .unwrap();
         assert_eq!(s.runs[0].config.epochs, 1);
         assert_eq!(s.runs[0].config.lr, 0.1);
         let bad = vec![("epochz".to_string(), toml::Value::Integer(1))];
-        let msg = Sweep::parse(Path::new("s.toml"), "data = \"d\"\n", &bad, None).unwrap_err().to_string();
+        let msg = Sweep::parse(Path::new("s.toml"), "data = \"d\"\n", &bad, None)
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("--set epochz"), "{msg}");
     }
 

@@ -29,7 +29,9 @@ pub fn evaluate(
     let mut start = 0;
     while start < n {
         let end = (start + batch_size).min(n);
-        let items: Vec<FerItem> = (start..end).map(|index| FerItem { index, epoch: 0 }).collect();
+        let items: Vec<FerItem> = (start..end)
+            .map(|index| FerItem { index, epoch: 0 })
+            .collect();
         let batch = batcher.batch(items, device);
         let logits = model.forward(batch.images);
         let loss = ce.forward(logits.clone(), batch.targets.clone());

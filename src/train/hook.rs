@@ -79,7 +79,8 @@ impl SqliteHook {
         state.epochs.push(row);
         if let Err(e) = written {
             state.store_error = Some(e.to_string());
-            self.interrupter.stop(Some("could not record metrics in SQLite"));
+            self.interrupter
+                .stop(Some("could not record metrics in SQLite"));
         }
         if diverged && state.diverged_at.is_none() {
             state.diverged_at = Some(epoch);

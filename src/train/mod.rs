@@ -118,10 +118,14 @@ pub fn init_model(config: &RunConfig, seed: u64, device: &Device) -> FerModel {
     FerModel::new(config, device)
 }
 
-/// Loads a saved model of a run onto `device`.
+/// Loads a checkpoint of a run (a saved [`Classifier`]) onto `device`.
 pub fn load_model(config: &RunConfig, path: &Path, device: &Device) -> Result<FerModel, String> {
     let record = ModuleRecord::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(FerModel::new(config, device).load_record(record))
+    let classifier = Classifier {
+        model: FerModel::new(config, device),
+        loss: Loss::new(config.loss),
+    };
+    Ok(classifier.load_record(record).model)
 }
 
 /// Trains one run to the end, streaming epochs into SQLite, then evaluates the best-on-val
@@ -246,10 +250,13 @@ fn best_checkpoint(dir: &Path, epochs: &[EpochRow]) -> Result<usize, TrainError>
         .iter()
         .filter(|row| checkpoint_path(dir, row.epoch).is_file())
         .filter_map(|row| row.val_acc.map(|acc| (row.epoch, acc)))
-        .fold(None, |best: Option<(usize, f64)>, (epoch, acc)| match best {
-            Some((_, best_acc)) if best_acc >= acc => best,
-            _ => Some((epoch, acc)),
-        })
+        .fold(
+            None,
+            |best: Option<(usize, f64)>, (epoch, acc)| match best {
+                Some((_, best_acc)) if best_acc >= acc => best,
+                _ => Some((epoch, acc)),
+            },
+        )
         .map(|(epoch, _)| epoch)
         .ok_or_else(|| TrainError::Checkpoint(format!("no checkpoint in {}", dir.display())))
 }

@@ -35,9 +35,7 @@ pub fn looks_like_fer_csv(bytes: &[u8]) -> bool {
 /// Parses the whole CSV into images per split (Training → train, PublicTest → val,
 /// PrivateTest → test).
 pub fn parse(origin: &str, bytes: &[u8]) -> Result<BTreeMap<Split, SplitImages>, ImportError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_reader(bytes);
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(bytes);
     let header = reader.headers().map_err(|e| ImportError::Csv {
         origin: origin.to_string(),
         line: 1,
@@ -139,7 +137,9 @@ mod tests {
 
     #[test]
     fn wrong_header_is_named() {
-        let err = parse("x.csv", b"label,data\n1,2\n").unwrap_err().to_string();
+        let err = parse("x.csv", b"label,data\n1,2\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("x.csv"), "{err}");
         assert!(err.contains("label,data"), "{err}");
     }
@@ -147,7 +147,10 @@ mod tests {
     #[test]
     fn short_row_names_its_line() {
         let pixels = vec!["1"; 2300].join(" ");
-        let csv = format!("emotion,pixels,Usage\n{}0,{pixels},Training\n", row(0, 1, "Training"));
+        let csv = format!(
+            "emotion,pixels,Usage\n{}0,{pixels},Training\n",
+            row(0, 1, "Training")
+        );
         let err = parse("x.csv", csv.as_bytes()).unwrap_err().to_string();
         assert!(err.contains("line 3"), "{err}");
         assert!(err.contains("2300 pixels"), "{err}");
@@ -156,8 +159,18 @@ mod tests {
     #[test]
     fn bad_label_and_usage_are_rejected() {
         let csv = format!("emotion,pixels,Usage\n{}", row(9, 1, "Training"));
-        assert!(parse("x.csv", csv.as_bytes()).unwrap_err().to_string().contains("`9`"));
+        assert!(
+            parse("x.csv", csv.as_bytes())
+                .unwrap_err()
+                .to_string()
+                .contains("`9`")
+        );
         let csv = format!("emotion,pixels,Usage\n{}", row(0, 1, "Holdout"));
-        assert!(parse("x.csv", csv.as_bytes()).unwrap_err().to_string().contains("Holdout"));
+        assert!(
+            parse("x.csv", csv.as_bytes())
+                .unwrap_err()
+                .to_string()
+                .contains("Holdout")
+        );
     }
 }

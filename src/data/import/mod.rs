@@ -12,8 +12,8 @@ pub mod tree;
 
 use super::cache::{FORMAT_VERSION, fingerprint};
 use super::{
-    CANONICAL_SIZES, DuplicateReport, FerData, IMAGE_PIXELS, Layout, Manifest, Split,
-    SplitImages, ValCarve,
+    CANONICAL_SIZES, DuplicateReport, FerData, IMAGE_PIXELS, Layout, Manifest, Split, SplitImages,
+    ValCarve,
 };
 use crate::emotion::Emotion;
 use rand::SeedableRng;
@@ -32,9 +32,7 @@ pub enum ImportError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "{0}: not a data source fer-lab knows (a .csv, a folder, a .zip, a .tar.gz or a .tar)"
-    )]
+    #[error("{0}: not a data source fer-lab knows (a .csv, a folder, a .zip, a .tar.gz or a .tar)")]
     UnknownSource(PathBuf),
     #[error("{path}: unreadable archive: {why}")]
     Archive { path: PathBuf, why: String },
@@ -54,7 +52,9 @@ pub enum ImportError {
     },
     #[error("{path}: not a readable image: {why}")]
     Image { path: String, why: String },
-    #[error("{path}: image is {width}×{height}, not 48×48 (pass --resize to center-crop and resize)")]
+    #[error(
+        "{path}: image is {width}×{height}, not 48×48 (pass --resize to center-crop and resize)"
+    )]
     WrongSize {
         path: String,
         width: u32,
@@ -191,7 +191,11 @@ fn protocol(
         .remove(&Split::Test)
         .ok_or_else(|| ImportError::NoTestSplit {
             origin: origin.clone(),
-            found: splits.keys().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+            found: splits
+                .keys()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
         })?;
     let mut train = splits.remove(&Split::Train).unwrap_or_default();
     let source_has_val = splits.contains_key(&Split::Val);
@@ -212,7 +216,11 @@ fn protocol(
         })
     };
     let val = splits.remove(&Split::Val).unwrap_or_default();
-    for (split, images) in [(Split::Train, &train), (Split::Val, &val), (Split::Test, &test)] {
+    for (split, images) in [
+        (Split::Train, &train),
+        (Split::Val, &val),
+        (Split::Test, &test),
+    ] {
         if images.is_empty() {
             return Err(ImportError::EmptySplit {
                 origin: origin.clone(),
@@ -263,7 +271,11 @@ fn protocol(
             duplicates.within_split, duplicates.conflicting_labels
         ));
     }
-    for (split, images) in [(Split::Train, &train), (Split::Val, &val), (Split::Test, &test)] {
+    for (split, images) in [
+        (Split::Train, &train),
+        (Split::Val, &val),
+        (Split::Test, &test),
+    ] {
         let missing: Vec<&str> = images
             .class_counts()
             .iter()
@@ -279,10 +291,14 @@ fn protocol(
         notes.push(format!("{resized} images resized to 48×48 (--resize)"));
     }
 
-    let counts = [(Split::Train, &train), (Split::Val, &val), (Split::Test, &test)]
-        .into_iter()
-        .map(|(s, images)| (s, images.class_counts()))
-        .collect();
+    let counts = [
+        (Split::Train, &train),
+        (Split::Val, &val),
+        (Split::Test, &test),
+    ]
+    .into_iter()
+    .map(|(s, images)| (s, images.class_counts()))
+    .collect();
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
         source: origin,
@@ -318,15 +334,18 @@ pub fn carve_val(train: &SplitImages, fraction: f64, seed: u64) -> (SplitImages,
             to_val[i] = true;
         }
     }
-    let (val_idx, train_idx): (Vec<usize>, Vec<usize>) =
-        (0..train.len()).partition(|&i| to_val[i]);
+    let (val_idx, train_idx): (Vec<usize>, Vec<usize>) = (0..train.len()).partition(|&i| to_val[i]);
     (train.select(&train_idx), train.select(&val_idx))
 }
 
 fn find_duplicates(train: &SplitImages, val: &SplitImages, test: &SplitImages) -> DuplicateReport {
     // Keyed by the pixels themselves: exact by construction, no hash collisions to doubt.
     let mut seen: HashMap<&[u8; IMAGE_PIXELS], Vec<(Split, Emotion)>> = HashMap::new();
-    for (split, images) in [(Split::Train, train), (Split::Val, val), (Split::Test, test)] {
+    for (split, images) in [
+        (Split::Train, train),
+        (Split::Val, val),
+        (Split::Test, test),
+    ] {
         for i in 0..images.len() {
             seen.entry(images.image(i))
                 .or_default()

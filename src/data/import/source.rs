@@ -77,14 +77,24 @@ struct Tree {
 }
 
 impl Tree {
-    fn add_file(&mut self, rel: String, read: impl FnOnce() -> std::io::Result<Vec<u8>>) -> std::io::Result<()> {
+    fn add_file(
+        &mut self,
+        rel: String,
+        read: impl FnOnce() -> std::io::Result<Vec<u8>>,
+    ) -> std::io::Result<()> {
         if is_junk(&rel) {
             return Ok(());
         }
         if is_image(&rel) {
-            self.files.push(RawFile { rel, bytes: read()? });
+            self.files.push(RawFile {
+                rel,
+                bytes: read()?,
+            });
         } else if is_csv(&rel) {
-            self.csvs.push(RawFile { rel, bytes: read()? });
+            self.csvs.push(RawFile {
+                rel,
+                bytes: read()?,
+            });
         }
         Ok(())
     }
@@ -133,7 +143,10 @@ impl Tree {
                 why: format!(
                     "it holds {} FER-2013 CSV files ({}); import one of them directly",
                     csvs.len(),
-                    csvs.iter().map(|f| f.rel.as_str()).collect::<Vec<_>>().join(", ")
+                    csvs.iter()
+                        .map(|f| f.rel.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             }),
         }
@@ -141,7 +154,10 @@ impl Tree {
 }
 
 fn read_dir(root: &Path, tree: &mut Tree) -> Result<(), ImportError> {
-    for entry in walkdir::WalkDir::new(root).follow_links(true).sort_by_file_name() {
+    for entry in walkdir::WalkDir::new(root)
+        .follow_links(true)
+        .sort_by_file_name()
+    {
         let entry = entry.map_err(|e| {
             let path = e.path().unwrap_or(root).to_path_buf();
             ImportError::io(&path, e.into())

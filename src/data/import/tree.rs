@@ -38,6 +38,7 @@ struct Placed<'a> {
 }
 
 /// Decoded images per split folder, in file-name order.
+#[derive(Debug)]
 pub struct TreeImages {
     pub root: String,
     pub splits: BTreeMap<FolderSplit, Vec<(Emotion, [u8; IMAGE_PIXELS])>>,
@@ -123,7 +124,12 @@ fn pick_root<'a>(
         });
     }
     // Shallowest root first.
-    roots.sort_by_key(|(root, _)| (root.matches('/').count() + usize::from(!root.is_empty()), root.clone()));
+    roots.sort_by_key(|(root, _)| {
+        (
+            root.matches('/').count() + usize::from(!root.is_empty()),
+            root.clone(),
+        )
+    });
     let (root, placed) = roots.remove(0);
     let shape = |root: &str, placed: &[Placed<'_>]| -> BTreeSet<String> {
         placed

@@ -1,0 +1,416 @@
+//! End-to-end tests of the `fer-lab` binary on the mini FER-2013 sample in tests/fixtures.
+
+use fer_lab::data::{Layout, Split, cache};
+use fer_lab::emotion::Emotion;
+use serde_json::Value;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn mini() -> PathBuf {
+    fixtures().join("fer2013-mini")
+}
+
+fn fer_lab(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fer-lab"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("FER_LAB_DB")
+        .output()
+        .expect("fer-lab runs")
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = fer_lab(dir, args);
+    assert!(
+        out.status.success(),
+        "fer-lab {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a command that must fail; returns its stderr.
+fn fails(dir: &Path, args: &[&str]) -> String {
+    let out = fer_lab(dir, args);
+    assert!(!out.status.success(), "fer-lab {args:?} should have failed");
+    assert_ne!(out.status.code(), Some(0));
+    String::from_utf8(out.stderr).unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.unwrap();
+        let target = to.join(entry.path().strip_prefix(from).unwrap());
+        if entry.file_type().is_dir() {
+            fs::create_dir_all(&target).unwrap();
+        } else {
+            fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The pixels of a JPEG in the fixtures, decoded as the importer does.
+fn pixels_of(path: &Path) -> Vec<u8> {
+    image::open(path).unwrap().to_luma8().into_raw()
+}
+
+fn find_label(cache_dir: &Path, split: Split, pixels: &[u8]) -> Option<Emotion> {
+    let data = cache::read(cache_dir).unwrap();
+    let images = data.split(split);
+    (0..images.len())
+        .find(|&i| images.image(i).as_slice() == pixels)
+        .map(|i| images.label(i))
+}
+
+#[test]
+fn imports_every_layout_with_labels_by_folder_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    // A known image in each folder must land in its class (neutral is id 6, not 4).
+    let neutral = fs::read_dir(mini().join("train/neutral"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let sad = fs::read_dir(mini().join("test/sad"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+
+    // 1. The canonical three-split tree.
+    let out = ok(
+        t,
+        &["data", "import", mini().to_str().unwrap(), "--out", "tree"],
+    );
+    assert!(out.contains("train/ validation/ test/"), "{out}");
+    assert!(out.contains("│ train ┆    40 ┆"), "{out}");
+    assert!(out.contains("differ from canonical FER-2013"), "{out}");
+    let data = cache::read(&t.join("tree")).unwrap();
+    assert_eq!(data.manifest.layout, Layout::ThreeSplitTree);
+    assert!(data.manifest.test_is_private_test);
+    assert_eq!(
+        [data.train.len(), data.val.len(), data.test.len()],
+        [280, 70, 70]
+    );
+    assert_eq!(
+        find_label(&t.join("tree"), Split::Train, &pixels_of(&neutral)),
+        Some(Emotion::Neutral)
+    );
+    assert_eq!(
+        find_label(&t.join("tree"), Split::Test, &pixels_of(&sad)),
+        Some(Emotion::Sad)
+    );
+
+    // 2. The Kaggle CSV.
+    let csv = fixtures().join("fer2013-mini.csv");
+    let out = ok(
+        t,
+        &["data", "import", csv.to_str().unwrap(), "--out", "csv"],
+    );
+    assert!(out.contains("Kaggle challenge CSV"), "{out}");
+    let from_csv = cache::read(&t.join("csv")).unwrap();
+    assert_eq!(from_csv.manifest.counts, data.manifest.counts);
+
+    // 3. Kaggle "FER-2013": train/ and a test/ that merges both test splits.
+    let kaggle = t.join("kaggle/fer2013");
+    copy_dir(&mini().join("train"), &kaggle.join("train"));
+    copy_dir(&mini().join("validation"), &kaggle.join("test"));
+    copy_dir(&mini().join("test"), &kaggle.join("test"));
+    let out = ok(t, &["data", "import", "kaggle", "--out", "kaggle-cache"]);
+    assert!(out.contains("val carved out of train"), "{out}");
+    assert!(out.contains("not PrivateTest numbers"), "{out}");
+    let k = cache::read(&t.join("kaggle-cache")).unwrap();
+    assert_eq!(k.manifest.layout, Layout::KaggleTrainTestTree);
+    assert!(!k.manifest.test_is_private_test);
+    assert_eq!([k.train.len(), k.val.len(), k.test.len()], [252, 28, 140]);
+    assert!(
+        k.val.class_counts().iter().all(|&n| n == 4),
+        "stratified carve"
+    );
+
+    // 4. Face Expression Recognition Dataset: images/train and images/validation.
+    let fer = t.join("fed/images");
+    copy_dir(&mini().join("train"), &fer.join("train"));
+    copy_dir(&mini().join("validation"), &fer.join("validation"));
+    let out = ok(t, &["data", "import", "fed", "--out", "fed-cache"]);
+    assert!(out.contains("Face Expression Recognition"), "{out}");
+    let f = cache::read(&t.join("fed-cache")).unwrap();
+    assert_eq!(f.manifest.layout, Layout::FaceExpressionTree);
+    assert_eq!(f.test.len(), 70);
+
+    // 5. The same tree as .zip and .tar.gz, read directly.
+    let zip_path = t.join("mini.zip");
+    let mut zip = zip::ZipWriter::new(fs::File::create(&zip_path).unwrap());
+    for entry in walkdir::WalkDir::new(mini()) {
+        let entry = entry.unwrap();
+        if entry.file_type().is_file() {
+            let rel = entry
+                .path()
+                .strip_prefix(fixtures())
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            zip.start_file(rel, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            zip.write_all(&fs::read(entry.path()).unwrap()).unwrap();
+        }
+    }
+    zip.finish().unwrap();
+    ok(t, &["data", "import", "mini.zip", "--out", "zip-cache"]);
+    let tgz_path = t.join("mini.tar.gz");
+    let gz = flate2::write::GzEncoder::new(
+        fs::File::create(&tgz_path).unwrap(),
+        flate2::Compression::fast(),
+    );
+    let mut tar = tar::Builder::new(gz);
+    tar.append_dir_all("fer2013", mini()).unwrap();
+    tar.into_inner().unwrap().finish().unwrap();
+    ok(t, &["data", "import", "mini.tar.gz", "--out", "tgz-cache"]);
+    for dir in ["zip-cache", "tgz-cache"] {
+        let other = cache::read(&t.join(dir)).unwrap();
+        assert_eq!(
+            other.manifest.fingerprint, data.manifest.fingerprint,
+            "{dir}"
+        );
+    }
+}
+
+#[test]
+fn bad_sources_get_one_clear_error_and_leave_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let no_cache = |name: &str| {
+        assert!(!t.join(name).exists(), "{name} was half-written");
+        let leftovers: Vec<_> = fs::read_dir(t)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty());
+    };
+
+    let err = fails(t, &["data", "import", "missing-dir", "--out", "c1"]);
+    assert!(err.contains("missing-dir"), "{err}");
+    no_cache("c1");
+
+    fs::write(t.join("wrong.csv"), "label,data\n1,2\n").unwrap();
+    let err = fails(t, &["data", "import", "wrong.csv", "--out", "c2"]);
+    assert!(err.contains("wrong.csv") && err.contains("header"), "{err}");
+    no_cache("c2");
+
+    let good = fs::read_to_string(fixtures().join("fer2013-mini.csv")).unwrap();
+    let mut lines: Vec<String> = good.lines().map(String::from).collect();
+    let fields: Vec<&str> = lines[5].split(',').collect();
+    let short: Vec<&str> = fields[1].split(' ').take(2000).collect();
+    lines[5] = format!("{},{},{}", fields[0], short.join(" "), fields[2]);
+    fs::write(t.join("short.csv"), lines.join("\n")).unwrap();
+    let err = fails(t, &["data", "import", "short.csv", "--out", "c3"]);
+    assert!(
+        err.contains("line 6") && err.contains("2000 pixels"),
+        "{err}"
+    );
+    no_cache("c3");
+
+    let tree = t.join("tree");
+    copy_dir(&mini(), &tree);
+    fs::write(tree.join("train/happy/corrupt.jpg"), b"\xff\xd8garbage").unwrap();
+    let err = fails(t, &["data", "import", "tree", "--out", "c4"]);
+    assert!(err.contains("corrupt.jpg"), "{err}");
+    no_cache("c4");
+
+    fs::remove_file(tree.join("train/happy/corrupt.jpg")).unwrap();
+    image::GrayImage::new(64, 64)
+        .save(tree.join("train/happy/big.png"))
+        .unwrap();
+    let err = fails(t, &["data", "import", "tree", "--out", "c5"]);
+    assert!(
+        err.contains("big.png") && err.contains("64×64") && err.contains("--resize"),
+        "{err}"
+    );
+    no_cache("c5");
+    ok(t, &["data", "import", "tree", "--out", "c5", "--resize"]);
+
+    fs::remove_file(tree.join("train/happy/big.png")).unwrap();
+    fs::create_dir_all(tree.join("validation/fear-empty")).unwrap();
+    let err = fails(t, &["data", "import", "tree", "--out", "c6"]);
+    assert!(err.contains("validation/fear-empty"), "{err}");
+    fs::remove_dir(tree.join("validation/fear-empty")).unwrap();
+    for f in fs::read_dir(tree.join("test/disgust")).unwrap() {
+        fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    let err = fails(t, &["data", "import", "tree", "--out", "c6"]);
+    assert!(
+        err.contains("test/disgust") && err.contains("empty"),
+        "{err}"
+    );
+    no_cache("c6");
+}
+
+fn write_sweep(dir: &Path, name: &str, body: &str) -> String {
+    let file = format!("{name}.toml");
+    fs::write(dir.join(&file), body).unwrap();
+    file
+}
+
+#[test]
+fn bad_sweep_files_are_refused_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let data = mini();
+    let data = data.to_str().unwrap();
+    let cases = [
+        (
+            "unknown",
+            format!("data = \"{data}\"\n[base]\nepochs = 1\nlearning_rate = 0.1\n"),
+            "line 4",
+        ),
+        (
+            "badtype",
+            format!("data = \"{data}\"\n[base]\nepochs = \"ten\"\n"),
+            "epochs",
+        ),
+        (
+            "neglr",
+            format!("data = \"{data}\"\n[base]\nlr = -0.001\n"),
+            "lr = -0.001",
+        ),
+        (
+            "dropout",
+            format!("data = \"{data}\"\n[grid]\ndropout = [0.5, 1.0]\n"),
+            "line 3",
+        ),
+        (
+            "zero",
+            format!("data = \"{data}\"\n[grid]\nlr = []\n"),
+            "zero runs",
+        ),
+        (
+            "epochs",
+            format!("data = \"{data}\"\n[base]\nepochs = 0\n"),
+            "epochs = 0",
+        ),
+        ("nodata", "data = \"nowhere\"\n".to_string(), "nowhere"),
+    ];
+    for (name, body, expected) in cases {
+        let file = write_sweep(t, name, &body);
+        let err = fails(t, &["sweep", &file, "--db", "db.sqlite"]);
+        assert!(
+            err.contains(expected) && err.contains(if name == "nodata" { "" } else { &file }),
+            "{name}: {err}"
+        );
+        assert!(
+            !t.join("db.sqlite").exists(),
+            "{name}: database created for a bad sweep"
+        );
+    }
+    let err = fails(t, &["sweep", "missing.toml"]);
+    assert!(err.contains("missing.toml"), "{err}");
+}
+
+#[test]
+fn a_two_run_sweep_lands_in_sqlite_and_reports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    ok(
+        t,
+        &[
+            "data",
+            "import",
+            mini().to_str().unwrap(),
+            "--out",
+            "data/mini",
+        ],
+    );
+    let file = write_sweep(
+        t,
+        "tiny",
+        "name = \"tiny\"\ndata = \"data/mini\"\nseeds = [7]\n[base]\nepochs = 3\nbatch_size = 32\n[grid]\nlr = [0.001, 0.0005]\n",
+    );
+    let dry = ok(t, &["sweep", &file, "--dry-run", "--set", "epochs=1"]);
+    assert!(dry.contains("2 runs") && dry.contains("new"), "{dry}");
+    assert!(!t.join("results").exists(), "a dry run writes nothing");
+
+    let out = ok(t, &["sweep", &file, "--set", "epochs=1", "--device", "cpu"]);
+    assert!(out.contains("2 trained"), "{out}");
+    let db = t.join("results/fer-lab.sqlite");
+    assert!(db.is_file());
+
+    let count = |sql: &str| -> i64 {
+        let out = ok(t, &["sql", sql, "--format", "json"]);
+        let rows: Value = serde_json::from_str(&out).unwrap();
+        rows[0]["n"].as_i64().unwrap()
+    };
+    assert_eq!(
+        count("SELECT count(*) AS n FROM runs WHERE status = 'done'"),
+        2
+    );
+    assert_eq!(
+        count(
+            "SELECT count(*) AS n FROM epochs WHERE val_acc IS NOT NULL AND train_loss IS NOT NULL"
+        ),
+        2
+    );
+    assert_eq!(count("SELECT count(*) AS n FROM evals"), 4);
+    assert_eq!(count("SELECT count(*) AS n FROM class_metrics"), 28);
+    assert_eq!(
+        count("SELECT count(*) AS n FROM confusion WHERE split = 'test'"),
+        98
+    );
+    assert_eq!(
+        count("SELECT sum(count) AS n FROM confusion WHERE split = 'test'"),
+        140
+    );
+    assert_eq!(
+        count("SELECT count(*) AS n FROM run_params WHERE key = 'lr'"),
+        2
+    );
+    assert_eq!(
+        count("SELECT count(DISTINCT epochs_done) AS n FROM runs WHERE epochs_done = 1"),
+        1
+    );
+
+    // Each run keeps its best-on-val model.
+    let dirs: Vec<_> = fs::read_dir(t.join("results/tiny")).unwrap().collect();
+    assert_eq!(dirs.len(), 2);
+    for d in dirs {
+        assert!(d.unwrap().path().join("best.bpk").is_file());
+    }
+
+    let report = ok(t, &["report", "--format", "json"]);
+    let rows: Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2);
+    assert_eq!(rows[0]["rank"], 1);
+    assert!(rows[0]["val_acc"].as_f64().unwrap() >= rows[1]["val_acc"].as_f64().unwrap());
+    assert!(rows[0]["lr"].is_number());
+    let table = ok(t, &["report", "--sweep", "tiny"]);
+    assert!(
+        table.contains("test_acc") && table.contains("lr"),
+        "{table}"
+    );
+    let md = ok(t, &["report", "--format", "markdown"]);
+    assert!(md.starts_with("| rank | run | lr |"), "{md}");
+    let csv = ok(t, &["report", "--format", "csv"]);
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    let runs = ok(t, &["runs"]);
+    assert!(runs.contains("done") && runs.contains("1/1"), "{runs}");
+
+    let err = fails(t, &["sql", "DELETE FROM runs"]);
+    assert!(err.contains("read-only"), "{err}");
+    assert_eq!(count("SELECT count(*) AS n FROM runs"), 2);
+    let err = fails(t, &["report", "--sweep", "nope"]);
+    assert!(err.contains("nope") && err.contains("tiny"), "{err}");
+
+    // Launching the same sweep again trains nothing.
+    let again = ok(t, &["sweep", &file, "--set", "epochs=1", "--device", "cpu"]);
+    assert!(again.contains("0 trained, 2 already done"), "{again}");
+}
