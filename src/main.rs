@@ -123,7 +123,8 @@ struct RunsArgs {
 
 #[derive(Args)]
 struct SqlArgs {
-    /// The query, e.g. "SELECT * FROM leaderboard".
+    /// The query, e.g. "SELECT * FROM leaderboard" (may start with an SQL `--` comment).
+    #[arg(allow_hyphen_values = true)]
     query: String,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,

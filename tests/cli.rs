@@ -410,6 +410,28 @@ fn a_two_run_sweep_lands_in_sqlite_and_reports() {
     let err = fails(t, &["report", "--sweep", "nope"]);
     assert!(err.contains("nope") && err.contains("tiny"), "{err}");
 
+    // Every example query of the README runs and returns rows.
+    let readme =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let queries: Vec<&str> = readme
+        .split("```sql\n")
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap())
+        .collect();
+    assert!(
+        queries.len() >= 5,
+        "README has {} SQL examples",
+        queries.len()
+    );
+    for query in queries {
+        let out = ok(t, &["sql", query, "--format", "json"]);
+        let rows: Value = serde_json::from_str(&out).unwrap();
+        assert!(
+            !rows.as_array().unwrap().is_empty(),
+            "no rows from README query:\n{query}"
+        );
+    }
+
     // Launching the same sweep again trains nothing.
     let again = ok(t, &["sweep", &file, "--set", "epochs=1", "--device", "cpu"]);
     assert!(again.contains("0 trained, 2 already done"), "{again}");
