@@ -3,70 +3,682 @@
 //! Parsed from TOML at the edge ([`crate::sweep`]), checked once by [`RunConfig::validate`],
 //! then trusted everywhere inside. Its canonical JSON is part of the run id, so two runs with
 //! the same config, data and seed are the same run.
+//!
+//! Knobs added after a run was recorded are left out of the canonical JSON while they hold
+//! their default (which reproduces the old behaviour), so adding a knob never renames old runs.
+//! Model, loss, optimizer and schedule are written either as a bare name (`"focal"`) or as a
+//! table with `kind` and that variant's own knobs (`{ kind = "focal", gamma = 2.0 }`): a knob
+//! that does not belong to the chosen kind is an error, not silently ignored.
 
 use crate::data::augment::Augment;
-use serde::{Deserialize, Deserializer, Serialize};
+use crate::emotion::NUM_CLASSES;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Which network to train. Each variant is a file in `src/model/`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ModelKind {
-    /// The seed study's compact CNN: Conv32-Pool-Conv64-Pool-Dense128-Dropout-Dense7.
-    Baseline,
+/// `"name"` or `{ kind = "name", knob = … }`, for any kind-tagged enum.
+fn from_name_or_table<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Name(String),
+        Table(toml::Table),
+    }
+    let table = match Repr::deserialize(d)
+        .map_err(|_| serde::de::Error::custom("expected a name or a table with `kind`"))?
+    {
+        Repr::Name(name) => {
+            let mut t = toml::Table::new();
+            t.insert("kind".into(), toml::Value::String(name));
+            t
+        }
+        Repr::Table(t) => t,
+    };
+    toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| serde::de::Error::custom(e.message().trim()))
 }
 
-impl ModelKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ModelKind::Baseline => "baseline",
+/// Writes a knob-less variant as its bare name, anything else as a table.
+fn to_name_or_table<S: Serializer, T: Serialize>(
+    value: &T,
+    bare: Option<&str>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match bare {
+        Some(name) => s.serialize_str(name),
+        None => value.serialize(s),
+    }
+}
+
+macro_rules! name_or_table {
+    ($ty:ty) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                from_name_or_table::<D, Tagged<$ty>>(d).map(|t| t.0)
+            }
+        }
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                to_name_or_table(&Tagged(self.clone()), self.bare_name(), s)
+            }
+        }
+    };
+}
+
+/// Serde's derived, `kind`-tagged form of the enums below.
+#[derive(Clone)]
+struct Tagged<T>(T);
+
+macro_rules! tagged_via {
+    ($ty:ty, $repr:ident) => {
+        impl<'de> Deserialize<'de> for Tagged<$ty> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                $repr::deserialize(d).map(|r| Tagged(r.into()))
+            }
+        }
+        impl Serialize for Tagged<$ty> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                $repr::from(self.0.clone()).serialize(s)
+            }
+        }
+    };
+}
+
+/// Which network to train, with its own knobs. Each kind is a file in `src/model/`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum ModelRepr {
+    Baseline {},
+    Compact {
+        #[serde(default = "default_channels")]
+        channels: Vec<usize>,
+        #[serde(default = "two")]
+        convs_per_block: usize,
+        #[serde(default = "yes")]
+        batch_norm: bool,
+        #[serde(default = "default_dense")]
+        dense: Vec<usize>,
+    },
+    Residual {
+        #[serde(default = "default_width")]
+        width: usize,
+        #[serde(default = "two")]
+        depth: usize,
+    },
+    Attention {
+        #[serde(default = "default_width")]
+        width: usize,
+        #[serde(default = "two")]
+        depth: usize,
+        #[serde(default)]
+        attention: AttentionKind,
+    },
+    Vgg {
+        #[serde(default = "one_f64")]
+        width: f64,
+        #[serde(default = "default_vgg_dense")]
+        dense: Vec<usize>,
+    },
+}
+
+fn default_channels() -> Vec<usize> {
+    vec![32, 64, 128]
+}
+fn default_dense() -> Vec<usize> {
+    vec![256]
+}
+fn default_vgg_dense() -> Vec<usize> {
+    vec![1024, 1024]
+}
+fn default_width() -> usize {
+    32
+}
+fn two() -> usize {
+    2
+}
+fn yes() -> bool {
+    true
+}
+fn one_f64() -> f64 {
+    1.0
+}
+
+/// The attention block of the `attention` model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttentionKind {
+    /// Squeeze-and-excitation: channel attention.
+    #[default]
+    Se,
+    /// CBAM: channel then spatial attention.
+    Cbam,
+}
+
+/// A model and its knobs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelSpec {
+    /// The seed study's CNN: Conv32-Pool-Conv64-Pool-Dense128-Dropout-Dense7.
+    Baseline,
+    /// N blocks of 1–2 3×3 conv (+BN) + ReLU + max-pool, then dense layers with dropout.
+    Compact {
+        channels: Vec<usize>,
+        convs_per_block: usize,
+        batch_norm: bool,
+        dense: Vec<usize>,
+    },
+    /// A small ResNet: 3 stages of `depth` basic blocks, `width`·(1, 2, 4) channels.
+    Residual { width: usize, depth: usize },
+    /// The residual trunk with SE or CBAM attention in every block.
+    Attention {
+        width: usize,
+        depth: usize,
+        attention: AttentionKind,
+    },
+    /// VGG-style: 4 stages of 2× conv3x3-BN-ReLU + max-pool, 64→512 channels × `width`.
+    Vgg { width: f64, dense: Vec<usize> },
+}
+
+impl From<ModelRepr> for ModelSpec {
+    fn from(r: ModelRepr) -> Self {
+        match r {
+            ModelRepr::Baseline {} => ModelSpec::Baseline,
+            ModelRepr::Compact {
+                channels,
+                convs_per_block,
+                batch_norm,
+                dense,
+            } => ModelSpec::Compact {
+                channels,
+                convs_per_block,
+                batch_norm,
+                dense,
+            },
+            ModelRepr::Residual { width, depth } => ModelSpec::Residual { width, depth },
+            ModelRepr::Attention {
+                width,
+                depth,
+                attention,
+            } => ModelSpec::Attention {
+                width,
+                depth,
+                attention,
+            },
+            ModelRepr::Vgg { width, dense } => ModelSpec::Vgg { width, dense },
         }
     }
 }
 
-/// Optimizer of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OptimizerKind {
-    Adam,
+impl From<ModelSpec> for ModelRepr {
+    fn from(m: ModelSpec) -> Self {
+        match m {
+            ModelSpec::Baseline => ModelRepr::Baseline {},
+            ModelSpec::Compact {
+                channels,
+                convs_per_block,
+                batch_norm,
+                dense,
+            } => ModelRepr::Compact {
+                channels,
+                convs_per_block,
+                batch_norm,
+                dense,
+            },
+            ModelSpec::Residual { width, depth } => ModelRepr::Residual { width, depth },
+            ModelSpec::Attention {
+                width,
+                depth,
+                attention,
+            } => ModelRepr::Attention {
+                width,
+                depth,
+                attention,
+            },
+            ModelSpec::Vgg { width, dense } => ModelRepr::Vgg { width, dense },
+        }
+    }
 }
 
-/// Training loss of a run.
+tagged_via!(ModelSpec, ModelRepr);
+name_or_table!(ModelSpec);
+
+impl ModelSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ModelSpec::Baseline => "baseline",
+            ModelSpec::Compact { .. } => "compact",
+            ModelSpec::Residual { .. } => "residual",
+            ModelSpec::Attention { .. } => "attention",
+            ModelSpec::Vgg { .. } => "vgg",
+        }
+    }
+
+    fn bare_name(&self) -> Option<&'static str> {
+        matches!(self, ModelSpec::Baseline).then_some("baseline")
+    }
+
+    fn validate(&self) -> Result<(), InvalidValue> {
+        let bad = |key: &str, message: String| {
+            Err(InvalidValue {
+                key: format!("model.{key}"),
+                message,
+            })
+        };
+        match self {
+            ModelSpec::Baseline => Ok(()),
+            ModelSpec::Compact {
+                channels,
+                convs_per_block,
+                dense,
+                ..
+            } => {
+                if channels.is_empty()
+                    || channels.len() > 5
+                    || channels.iter().any(|&c| c == 0 || c > 1024)
+                {
+                    return bad(
+                        "channels",
+                        format!(
+                            "model.channels = {channels:?} must be 1 to 5 blocks of 1..=1024 channels (48 px halves per block)"
+                        ),
+                    );
+                }
+                if !(1..=2).contains(convs_per_block) {
+                    return bad(
+                        "convs_per_block",
+                        format!("model.convs_per_block = {convs_per_block} must be 1 or 2"),
+                    );
+                }
+                if dense.iter().any(|&d| d == 0 || d > 8192) {
+                    return bad(
+                        "dense",
+                        format!("model.dense = {dense:?} must hold sizes in 1..=8192"),
+                    );
+                }
+                Ok(())
+            }
+            ModelSpec::Residual { width, depth } | ModelSpec::Attention { width, depth, .. } => {
+                if !(4..=256).contains(width) {
+                    return bad("width", format!("model.width = {width} must be in 4..=256"));
+                }
+                if !(1..=8).contains(depth) {
+                    return bad("depth", format!("model.depth = {depth} must be in 1..=8"));
+                }
+                Ok(())
+            }
+            ModelSpec::Vgg { width, dense } => {
+                if !(*width >= 0.0625 && *width <= 2.0) {
+                    return bad(
+                        "width",
+                        format!("model.width = {width} must be in [0.0625, 2]"),
+                    );
+                }
+                if dense.iter().any(|&d| d == 0 || d > 8192) {
+                    return bad(
+                        "dense",
+                        format!("model.dense = {dense:?} must hold sizes in 1..=8192"),
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Per-class weights of the weighted cross-entropy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ClassWeights {
+    /// `"inverse_frequency"`: 1 / (train images of the class), normalised to mean 1.
+    Named(WeightsName),
+    /// Seven explicit weights in class-id order.
+    Explicit(Vec<f64>),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum LossKind {
+pub enum WeightsName {
+    InverseFrequency,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum LossRepr {
+    CrossEntropy {},
+    WeightedCrossEntropy {
+        #[serde(default = "inverse_frequency")]
+        weights: ClassWeights,
+    },
+    Focal {
+        #[serde(default = "two_f64")]
+        gamma: f64,
+        #[serde(default)]
+        alpha: Option<Vec<f64>>,
+    },
+}
+
+fn inverse_frequency() -> ClassWeights {
+    ClassWeights::Named(WeightsName::InverseFrequency)
+}
+fn two_f64() -> f64 {
+    2.0
+}
+
+/// The training loss.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LossSpec {
     CrossEntropy,
+    /// Cross-entropy with per-class weights (mean weighted by the targets' weights, as PyTorch).
+    WeightedCrossEntropy {
+        weights: ClassWeights,
+    },
+    /// Focal loss: −α_y (1 − p_y)^γ log p_y.
+    Focal {
+        gamma: f64,
+        alpha: Option<Vec<f64>>,
+    },
+}
+
+impl From<LossRepr> for LossSpec {
+    fn from(r: LossRepr) -> Self {
+        match r {
+            LossRepr::CrossEntropy {} => LossSpec::CrossEntropy,
+            LossRepr::WeightedCrossEntropy { weights } => {
+                LossSpec::WeightedCrossEntropy { weights }
+            }
+            LossRepr::Focal { gamma, alpha } => LossSpec::Focal { gamma, alpha },
+        }
+    }
+}
+
+impl From<LossSpec> for LossRepr {
+    fn from(l: LossSpec) -> Self {
+        match l {
+            LossSpec::CrossEntropy => LossRepr::CrossEntropy {},
+            LossSpec::WeightedCrossEntropy { weights } => {
+                LossRepr::WeightedCrossEntropy { weights }
+            }
+            LossSpec::Focal { gamma, alpha } => LossRepr::Focal { gamma, alpha },
+        }
+    }
+}
+
+tagged_via!(LossSpec, LossRepr);
+name_or_table!(LossSpec);
+
+impl LossSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LossSpec::CrossEntropy => "cross_entropy",
+            LossSpec::WeightedCrossEntropy { .. } => "weighted_cross_entropy",
+            LossSpec::Focal { .. } => "focal",
+        }
+    }
+
+    fn bare_name(&self) -> Option<&'static str> {
+        match self {
+            LossSpec::CrossEntropy => Some("cross_entropy"),
+            LossSpec::WeightedCrossEntropy { weights } if *weights == inverse_frequency() => {
+                Some("weighted_cross_entropy")
+            }
+            _ => None,
+        }
+    }
+
+    fn validate(&self) -> Result<(), InvalidValue> {
+        let check7 = |key: &str, values: &[f64]| {
+            if values.len() != NUM_CLASSES
+                || values.iter().any(|w| !(w.is_finite() && *w >= 0.0))
+                || values.iter().all(|w| *w == 0.0)
+            {
+                Err(InvalidValue {
+                    key: format!("loss.{key}"),
+                    message: format!(
+                        "loss.{key} = {values:?} must be 7 non-negative numbers (one per class), not all 0"
+                    ),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        match self {
+            LossSpec::CrossEntropy => Ok(()),
+            LossSpec::WeightedCrossEntropy { weights } => match weights {
+                ClassWeights::Named(_) => Ok(()),
+                ClassWeights::Explicit(w) => check7("weights", w),
+            },
+            LossSpec::Focal { gamma, alpha } => {
+                if !(0.0..=10.0).contains(gamma) {
+                    return Err(InvalidValue {
+                        key: "loss.gamma".into(),
+                        message: format!("loss.gamma = {gamma} must be in [0, 10]"),
+                    });
+                }
+                alpha.as_deref().map_or(Ok(()), |a| check7("alpha", a))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum OptimizerRepr {
+    Adam {},
+    Adamw {},
+    Sgd {
+        #[serde(default = "point_nine")]
+        momentum: f64,
+        #[serde(default)]
+        nesterov: bool,
+    },
+}
+
+fn point_nine() -> f64 {
+    0.9
+}
+
+/// The optimizer. Weight decay is the run's `weight_decay` (coupled L2 for adam and sgd,
+/// decoupled for adamw).
+#[derive(Debug, Clone, PartialEq)]
+pub enum OptimizerSpec {
+    Adam,
+    AdamW,
+    Sgd { momentum: f64, nesterov: bool },
+}
+
+impl From<OptimizerRepr> for OptimizerSpec {
+    fn from(r: OptimizerRepr) -> Self {
+        match r {
+            OptimizerRepr::Adam {} => OptimizerSpec::Adam,
+            OptimizerRepr::Adamw {} => OptimizerSpec::AdamW,
+            OptimizerRepr::Sgd { momentum, nesterov } => OptimizerSpec::Sgd { momentum, nesterov },
+        }
+    }
+}
+
+impl From<OptimizerSpec> for OptimizerRepr {
+    fn from(o: OptimizerSpec) -> Self {
+        match o {
+            OptimizerSpec::Adam => OptimizerRepr::Adam {},
+            OptimizerSpec::AdamW => OptimizerRepr::Adamw {},
+            OptimizerSpec::Sgd { momentum, nesterov } => OptimizerRepr::Sgd { momentum, nesterov },
+        }
+    }
+}
+
+tagged_via!(OptimizerSpec, OptimizerRepr);
+name_or_table!(OptimizerSpec);
+
+impl OptimizerSpec {
+    fn bare_name(&self) -> Option<&'static str> {
+        match self {
+            OptimizerSpec::Adam => Some("adam"),
+            OptimizerSpec::AdamW => Some("adamw"),
+            OptimizerSpec::Sgd { .. } => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum ScheduleRepr {
+    Constant {},
+    Step {
+        #[serde(default = "ten")]
+        step_size: usize,
+        #[serde(default = "point_one")]
+        gamma: f64,
+    },
+    Cosine {
+        #[serde(default)]
+        warmup: usize,
+        #[serde(default)]
+        min_lr: f64,
+    },
+    Plateau {
+        #[serde(default = "half")]
+        factor: f64,
+        #[serde(default = "three")]
+        patience: usize,
+    },
+}
+
+fn ten() -> usize {
+    10
+}
+fn three() -> usize {
+    3
+}
+fn point_one() -> f64 {
+    0.1
+}
+fn half() -> f64 {
+    0.5
+}
+
+/// How the learning rate moves over epochs.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Schedule {
+    #[default]
+    Constant,
+    /// Multiply by `gamma` every `step_size` epochs.
+    Step { step_size: usize, gamma: f64 },
+    /// Linear warm-up over `warmup` epochs, then cosine decay to `min_lr` by the last epoch.
+    Cosine { warmup: usize, min_lr: f64 },
+    /// Multiply by `factor` when val accuracy has not improved for `patience` epochs.
+    Plateau { factor: f64, patience: usize },
+}
+
+impl From<ScheduleRepr> for Schedule {
+    fn from(r: ScheduleRepr) -> Self {
+        match r {
+            ScheduleRepr::Constant {} => Schedule::Constant,
+            ScheduleRepr::Step { step_size, gamma } => Schedule::Step { step_size, gamma },
+            ScheduleRepr::Cosine { warmup, min_lr } => Schedule::Cosine { warmup, min_lr },
+            ScheduleRepr::Plateau { factor, patience } => Schedule::Plateau { factor, patience },
+        }
+    }
+}
+
+impl From<Schedule> for ScheduleRepr {
+    fn from(s: Schedule) -> Self {
+        match s {
+            Schedule::Constant => ScheduleRepr::Constant {},
+            Schedule::Step { step_size, gamma } => ScheduleRepr::Step { step_size, gamma },
+            Schedule::Cosine { warmup, min_lr } => ScheduleRepr::Cosine { warmup, min_lr },
+            Schedule::Plateau { factor, patience } => ScheduleRepr::Plateau { factor, patience },
+        }
+    }
+}
+
+tagged_via!(Schedule, ScheduleRepr);
+name_or_table!(Schedule);
+
+impl Schedule {
+    fn bare_name(&self) -> Option<&'static str> {
+        matches!(self, Schedule::Constant).then_some("constant")
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Schedule::Constant => "constant",
+            Schedule::Step { .. } => "step",
+            Schedule::Cosine { .. } => "cosine",
+            Schedule::Plateau { .. } => "plateau",
+        }
+    }
+}
+
+/// Test-time augmentation used when evaluating the best checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tta {
+    #[default]
+    None,
+    /// Average the predictions of the image and its mirror.
+    Hflip,
+    /// Average over the 4 corner and centre 44×44 crops (resized to 48) and their mirrors.
+    TenCrop,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 /// Everything that defines a run except its seed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunConfig {
-    pub model: ModelKind,
-    /// Dropout before the classifier layer.
+    pub model: ModelSpec,
+    /// Dropout before the classifier layer(s).
     pub dropout: f64,
     pub epochs: usize,
     pub batch_size: usize,
-    pub optimizer: OptimizerKind,
-    /// Learning rate.
+    pub optimizer: OptimizerSpec,
+    /// Peak learning rate.
     pub lr: f64,
-    pub loss: LossKind,
+    pub loss: LossSpec,
     /// `augment = false` turns augmentation off; a table sets each knob.
     #[serde(deserialize_with = "augment_or_bool")]
     pub augment: Augment,
+    /// Label smoothing ε on any loss: targets become (1 − ε)·one-hot + ε/7.
+    #[serde(skip_serializing_if = "is_default")]
+    pub label_smoothing: f64,
+    #[serde(skip_serializing_if = "is_default")]
+    pub weight_decay: f64,
+    #[serde(skip_serializing_if = "is_default")]
+    pub schedule: Schedule,
+    /// Stop when val accuracy has not improved for this many epochs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub early_stopping: Option<usize>,
+    /// Clip the gradient norm of each parameter to this value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grad_clip: Option<f64>,
+    #[serde(skip_serializing_if = "is_default")]
+    pub tta: Tta,
 }
 
 impl Default for RunConfig {
     /// The seed study's recipe.
     fn default() -> Self {
         RunConfig {
-            model: ModelKind::Baseline,
+            model: ModelSpec::Baseline,
             dropout: 0.5,
             epochs: 30,
             batch_size: 64,
-            optimizer: OptimizerKind::Adam,
+            optimizer: OptimizerSpec::Adam,
             lr: 1e-3,
-            loss: LossKind::CrossEntropy,
+            loss: LossSpec::CrossEntropy,
             augment: Augment::default(),
+            label_smoothing: 0.0,
+            weight_decay: 0.0,
+            schedule: Schedule::Constant,
+            early_stopping: None,
+            grad_clip: None,
+            tta: Tta::None,
         }
     }
 }
@@ -76,14 +688,18 @@ fn augment_or_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Augment, D::Error>
     #[serde(untagged)]
     enum Either {
         Bool(bool),
-        Table(Augment),
+        Table(toml::Table),
     }
     match Either::deserialize(d) {
         Ok(Either::Bool(true)) => Ok(Augment::default()),
         Ok(Either::Bool(false)) => Ok(Augment::NONE),
-        Ok(Either::Table(a)) => Ok(a),
+        Ok(Either::Table(t)) => toml::Value::Table(t)
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                serde::de::Error::custom(format!("augment: {}", e.message().trim()))
+            }),
         Err(_) => Err(serde::de::Error::custom(
-            "augment must be true, false or a table of hflip / rotation / zoom / shift",
+            "augment must be true, false or a table of augmentation knobs",
         )),
     }
 }
@@ -125,6 +741,92 @@ impl RunConfig {
                 format!("batch_size = {} must be in 1..=8192", self.batch_size),
             );
         }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return bad(
+                "label_smoothing",
+                format!(
+                    "label_smoothing = {} must be in [0, 1)",
+                    self.label_smoothing
+                ),
+            );
+        }
+        if !(0.0..1.0).contains(&self.weight_decay) {
+            return bad(
+                "weight_decay",
+                format!("weight_decay = {} must be in [0, 1)", self.weight_decay),
+            );
+        }
+        if let Some(p) = self.early_stopping
+            && p == 0
+        {
+            return bad(
+                "early_stopping",
+                "early_stopping = 0 must be ≥ 1 epoch of patience".into(),
+            );
+        }
+        if let Some(c) = self.grad_clip
+            && !(c.is_finite() && c > 0.0)
+        {
+            return bad("grad_clip", format!("grad_clip = {c} must be > 0"));
+        }
+        if let OptimizerSpec::Sgd { momentum, .. } = self.optimizer
+            && !(0.0..1.0).contains(&momentum)
+        {
+            return bad(
+                "optimizer.momentum",
+                format!("optimizer.momentum = {momentum} must be in [0, 1)"),
+            );
+        }
+        match &self.schedule {
+            Schedule::Step { step_size, gamma } => {
+                if *step_size == 0 {
+                    return bad(
+                        "schedule.step_size",
+                        "schedule.step_size = 0 must be ≥ 1".into(),
+                    );
+                }
+                if !(*gamma > 0.0 && *gamma <= 1.0) {
+                    return bad(
+                        "schedule.gamma",
+                        format!("schedule.gamma = {gamma} must be in (0, 1]"),
+                    );
+                }
+            }
+            Schedule::Cosine { warmup, min_lr } => {
+                if *warmup >= self.epochs {
+                    return bad(
+                        "schedule.warmup",
+                        format!(
+                            "schedule.warmup = {warmup} must be fewer than epochs = {}",
+                            self.epochs
+                        ),
+                    );
+                }
+                if !(*min_lr >= 0.0 && *min_lr < self.lr) {
+                    return bad(
+                        "schedule.min_lr",
+                        format!("schedule.min_lr = {min_lr} must be in [0, lr)"),
+                    );
+                }
+            }
+            Schedule::Plateau { factor, patience } => {
+                if !(*factor > 0.0 && *factor < 1.0) {
+                    return bad(
+                        "schedule.factor",
+                        format!("schedule.factor = {factor} must be in (0, 1)"),
+                    );
+                }
+                if *patience == 0 {
+                    return bad(
+                        "schedule.patience",
+                        "schedule.patience = 0 must be ≥ 1".into(),
+                    );
+                }
+            }
+            Schedule::Constant => {}
+        }
+        self.model.validate()?;
+        self.loss.validate()?;
         if let Err(message) = self.augment.validate() {
             let key = message.split(' ').next().unwrap_or("augment").to_string();
             return bad(&key, message);
@@ -132,12 +834,38 @@ impl RunConfig {
         Ok(())
     }
 
-    /// The config as flat `key → value` pairs (`augment.rotation`), for the `run_params` table.
+    /// The canonical JSON that run ids hash (knobs at a later-added default are left out).
+    pub fn canonical_json(&self) -> String {
+        serde_json::to_string(self).expect("config serialises")
+    }
+
+    /// Every key of the config as flat `key → value` pairs (`augment.rotation`,
+    /// `model.kind`), defaults included, for the `run_params` table.
     pub fn flatten(&self) -> Vec<(String, serde_json::Value)> {
-        let value = serde_json::to_value(self).expect("config serialises");
         let mut out = Vec::new();
-        flatten_into("", &value, &mut out);
+        flatten_into("", &self.full_json(), &mut out);
         out
+    }
+
+    /// The config as a JSON object with every knob spelled out (kinds as `{kind: …}` tables).
+    pub fn full_json(&self) -> serde_json::Value {
+        let tagged = |v: serde_json::Result<serde_json::Value>| v.expect("config serialises");
+        serde_json::json!({
+            "model": tagged(serde_json::to_value(Tagged(self.model.clone()))),
+            "dropout": self.dropout,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "optimizer": tagged(serde_json::to_value(Tagged(self.optimizer.clone()))),
+            "lr": self.lr,
+            "loss": tagged(serde_json::to_value(Tagged(self.loss.clone()))),
+            "augment": self.augment.full_json(),
+            "label_smoothing": self.label_smoothing,
+            "weight_decay": self.weight_decay,
+            "schedule": tagged(serde_json::to_value(Tagged(self.schedule.clone()))),
+            "early_stopping": self.early_stopping,
+            "grad_clip": self.grad_clip,
+            "tta": self.tta,
+        })
     }
 }
 
@@ -174,6 +902,15 @@ mod tests {
     }
 
     #[test]
+    fn canonical_json_of_the_seed_recipe_is_stable() {
+        // Run ids hash this text: it must not change when knobs are added.
+        assert_eq!(
+            RunConfig::default().canonical_json(),
+            r#"{"model":"baseline","dropout":0.5,"epochs":30,"batch_size":64,"optimizer":"adam","lr":0.001,"loss":"cross_entropy","augment":{"hflip":0.5,"rotation":10.0,"zoom":0.1,"shift":0.1}}"#
+        );
+    }
+
+    #[test]
     fn out_of_range_values_name_their_key() {
         let mut c = RunConfig {
             lr: -0.001,
@@ -192,22 +929,111 @@ mod tests {
     }
 
     #[test]
+    fn kinds_read_as_names_or_tables() {
+        let c: RunConfig =
+            toml::from_str("model = \"compact\"\nloss = { kind = \"focal\", gamma = 1.5 }")
+                .unwrap();
+        assert_eq!(
+            c.model,
+            ModelSpec::Compact {
+                channels: vec![32, 64, 128],
+                convs_per_block: 2,
+                batch_norm: true,
+                dense: vec![256]
+            }
+        );
+        assert_eq!(
+            c.loss,
+            LossSpec::Focal {
+                gamma: 1.5,
+                alpha: None
+            }
+        );
+        let c: RunConfig = toml::from_str("[model]\nkind = \"residual\"\nwidth = 16").unwrap();
+        assert_eq!(
+            c.model,
+            ModelSpec::Residual {
+                width: 16,
+                depth: 2
+            }
+        );
+        let c: RunConfig = toml::from_str(
+            "optimizer = { kind = \"sgd\", nesterov = true }\nschedule = \"cosine\"",
+        )
+        .unwrap();
+        assert_eq!(
+            c.optimizer,
+            OptimizerSpec::Sgd {
+                momentum: 0.9,
+                nesterov: true
+            }
+        );
+        assert_eq!(
+            c.schedule,
+            Schedule::Cosine {
+                warmup: 0,
+                min_lr: 0.0
+            }
+        );
+    }
+
+    #[test]
+    fn a_knob_of_another_kind_is_an_error() {
+        let e =
+            toml::from_str::<RunConfig>("[model]\nkind = \"baseline\"\nwidth = 16").unwrap_err();
+        assert!(e.to_string().contains("width"), "{e}");
+        let e = toml::from_str::<RunConfig>("model = \"resnet\"").unwrap_err();
+        assert!(e.to_string().contains("resnet"), "{e}");
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let c: RunConfig = toml::from_str(
+            "model = { kind = \"attention\", attention = \"cbam\" }\nloss = { kind = \"weighted_cross_entropy\", weights = [1, 2, 1, 1, 1, 1, 1] }\nlabel_smoothing = 0.1\nschedule = { kind = \"plateau\" }\ntta = \"ten_crop\"\n[augment]\nerasing = 0.25",
+        )
+        .unwrap();
+        let back: RunConfig = serde_json::from_str(&c.canonical_json()).unwrap();
+        assert_eq!(back, c);
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
     fn augment_accepts_bool_or_table() {
         let c: RunConfig = toml::from_str("augment = false").unwrap();
         assert!(c.augment.is_identity());
         let c: RunConfig = toml::from_str("[augment]\nrotation = 5.0").unwrap();
         assert_eq!(c.augment.rotation, 5.0);
         assert_eq!(c.augment.hflip, 0.5);
+        assert!(
+            toml::from_str::<RunConfig>("[augment]\nrotaton = 5.0")
+                .unwrap_err()
+                .to_string()
+                .contains("rotaton")
+        );
     }
 
     #[test]
-    fn flatten_gives_dotted_keys() {
+    fn flatten_spells_out_every_key() {
         let keys: Vec<String> = RunConfig::default()
             .flatten()
             .into_iter()
             .map(|(k, _)| k)
             .collect();
-        assert!(keys.contains(&"augment.rotation".to_string()));
-        assert!(keys.contains(&"lr".to_string()));
+        for key in [
+            "augment.rotation",
+            "augment.mixup",
+            "lr",
+            "model.kind",
+            "loss.kind",
+            "schedule.kind",
+            "label_smoothing",
+            "tta",
+            "grad_clip",
+        ] {
+            assert!(
+                keys.contains(&key.to_string()),
+                "{key} missing from {keys:?}"
+            );
+        }
     }
 }

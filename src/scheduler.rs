@@ -49,7 +49,7 @@ pub fn plan_table(
         let mut row = vec![Value::from(i + 1), Value::from(p.id.clone())];
         row.extend(p.run.swept.iter().map(|(_, v)| toml_to_json(v)));
         row.push(Value::from(p.run.seed));
-        row.push(Value::from(p.run.config.model.as_str()));
+        row.push(Value::from(p.run.config.model.kind()));
         row.push(Value::from(p.run.config.epochs));
         row.push(Value::from(status(&p.id).map_or("new", RunStatus::as_str)));
         rows.push(row);
@@ -82,7 +82,7 @@ pub fn register(
             id: p.id.clone(),
             seed: p.run.seed,
             config_json: serde_json::to_string(&p.run.config).expect("config serialises"),
-            model: p.run.config.model.as_str().to_string(),
+            model: p.run.config.model.kind().to_string(),
             epochs: p.run.config.epochs,
             params: p.run.config.flatten(),
             artifact_dir: p.artifact_dir.display().to_string(),

@@ -1,14 +1,22 @@
-//! Training-time augmentation on 48×48 grayscale images, done on the CPU in the data loader.
+//! Training-time augmentation on 48×48 grayscale images, done on the CPU in the data loader,
+//! and the test-time views of TTA.
 //!
 //! Rotation, zoom and shift are one affine warp (inverse mapping, bilinear sampling, edges
 //! clamped like Keras' `fill_mode="nearest"`), so an image is resampled once, not three times.
+//! Random erasing follows Zhong et al. (a rectangle of 2–33 % of the image, aspect 0.3–3.3,
+//! filled with noise). Mixup and CutMix mix pairs inside a batch ([`mix_batch`]).
 //! Every random draw comes from an RNG seeded by (run seed, epoch, image index): a run is
 //! reproducible whatever order or thread the loader uses. Never applied to val or test.
 
 use super::{IMAGE_PIXELS, IMAGE_SIDE};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rand_distr::{Beta, Distribution};
 use serde::{Deserialize, Serialize};
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
 
 /// The augmentation knobs of a run; each is its own sweep axis (`augment.rotation`, …).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -22,6 +30,15 @@ pub struct Augment {
     pub zoom: f64,
     /// Maximum shift as a fraction of the side, drawn independently for x and y.
     pub shift: f64,
+    /// Probability of random erasing.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub erasing: f64,
+    /// Mixup Beta(α, α) parameter; 0 is off.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub mixup: f64,
+    /// CutMix Beta(α, α) parameter; 0 is off. With mixup too, each batch uses one of them.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cutmix: f64,
 }
 
 impl Default for Augment {
@@ -32,6 +49,9 @@ impl Default for Augment {
             rotation: 10.0,
             zoom: 0.1,
             shift: 0.1,
+            erasing: 0.0,
+            mixup: 0.0,
+            cutmix: 0.0,
         }
     }
 }
@@ -43,20 +63,46 @@ impl Augment {
         rotation: 0.0,
         zoom: 0.0,
         shift: 0.0,
+        erasing: 0.0,
+        mixup: 0.0,
+        cutmix: 0.0,
     };
 
     pub fn is_identity(&self) -> bool {
         *self == Augment::NONE
     }
 
-    /// Checks ranges; the message names the key.
+    /// Every knob, zeros included (the serialised form leaves later-added zeros out).
+    pub fn full_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "hflip": self.hflip,
+            "rotation": self.rotation,
+            "zoom": self.zoom,
+            "shift": self.shift,
+            "erasing": self.erasing,
+            "mixup": self.mixup,
+            "cutmix": self.cutmix,
+        })
+    }
+
+    /// Whether pairs of images are mixed (mixup or CutMix).
+    pub fn mixes(&self) -> bool {
+        self.mixup > 0.0 || self.cutmix > 0.0
+    }
+
+    /// Checks ranges; the message starts with the key.
     pub fn validate(&self) -> Result<(), String> {
-        if !(0.0..=1.0).contains(&self.hflip) {
-            return Err(format!(
-                "augment.hflip = {} must be a probability in [0, 1]",
-                self.hflip
-            ));
-        }
+        let prob = |name: &str, v: f64| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "augment.{name} = {v} must be a probability in [0, 1]"
+                ))
+            }
+        };
+        prob("hflip", self.hflip)?;
+        prob("erasing", self.erasing)?;
         if !(0.0..=180.0).contains(&self.rotation) {
             return Err(format!(
                 "augment.rotation = {} must be degrees in [0, 180]",
@@ -72,15 +118,27 @@ impl Augment {
                 self.shift
             ));
         }
+        for (name, alpha) in [("mixup", self.mixup), ("cutmix", self.cutmix)] {
+            if !(0.0..=10.0).contains(&alpha) {
+                return Err(format!(
+                    "augment.{name} = {alpha} must be a Beta α in [0, 10] (0 is off)"
+                ));
+            }
+        }
         Ok(())
     }
 
-    /// Draws the transform for one image from its own seeded RNG.
+    /// Draws the per-image transform for one image from its own seeded RNG.
     pub fn sample(&self, seed: u64, epoch: u32, index: usize) -> Transform {
-        if self.is_identity() {
+        let per_image = Augment {
+            mixup: 0.0,
+            cutmix: 0.0,
+            ..*self
+        };
+        if per_image.is_identity() {
             return Transform::IDENTITY;
         }
-        let mut rng = ChaCha8Rng::seed_from_u64(item_seed(seed, epoch, index));
+        let mut rng = ChaCha8Rng::seed_from_u64(item_seed(seed, epoch, index as u64));
         let mut uniform = |half_width: f64| {
             if half_width > 0.0 {
                 rng.random_range(-half_width..=half_width)
@@ -94,27 +152,58 @@ impl Augment {
         let shift_x = uniform(self.shift) * side;
         let shift_y = uniform(self.shift) * side;
         let flip = self.hflip > 0.0 && rng.random_bool(self.hflip);
+        let erase =
+            (self.erasing > 0.0 && rng.random_bool(self.erasing)).then(|| Erase::sample(&mut rng));
         Transform {
             flip,
             angle: angle as f32,
             scale: scale as f32,
             shift_x: shift_x as f32,
             shift_y: shift_y as f32,
+            erase,
         }
     }
 }
 
 /// Mixes the three numbers into one well-spread seed (SplitMix64 finaliser).
-fn item_seed(seed: u64, epoch: u32, index: usize) -> u64 {
+pub fn item_seed(seed: u64, epoch: u32, index: u64) -> u64 {
     let mut z = seed
         ^ (u64::from(epoch)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ (index as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+        ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
 
-/// One concrete transform: flip, then rotate/zoom about the centre, then shift.
+/// A rectangle to erase, and the seed of its noise.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Erase {
+    pub x: usize,
+    pub y: usize,
+    pub w: usize,
+    pub h: usize,
+    pub noise_seed: u64,
+}
+
+impl Erase {
+    fn sample(rng: &mut ChaCha8Rng) -> Erase {
+        let n = IMAGE_SIDE as f64;
+        let area = rng.random_range(0.02..=0.33) * n * n;
+        let log_ratio = rng.random_range((0.3f64).ln()..=(1.0f64 / 0.3).ln());
+        let ratio = log_ratio.exp();
+        let w = ((area * ratio).sqrt().round() as usize).clamp(1, IMAGE_SIDE);
+        let h = ((area / ratio).sqrt().round() as usize).clamp(1, IMAGE_SIDE);
+        Erase {
+            x: rng.random_range(0..=IMAGE_SIDE - w),
+            y: rng.random_range(0..=IMAGE_SIDE - h),
+            w,
+            h,
+            noise_seed: rng.random(),
+        }
+    }
+}
+
+/// One concrete transform: flip, then rotate/zoom about the centre, then shift; then erase.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Transform {
     pub flip: bool,
@@ -124,6 +213,23 @@ pub struct Transform {
     /// Pixels.
     pub shift_x: f32,
     pub shift_y: f32,
+    pub erase: Option<Erase>,
+}
+
+const INV255: f32 = 1.0 / 255.0;
+
+/// Bilinear sample at (sx, sy), coordinates clamped to the image.
+fn bilinear(src: &[u8; IMAGE_PIXELS], sx: f32, sy: f32) -> f32 {
+    let n = IMAGE_SIDE;
+    let max = (n - 1) as f32;
+    let (sx, sy) = (sx.clamp(0.0, max), sy.clamp(0.0, max));
+    let (x0, y0) = (sx.floor() as usize, sy.floor() as usize);
+    let (x1, y1) = ((x0 + 1).min(n - 1), (y0 + 1).min(n - 1));
+    let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
+    let at = |x: usize, y: usize| f32::from(src[y * n + x]);
+    let top = at(x0, y0) * (1.0 - fx) + at(x1, y0) * fx;
+    let bottom = at(x0, y1) * (1.0 - fx) + at(x1, y1) * fx;
+    top * (1.0 - fy) + bottom * fy
 }
 
 impl Transform {
@@ -133,6 +239,7 @@ impl Transform {
         scale: 1.0,
         shift_x: 0.0,
         shift_y: 0.0,
+        erase: None,
     };
 
     fn is_pure_flip_or_identity(&self) -> bool {
@@ -142,42 +249,148 @@ impl Transform {
     /// Writes the transformed image into `out`, scaled to [0, 1].
     pub fn apply(&self, src: &[u8; IMAGE_PIXELS], out: &mut [f32]) {
         assert_eq!(out.len(), IMAGE_PIXELS);
-        const INV: f32 = 1.0 / 255.0;
         let n = IMAGE_SIDE;
         if self.is_pure_flip_or_identity() {
             // Exact integer copies: the common case at eval time and for flip-only runs.
             for y in 0..n {
                 for x in 0..n {
                     let sx = if self.flip { n - 1 - x } else { x };
-                    out[y * n + x] = f32::from(src[y * n + sx]) * INV;
+                    out[y * n + x] = f32::from(src[y * n + sx]) * INV255;
                 }
             }
-            return;
+        } else {
+            let c = (n as f32 - 1.0) / 2.0;
+            let (sin, cos) = self.angle.sin_cos();
+            let inv_scale = 1.0 / self.scale;
+            let max = (n - 1) as f32;
+            for y in 0..n {
+                for x in 0..n {
+                    // Inverse map: undo the shift, then the rotation and zoom, around the centre.
+                    let u = x as f32 - c - self.shift_x;
+                    let v = y as f32 - c - self.shift_y;
+                    let mut sx = (cos * u + sin * v) * inv_scale + c;
+                    let sy = (-sin * u + cos * v) * inv_scale + c;
+                    if self.flip {
+                        sx = max - sx;
+                    }
+                    out[y * n + x] = bilinear(src, sx, sy) * INV255;
+                }
+            }
         }
-        let c = (n as f32 - 1.0) / 2.0;
-        let (sin, cos) = self.angle.sin_cos();
-        let inv_scale = 1.0 / self.scale;
-        let max = (n - 1) as f32;
-        let at = |x: usize, y: usize| f32::from(src[y * n + x]);
-        for y in 0..n {
-            for x in 0..n {
-                // Inverse map: undo the shift, then the rotation and zoom, around the centre.
-                let u = x as f32 - c - self.shift_x;
-                let v = y as f32 - c - self.shift_y;
-                let mut sx = (cos * u + sin * v) * inv_scale + c;
-                let sy = (-sin * u + cos * v) * inv_scale + c;
-                if self.flip {
-                    sx = max - sx;
+        if let Some(e) = self.erase {
+            let mut rng = ChaCha8Rng::seed_from_u64(e.noise_seed);
+            for y in e.y..e.y + e.h {
+                for x in e.x..e.x + e.w {
+                    out[y * n + x] = rng.random::<f32>();
                 }
-                let sx = sx.clamp(0.0, max);
-                let sy = sy.clamp(0.0, max);
-                let (x0, y0) = (sx.floor() as usize, sy.floor() as usize);
-                let (x1, y1) = ((x0 + 1).min(n - 1), (y0 + 1).min(n - 1));
-                let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
-                let top = at(x0, y0) * (1.0 - fx) + at(x1, y0) * fx;
-                let bottom = at(x0, y1) * (1.0 - fx) + at(x1, y1) * fx;
-                out[y * n + x] = (top * (1.0 - fy) + bottom * fy) * INV;
             }
+        }
+    }
+}
+
+/// How a batch was mixed: image i is `lam`·image i + (1 − lam)·image `partner[i]`, and its
+/// loss is the same blend of the losses against both labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mix {
+    pub partner: Vec<usize>,
+    pub lam: f32,
+}
+
+/// Mixes a batch in place with mixup or CutMix (one per batch, seeded by `seed`).
+/// `pixels` holds `n` images of [`IMAGE_PIXELS`] floats.
+pub fn mix_batch(aug: &Augment, seed: u64, pixels: &mut [f32]) -> Option<Mix> {
+    let n = pixels.len() / IMAGE_PIXELS;
+    if !aug.mixes() || n < 2 {
+        return None;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let use_cutmix = match (aug.mixup > 0.0, aug.cutmix > 0.0) {
+        (true, true) => rng.random_bool(0.5),
+        (false, true) => true,
+        _ => false,
+    };
+    let alpha = if use_cutmix { aug.cutmix } else { aug.mixup };
+    let lam: f64 = Beta::new(alpha, alpha).expect("alpha > 0").sample(&mut rng);
+    let mut partner: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        partner.swap(i, rng.random_range(0..=i));
+    }
+    let source = pixels.to_vec();
+    let side = IMAGE_SIDE;
+    let lam = if use_cutmix {
+        // A box covering (1 − lam) of the image, centred anywhere, clipped to the image.
+        let cut = (1.0 - lam).sqrt();
+        let (w, h) = ((side as f64 * cut) as usize, (side as f64 * cut) as usize);
+        let (cx, cy) = (rng.random_range(0..side), rng.random_range(0..side));
+        let (x0, x1) = (cx.saturating_sub(w / 2), (cx + w / 2).min(side));
+        let (y0, y1) = (cy.saturating_sub(h / 2), (cy + h / 2).min(side));
+        for (i, &j) in partner.iter().enumerate() {
+            for y in y0..y1 {
+                for x in x0..x1 {
+                    pixels[i * IMAGE_PIXELS + y * side + x] =
+                        source[j * IMAGE_PIXELS + y * side + x];
+                }
+            }
+        }
+        1.0 - ((x1 - x0) * (y1 - y0)) as f64 / (side * side) as f64
+    } else {
+        let l = lam as f32;
+        for (i, &j) in partner.iter().enumerate() {
+            let (dst, src) = (i * IMAGE_PIXELS, j * IMAGE_PIXELS);
+            for k in 0..IMAGE_PIXELS {
+                pixels[dst + k] = l * source[dst + k] + (1.0 - l) * source[src + k];
+            }
+        }
+        lam
+    };
+    Some(Mix {
+        partner,
+        lam: lam as f32,
+    })
+}
+
+/// The views test-time augmentation averages over, for one image, each as [`IMAGE_PIXELS`]
+/// floats in [0, 1].
+pub fn tta_views(tta: crate::config::Tta, src: &[u8; IMAGE_PIXELS]) -> Vec<Vec<f32>> {
+    use crate::config::Tta;
+    let view = |t: Transform| {
+        let mut out = vec![0.0; IMAGE_PIXELS];
+        t.apply(src, &mut out);
+        out
+    };
+    let flipped = Transform {
+        flip: true,
+        ..Transform::IDENTITY
+    };
+    match tta {
+        Tta::None => vec![view(Transform::IDENTITY)],
+        Tta::Hflip => vec![view(Transform::IDENTITY), view(flipped)],
+        Tta::TenCrop => {
+            // 44×44 crops at the corners and the centre, resized back to 48×48, and mirrors.
+            const CROP: usize = 44;
+            let step = (CROP - 1) as f32 / (IMAGE_SIDE - 1) as f32;
+            let max = (IMAGE_SIDE - CROP) as f32;
+            let mut views = Vec::with_capacity(10);
+            for (ox, oy) in [
+                (0.0, 0.0),
+                (max, 0.0),
+                (0.0, max),
+                (max, max),
+                (max / 2.0, max / 2.0),
+            ] {
+                for flip in [false, true] {
+                    let mut out = vec![0.0; IMAGE_PIXELS];
+                    for y in 0..IMAGE_SIDE {
+                        for x in 0..IMAGE_SIDE {
+                            let xx = if flip { IMAGE_SIDE - 1 - x } else { x };
+                            out[y * IMAGE_SIDE + x] =
+                                bilinear(src, ox + xx as f32 * step, oy + y as f32 * step) * INV255;
+                        }
+                    }
+                    views.push(out);
+                }
+            }
+            views
         }
     }
 }
@@ -206,16 +419,12 @@ mod tests {
     fn identity_leaves_the_image_unchanged() {
         let img = gradient();
         let mut out = vec![0.0; IMAGE_PIXELS];
-        // A non-flip transform with zero angle/shift and unit zoom goes through the warp path
-        // when forced; both paths must be exact.
         Transform::IDENTITY.apply(&img, &mut out);
         assert_eq!(to_u8(&out), img);
+        // The warp path with rotation 0 / zoom 1 / shift 0 is exact too.
         let tiny = Transform {
-            angle: 0.0,
-            scale: 1.0,
-            shift_x: 0.0,
             shift_y: 1e-30,
-            flip: false,
+            ..Transform::IDENTITY
         };
         tiny.apply(&img, &mut out);
         assert_eq!(to_u8(&out), img);
@@ -241,12 +450,13 @@ mod tests {
     fn zero_knobs_never_change_an_image() {
         let img = gradient();
         for index in 0..20 {
-            let t = Augment::NONE.sample(1, 3, index);
-            assert_eq!(t, Transform::IDENTITY);
+            assert_eq!(Augment::NONE.sample(1, 3, index), Transform::IDENTITY);
         }
         let mut out = vec![0.0; IMAGE_PIXELS];
         Augment::NONE.sample(5, 0, 0).apply(&img, &mut out);
         assert_eq!(to_u8(&out), img);
+        let mut batch = vec![0.5; 2 * IMAGE_PIXELS];
+        assert_eq!(mix_batch(&Augment::NONE, 1, &mut batch), None);
     }
 
     #[test]
@@ -266,20 +476,89 @@ mod tests {
 
     #[test]
     fn samples_are_seeded_per_item_and_in_range() {
-        let aug = Augment::default();
+        let aug = Augment {
+            erasing: 0.5,
+            ..Augment::default()
+        };
         assert_eq!(aug.sample(1, 2, 3), aug.sample(1, 2, 3));
         assert_ne!(aug.sample(1, 2, 3), aug.sample(1, 3, 3));
         assert_ne!(aug.sample(1, 2, 3), aug.sample(2, 2, 3));
         let img = gradient();
         let mut out = vec![0.0; IMAGE_PIXELS];
+        let mut erased = 0;
         for i in 0..50 {
             let t = aug.sample(9, 0, i);
             assert!(t.angle.abs() <= 10f32.to_radians() + 1e-6);
             assert!((0.9..=1.1).contains(&t.scale));
             assert!(t.shift_x.abs() <= 4.8 + 1e-4);
+            if let Some(e) = t.erase {
+                erased += 1;
+                assert!(e.x + e.w <= IMAGE_SIDE && e.y + e.h <= IMAGE_SIDE);
+            }
             t.apply(&img, &mut out);
-            assert!(out.iter().all(|v| (0.0..=1.0).contains(v)));
+            assert!(out.iter().all(|v| (0.0..=1.0).contains(v)), "range kept");
+            assert_eq!(out.len(), IMAGE_PIXELS, "shape kept");
         }
+        assert!(
+            (10..=40).contains(&erased),
+            "{erased} of 50 erased at p = 0.5"
+        );
+    }
+
+    #[test]
+    fn mixup_blends_pairs_and_cutmix_pastes_a_box() {
+        let aug = Augment {
+            mixup: 0.4,
+            ..Augment::NONE
+        };
+        let mut batch: Vec<f32> = (0..3).flat_map(|i| vec![i as f32; IMAGE_PIXELS]).collect();
+        let mix = mix_batch(&aug, 7, &mut batch).unwrap();
+        assert_eq!(
+            mix,
+            mix_batch(
+                &aug,
+                7,
+                &mut (0..3)
+                    .flat_map(|i| vec![i as f32; IMAGE_PIXELS])
+                    .collect::<Vec<_>>()
+            )
+            .unwrap()
+        );
+        for i in 0..3 {
+            let expected = mix.lam * i as f32 + (1.0 - mix.lam) * mix.partner[i] as f32;
+            assert!((batch[i * IMAGE_PIXELS] - expected).abs() < 1e-5);
+        }
+        let aug = Augment {
+            cutmix: 1.0,
+            ..Augment::NONE
+        };
+        let mut batch: Vec<f32> = (0..4).flat_map(|i| vec![i as f32; IMAGE_PIXELS]).collect();
+        let mix = mix_batch(&aug, 3, &mut batch).unwrap();
+        for i in 0..4 {
+            let img = &batch[i * IMAGE_PIXELS..(i + 1) * IMAGE_PIXELS];
+            let pasted =
+                img.iter().filter(|&&v| v != i as f32).count() as f32 / IMAGE_PIXELS as f32;
+            if mix.partner[i] != i {
+                assert!(
+                    (pasted - (1.0 - mix.lam)).abs() < 1e-5,
+                    "box area matches lam"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn tta_views_have_the_expected_count_and_shape() {
+        use crate::config::Tta;
+        let img = gradient();
+        assert_eq!(tta_views(Tta::None, &img).len(), 1);
+        let flips = tta_views(Tta::Hflip, &img);
+        assert_eq!(to_u8(&flips[0]), img);
+        let ten = tta_views(Tta::TenCrop, &img);
+        assert_eq!(ten.len(), 10);
+        assert!(ten.iter().all(|v| v.len() == IMAGE_PIXELS));
+        // The top-left crop starts at the image's top-left pixel.
+        assert_eq!(to_u8(&ten[0])[0], img[0]);
     }
 
     #[test]
@@ -290,5 +569,10 @@ mod tests {
             ..Augment::default()
         };
         assert!(bad.validate().unwrap_err().contains("augment.hflip"));
+        let bad = Augment {
+            mixup: -1.0,
+            ..Augment::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("augment.mixup"));
     }
 }

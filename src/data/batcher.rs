@@ -1,7 +1,7 @@
 //! The glue between [`SplitImages`] and burn's data loader: a `Dataset` of image indices and a
 //! `Batcher` that augments (train only) and packs a batch into one tensor in a single copy.
 
-use super::augment::{Augment, Transform};
+use super::augment::{Augment, Transform, item_seed, mix_batch};
 use super::{IMAGE_PIXELS, IMAGE_SIDE, SplitImages};
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
@@ -15,6 +15,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub struct FerBatch {
     pub images: Tensor<4>,
     pub targets: Tensor<1, Int>,
+    /// Set when mixup / CutMix blended the batch: the partners' labels and the weight of the
+    /// image's own label.
+    pub mix: Option<(Tensor<1, Int>, f32)>,
 }
 
 /// What the data loader hands the batcher: which image, and how many times it was seen
@@ -97,8 +100,8 @@ impl FerBatcher {
         }
     }
 
-    /// The pixels of a batch as `[B·2304]` floats, plus labels.
-    pub fn pixels(&self, items: &[FerItem]) -> (Vec<f32>, Vec<i64>) {
+    /// The pixels of a batch as `[B·2304]` floats, their labels, and how the batch was mixed.
+    pub fn pixels(&self, items: &[FerItem]) -> (Vec<f32>, Vec<i64>, Option<super::augment::Mix>) {
         let mut buf = vec![0f32; items.len() * IMAGE_PIXELS];
         buf.par_chunks_mut(IMAGE_PIXELS)
             .zip(items.par_iter())
@@ -113,19 +116,41 @@ impl FerBatcher {
             .iter()
             .map(|item| i64::from(self.images.label(item.index).id()))
             .collect();
-        (buf, labels)
+        let mix = match (&self.augment, items.first()) {
+            (Some(aug), Some(first)) => {
+                // Seeded by the batch's first image and its epoch: reproducible like the rest.
+                mix_batch(
+                    aug,
+                    item_seed(self.seed ^ 0x6D69_7875, first.epoch, first.index as u64),
+                    &mut buf,
+                )
+            }
+            _ => None,
+        };
+        (buf, labels, mix)
     }
 }
 
 impl Batcher<FerItem, FerBatch> for FerBatcher {
     fn batch(&self, items: Vec<FerItem>, device: &Device) -> FerBatch {
         let n = items.len();
-        let (pixels, labels) = self.pixels(&items);
+        let (pixels, labels, mix) = self.pixels(&items);
         let images = Tensor::<4>::from_data(
             TensorData::new(pixels, [n, 1, IMAGE_SIDE, IMAGE_SIDE]),
             device,
         );
+        let mix = mix.map(|m| {
+            let partners: Vec<i64> = m.partner.iter().map(|&j| labels[j]).collect();
+            (
+                Tensor::<1, Int>::from_data(TensorData::new(partners, [n]), device),
+                m.lam,
+            )
+        });
         let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), device);
-        FerBatch { images, targets }
+        FerBatch {
+            images,
+            targets,
+            mix,
+        }
     }
 }

@@ -123,7 +123,7 @@ pub fn expand(
 
 /// A run's identity: hash of its resolved config, the data fingerprint and the seed.
 pub fn run_id(config: &RunConfig, data_fingerprint: &str, seed: u64) -> String {
-    let json = serde_json::to_string(config).expect("config serialises");
+    let json = config.canonical_json();
     let mut hasher = Sha256::new();
     hasher.update(json.as_bytes());
     hasher.update(b"\n");

@@ -1,45 +1,67 @@
 //! Evaluating a trained model on a split: predictions, loss and every classification metric.
 
-use crate::data::SplitImages;
-use crate::data::batcher::{FerBatcher, FerItem};
+use crate::config::Tta;
+use crate::data::augment::tta_views;
+use crate::data::{IMAGE_PIXELS, IMAGE_SIDE, SplitImages};
 use crate::metrics::{Confusion, Evaluation};
 use crate::model::FerModel;
-use burn::data::dataloader::batcher::Batcher;
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
+use burn::tensor::activation::softmax;
 use std::sync::Arc;
 
-/// Class probabilities `[B, 7]` of a batch of images.
-pub fn probabilities(model: &FerModel, images: Tensor<4>) -> Tensor<2> {
-    burn::tensor::activation::softmax(model.forward(images), 1)
+/// Class probabilities of images given as [0, 1] floats (`n` × 2304), averaged over the TTA
+/// views of each image.
+pub fn predict(
+    model: &FerModel,
+    images: &[&[u8; IMAGE_PIXELS]],
+    tta: Tta,
+    device: &Device,
+) -> Vec<[f32; 7]> {
+    let n = images.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let views: Vec<Vec<Vec<f32>>> = images.iter().map(|img| tta_views(tta, img)).collect();
+    let per_image = views[0].len();
+    let mut sums = vec![[0f32; 7]; n];
+    for v in 0..per_image {
+        let pixels: Vec<f32> = views
+            .iter()
+            .flat_map(|views| views[v].iter().copied())
+            .collect();
+        let batch = Tensor::<4>::from_data(
+            TensorData::new(pixels, [n, 1, IMAGE_SIDE, IMAGE_SIDE]),
+            device,
+        );
+        let probs = softmax(model.forward(batch), 1).into_data();
+        for (i, p) in probs.iter::<f32>().enumerate() {
+            sums[i / 7][i % 7] += p / per_image as f32;
+        }
+    }
+    sums
 }
 
-/// Runs `model` over all of `images` (no augmentation) and derives the metrics.
+/// Runs `model` over all of `images` (no augmentation; TTA views when asked) and derives the
+/// metrics. The loss is the cross-entropy of the averaged probabilities.
 pub fn evaluate(
     model: &FerModel,
     images: &Arc<SplitImages>,
     batch_size: usize,
+    tta: Tta,
     device: &Device,
 ) -> Evaluation {
-    let batcher = FerBatcher::eval(images.clone());
-    let ce = CrossEntropyLossConfig::new().init(device);
     let mut confusion = Confusion::default();
     let mut loss_sum = 0.0;
     let n = images.len();
     let mut start = 0;
     while start < n {
         let end = (start + batch_size).min(n);
-        let items: Vec<FerItem> = (start..end)
-            .map(|index| FerItem { index, epoch: 0 })
-            .collect();
-        let batch = batcher.batch(items, device);
-        let logits = model.forward(batch.images);
-        let loss = ce.forward(logits.clone(), batch.targets.clone());
-        loss_sum += f64::from(loss.into_scalar::<f32>()) * (end - start) as f64;
-        let preds = logits.argmax(1).into_data();
-        let truth = batch.targets.into_data();
-        for (p, t) in preds.iter::<i64>().zip(truth.iter::<i64>()) {
-            confusion.add(t as usize, p as usize);
+        let batch: Vec<&[u8; IMAGE_PIXELS]> = (start..end).map(|i| images.image(i)).collect();
+        for (offset, probs) in predict(model, &batch, tta, device).into_iter().enumerate() {
+            let truth = images.label(start + offset).id() as usize;
+            let pred = (0..7).fold(0, |best, c| if probs[c] > probs[best] { c } else { best });
+            confusion.add(truth, pred);
+            loss_sum -= f64::from(probs[truth].max(1e-12)).ln();
         }
         start = end;
     }

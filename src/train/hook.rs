@@ -5,6 +5,7 @@
 //! burn-train calls loggers on its event-processor thread, so these writes never stall the
 //! training step.
 
+use super::schedule::ValHistory;
 use crate::store::{EpochRow, Store};
 use burn::train::logger::{
     EvaluationProgressLogger, InMemoryMetricLogger, MetricLogger, TrainingProgressLogger,
@@ -43,6 +44,7 @@ pub struct SqliteHook {
     state: Arc<Mutex<HookState>>,
     interrupter: Interrupter,
     on_epoch: Option<EpochCallback>,
+    history: Arc<ValHistory>,
 }
 
 impl SqliteHook {
@@ -51,6 +53,7 @@ impl SqliteHook {
         run_id: &str,
         interrupter: Interrupter,
         on_epoch: Option<EpochCallback>,
+        history: Arc<ValHistory>,
     ) -> (SqliteHook, Arc<Mutex<HookState>>) {
         let state = Arc::new(Mutex::new(HookState::default()));
         let hook = SqliteHook {
@@ -63,6 +66,7 @@ impl SqliteHook {
             state: state.clone(),
             interrupter,
             on_epoch,
+            history,
         };
         (hook, state)
     }
@@ -74,6 +78,7 @@ impl SqliteHook {
         self.epoch_started = Instant::now();
         let diverged = row.train_loss.is_some_and(|l| !l.is_finite())
             || row.val_loss.is_some_and(|l| !l.is_finite());
+        self.history.push(row.val_acc.unwrap_or(f64::NAN));
         let written = self.store.record_epoch(&self.run_id, &row);
         let mut state = self.state.lock().expect("hook state lock");
         state.epochs.push(row);

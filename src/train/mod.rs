@@ -5,15 +5,19 @@
 pub mod eval;
 pub mod hook;
 pub mod loss;
+pub mod schedule;
 
-use crate::config::{OptimizerKind, RunConfig};
+use crate::config::{OptimizerSpec, RunConfig};
 use crate::data::SplitImages;
 use crate::data::batcher::{FerBatch, FerBatcher, IndexDataset};
 use crate::metrics::Evaluation;
 use crate::model::{self, FerModel, ModelSize};
 use crate::store::{EpochRow, Store, StoreError};
 use burn::data::dataloader::DataLoaderBuilder;
-use burn::optim::AdamConfig;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, AdamWConfig, SgdConfig};
 use burn::prelude::*;
 use burn::store::ModuleRecord;
 use burn::train::checkpoint::{
@@ -24,6 +28,7 @@ use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric};
 use burn::train::{
     ClassificationOutput, InferenceStep, Learner, SupervisedTraining, TrainOutput, TrainStep,
 };
+use burn::train::{MetricEarlyStoppingStrategy, StoppingCondition};
 use hook::{EpochCallback, QuietRenderer, SqliteHook};
 use loss::Loss;
 use std::path::{Path, PathBuf};
@@ -49,7 +54,14 @@ pub struct Classifier {
 impl Classifier {
     fn output(&self, batch: FerBatch) -> ClassificationOutput {
         let logits = self.model.forward(batch.images);
-        let loss = self.loss.forward(logits.clone(), batch.targets.clone());
+        let loss = match batch.mix {
+            // Mixup / CutMix: the same blend of the losses against both labels.
+            Some((partners, lam)) => {
+                self.loss.forward(logits.clone(), batch.targets.clone()) * lam
+                    + self.loss.forward(logits.clone(), partners) * (1.0 - lam)
+            }
+            None => self.loss.forward(logits.clone(), batch.targets.clone()),
+        };
         ClassificationOutput::new(loss, logits, batch.targets)
     }
 }
@@ -123,9 +135,38 @@ pub fn load_model(config: &RunConfig, path: &Path, device: &Device) -> Result<Fe
     let record = ModuleRecord::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let classifier = Classifier {
         model: FerModel::new(config, device),
-        loss: Loss::new(config.loss),
+        loss: Loss::cross_entropy(),
     };
     Ok(classifier.load_record(record).model)
+}
+
+/// The optimizer of a run; weight decay is L2 for adam / sgd and decoupled for adamw.
+fn optimizer(config: &RunConfig) -> burn::optim::ModuleOptimizer {
+    let clip = config
+        .grad_clip
+        .map(|c| GradientClippingConfig::Norm(c as f32));
+    let decay =
+        (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
+    match config.optimizer {
+        OptimizerSpec::Adam => AdamConfig::new()
+            .with_weight_decay(decay)
+            .with_grad_clipping(clip)
+            .init(),
+        OptimizerSpec::AdamW => AdamWConfig::new()
+            .with_weight_decay(config.weight_decay as f32)
+            .with_grad_clipping(clip)
+            .init(),
+        OptimizerSpec::Sgd { momentum, nesterov } => SgdConfig::new()
+            .with_weight_decay(decay)
+            .with_momentum((momentum > 0.0).then(|| {
+                MomentumConfig::new()
+                    .with_momentum(momentum)
+                    .with_dampening(0.0)
+                    .with_nesterov(nesterov)
+            }))
+            .with_gradient_clipping(clip)
+            .init(),
+    }
 }
 
 /// Trains one run to the end, streaming epochs into SQLite, then evaluates the best-on-val
@@ -145,7 +186,7 @@ pub fn train_run(
     let size = model::size(&model, config);
     let classifier = Classifier {
         model,
-        loss: Loss::new(config.loss),
+        loss: Loss::new(config, &splits.train.class_counts()),
     };
 
     // One loader thread keeps batch order (and so augmentation visits) deterministic; the
@@ -169,8 +210,10 @@ pub fn train_run(
     let store = Store::open(spec.db_path)?;
     let training = SupervisedTraining::new(spec.artifact_dir, train_loader, valid_loader);
     let interrupter = training.interrupter();
-    let (hook, hook_state) = SqliteHook::new(store, spec.run_id, interrupter, on_epoch);
-    let training = training
+    let history = Arc::new(schedule::ValHistory::default());
+    let (hook, hook_state) =
+        SqliteHook::new(store, spec.run_id, interrupter, on_epoch, history.clone());
+    let mut training = training
         .metric_train_numeric(AccuracyMetric::new())
         .metric_valid_numeric(AccuracyMetric::new())
         .metric_train_numeric(LossMetric::new())
@@ -192,11 +235,25 @@ pub fn train_run(
         .with_application_logger(None)
         .renderer(Box::new(QuietRenderer))
         .num_epochs(config.epochs);
+    if let Some(patience) = config.early_stopping {
+        training = training.early_stopping(MetricEarlyStoppingStrategy::new(
+            &AccuracyMetric::new(),
+            Aggregate::Mean,
+            Direction::Highest,
+            MetricSplit::Valid,
+            StoppingCondition::NoImprovementSince { n_epochs: patience },
+        ));
+    }
 
-    let optimizer = match config.optimizer {
-        OptimizerKind::Adam => AdamConfig::new().init(),
-    };
-    let result = training.launch(Learner::new(classifier, optimizer, config.lr));
+    let iters_per_epoch = splits.train.len().div_ceil(config.batch_size);
+    let lr = schedule::EpochSchedule::new(
+        config.lr,
+        config.schedule.clone(),
+        config.epochs,
+        iters_per_epoch,
+        history,
+    );
+    let result = training.launch(Learner::new(classifier, optimizer(config), lr));
     let state = hook_state.lock().expect("hook state lock").clone();
     if let Some(epoch) = state.diverged_at {
         return Err(TrainError::Diverged { epoch });
@@ -207,7 +264,8 @@ pub fn train_run(
     if let Some(error) = result.error {
         return Err(TrainError::Training(error.to_string()));
     }
-    if state.epochs.len() < config.epochs {
+    let stopped_early = config.early_stopping.is_some() && !state.epochs.is_empty();
+    if state.epochs.len() < config.epochs && !stopped_early {
         let why = result
             .interrupted
             .map(|i| format!("{i:?}"))
@@ -226,8 +284,8 @@ pub fn train_run(
         .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", checkpoint.display())))?;
     let model = load_model(config, &best_model, spec.device).map_err(TrainError::Checkpoint)?;
     let eval_batch = config.batch_size.max(256);
-    let val = eval::evaluate(&model, &splits.val, eval_batch, spec.device);
-    let test = eval::evaluate(&model, &splits.test, eval_batch, spec.device);
+    let val = eval::evaluate(&model, &splits.val, eval_batch, config.tta, spec.device);
+    let test = eval::evaluate(&model, &splits.test, eval_batch, config.tta, spec.device);
     Ok(RunOutcome {
         best_epoch,
         epochs: state.epochs,

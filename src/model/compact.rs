@@ -1,0 +1,104 @@
+//! The study's description of its net rather than its sketch: N blocks of one or two 3×3
+//! convolutions (+ batch norm) + ReLU + 2×2 max-pool over a channel list, then dense layers
+//! with dropout. The VGG-style net ([`super::vgg`]) is this family at 64→512 channels.
+
+use super::blocks::ConvBn;
+use super::{CLASSES, SIDE, conv_flops, dense_flops};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, Relu};
+use burn::prelude::*;
+
+/// The shape of a compact net.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompactShape {
+    pub channels: Vec<usize>,
+    pub convs_per_block: usize,
+    pub batch_norm: bool,
+    pub dense: Vec<usize>,
+}
+
+impl CompactShape {
+    /// Side of the feature map after the last pool.
+    fn final_side(&self) -> usize {
+        SIDE >> self.channels.len()
+    }
+
+    fn flat(&self) -> usize {
+        self.channels.last().copied().unwrap_or(1) * self.final_side().pow(2)
+    }
+
+    pub fn flops(&self) -> u64 {
+        let mut total = 0;
+        let mut c_in = 1;
+        for (i, &c) in self.channels.iter().enumerate() {
+            let side = SIDE >> i;
+            for _ in 0..self.convs_per_block {
+                total += conv_flops(3, c_in, c, side);
+                c_in = c;
+            }
+        }
+        let mut d_in = self.flat();
+        for &d in &self.dense {
+            total += dense_flops(d_in, d);
+            d_in = d;
+        }
+        total + dense_flops(d_in, CLASSES)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Compact {
+    convs: Vec<ConvBn>,
+    pool: MaxPool2d,
+    #[module(skip)]
+    convs_per_block: usize,
+    dense: Vec<Linear>,
+    dropout: Dropout,
+    relu: Relu,
+    head: Linear,
+}
+
+impl Compact {
+    pub fn new(shape: &CompactShape, dropout: f64, device: &Device) -> Self {
+        let mut convs = Vec::new();
+        let mut c_in = 1;
+        for &c in &shape.channels {
+            for _ in 0..shape.convs_per_block {
+                convs.push(ConvBn::new(c_in, c, 3, 1, shape.batch_norm, true, device));
+                c_in = c;
+            }
+        }
+        let mut dense = Vec::new();
+        let mut d_in = shape.flat();
+        for &d in &shape.dense {
+            dense.push(LinearConfig::new(d_in, d).init(device));
+            d_in = d;
+        }
+        Compact {
+            convs,
+            pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
+            convs_per_block: shape.convs_per_block,
+            dense,
+            dropout: DropoutConfig::new(dropout).init(),
+            relu: Relu::new(),
+            head: LinearConfig::new(d_in, CLASSES).init(device),
+        }
+    }
+
+    pub fn forward(&self, mut x: Tensor<4>) -> Tensor<2> {
+        for block in self.convs.chunks(self.convs_per_block) {
+            for conv in block {
+                x = conv.forward(x);
+            }
+            x = self.pool.forward(x);
+        }
+        let mut x = x.flatten(1, 3);
+        for layer in &self.dense {
+            x = self.dropout.forward(self.relu.forward(layer.forward(x)));
+        }
+        if self.dense.is_empty() {
+            x = self.dropout.forward(x);
+        }
+        self.head.forward(x)
+    }
+}

@@ -1,0 +1,196 @@
+//! Learning-rate schedules as a burn `LrScheduler`, stepped once per batch but defined per
+//! epoch: constant, step, cosine with linear warm-up, and reduce-on-plateau of val accuracy.
+//!
+//! Plateau needs the val accuracy of the epochs before: the SQLite hook publishes each one in a
+//! [`ValHistory`], and the first step of an epoch waits for the previous epoch's value, so the
+//! learning rate changes at the same batch in every run with the same seed.
+
+use crate::config::Schedule;
+use burn::optim::LearningRate;
+use burn::optim::lr_scheduler::{LrScheduler, LrSchedulerRecord};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// Val accuracy per finished epoch, shared between the hook (writer) and the schedule (reader).
+#[derive(Debug, Default)]
+pub struct ValHistory {
+    accs: Mutex<Vec<f64>>,
+    ready: Condvar,
+}
+
+impl ValHistory {
+    pub fn push(&self, acc: f64) {
+        self.accs.lock().expect("history lock").push(acc);
+        self.ready.notify_all();
+    }
+
+    /// The first `n` values, waiting up to `timeout` for them to arrive.
+    fn first(&self, n: usize, timeout: Duration) -> Vec<f64> {
+        let accs = self.accs.lock().expect("history lock");
+        let (accs, _) = self
+            .ready
+            .wait_timeout_while(accs, timeout, |a| a.len() < n)
+            .expect("history lock");
+        accs.iter().take(n).copied().collect()
+    }
+}
+
+/// Number of LR reductions ReduceLROnPlateau (PyTorch semantics, mode "max") makes over `accs`.
+pub fn plateau_reductions(accs: &[f64], patience: usize) -> u32 {
+    let mut best = f64::NEG_INFINITY;
+    let mut bad = 0;
+    let mut reductions = 0;
+    for &acc in accs {
+        // PyTorch's default threshold: a relative improvement of 1e-4.
+        if acc > best * (1.0 + 1e-4) || best == f64::NEG_INFINITY {
+            best = acc;
+            bad = 0;
+        } else {
+            bad += 1;
+            if bad > patience {
+                reductions += 1;
+                bad = 0;
+            }
+        }
+    }
+    reductions
+}
+
+#[derive(Clone)]
+pub struct EpochSchedule {
+    base_lr: f64,
+    schedule: Schedule,
+    epochs: usize,
+    iters_per_epoch: usize,
+    step: usize,
+    history: Arc<ValHistory>,
+}
+
+impl EpochSchedule {
+    pub fn new(
+        base_lr: f64,
+        schedule: Schedule,
+        epochs: usize,
+        iters_per_epoch: usize,
+        history: Arc<ValHistory>,
+    ) -> Self {
+        EpochSchedule {
+            base_lr,
+            schedule,
+            epochs,
+            iters_per_epoch: iters_per_epoch.max(1),
+            step: 0,
+            history,
+        }
+    }
+
+    /// The learning rate of iteration `step` (0-based).
+    pub fn lr_at(&self, step: usize) -> f64 {
+        let ipe = self.iters_per_epoch;
+        let epoch = step / ipe;
+        match self.schedule {
+            Schedule::Constant => self.base_lr,
+            Schedule::Step { step_size, gamma } => {
+                self.base_lr * gamma.powi((epoch / step_size) as i32)
+            }
+            Schedule::Cosine { warmup, min_lr } => {
+                if epoch < warmup {
+                    self.base_lr * (step + 1) as f64 / (warmup * ipe) as f64
+                } else {
+                    let span = ((self.epochs - warmup) * ipe).max(1) as f64;
+                    let t = ((step - warmup * ipe) as f64 / span).min(1.0);
+                    min_lr
+                        + 0.5 * (self.base_lr - min_lr) * (1.0 + (std::f64::consts::PI * t).cos())
+                }
+            }
+            Schedule::Plateau { factor, patience } => {
+                let accs = self.history.first(epoch, Duration::from_secs(600));
+                self.base_lr * factor.powi(plateau_reductions(&accs, patience) as i32)
+            }
+        }
+    }
+}
+
+impl LrScheduler for EpochSchedule {
+    fn step(&mut self) -> LearningRate {
+        let lr = self.lr_at(self.step);
+        self.step += 1;
+        lr
+    }
+
+    fn to_record(&self) -> LrSchedulerRecord {
+        LrSchedulerRecord::new().with_scalar("step", self.step as u64)
+    }
+
+    fn load_record(&mut self, record: LrSchedulerRecord) {
+        if let Some(step) = record.scalar::<u64>("step") {
+            self.step = step as usize;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schedule(s: Schedule) -> EpochSchedule {
+        EpochSchedule::new(0.1, s, 10, 5, Arc::new(ValHistory::default()))
+    }
+
+    #[test]
+    fn step_and_cosine_follow_their_formulas() {
+        let s = schedule(Schedule::Step {
+            step_size: 3,
+            gamma: 0.5,
+        });
+        assert_eq!(s.lr_at(0), 0.1);
+        assert_eq!(s.lr_at(14), 0.1);
+        assert!((s.lr_at(15) - 0.05).abs() < 1e-12);
+        let c = schedule(Schedule::Cosine {
+            warmup: 2,
+            min_lr: 0.0,
+        });
+        assert!(
+            (c.lr_at(0) - 0.01).abs() < 1e-12,
+            "warm-up starts at base/10 steps"
+        );
+        assert!((c.lr_at(9) - 0.1).abs() < 1e-12, "warm-up ends at base");
+        assert!((c.lr_at(10) - 0.1).abs() < 1e-12, "cosine starts at base");
+        assert!((c.lr_at(30) - 0.05).abs() < 1e-12, "halfway");
+        assert!(c.lr_at(49) < 0.001);
+    }
+
+    #[test]
+    fn plateau_reduces_after_patience_bad_epochs() {
+        assert_eq!(plateau_reductions(&[0.1, 0.2, 0.3], 1), 0);
+        assert_eq!(plateau_reductions(&[0.5, 0.4, 0.4], 1), 1);
+        assert_eq!(plateau_reductions(&[0.5, 0.4], 1), 0);
+        let history = Arc::new(ValHistory::default());
+        let s = EpochSchedule::new(
+            0.1,
+            Schedule::Plateau {
+                factor: 0.5,
+                patience: 1,
+            },
+            10,
+            2,
+            history.clone(),
+        );
+        for acc in [0.5, 0.4, 0.4] {
+            history.push(acc);
+        }
+        assert_eq!(s.lr_at(0), 0.1);
+        assert_eq!(s.lr_at(5), 0.1, "epoch 2 sees 2 epochs: no reduction yet");
+        assert_eq!(s.lr_at(6), 0.05, "epoch 3 sees the third bad value");
+    }
+
+    #[test]
+    fn record_round_trips_the_step() {
+        let mut s = schedule(Schedule::Constant);
+        s.step();
+        s.step();
+        let mut t = schedule(Schedule::Constant);
+        t.load_record(s.to_record());
+        assert_eq!(t.step, 2);
+    }
+}
