@@ -436,3 +436,89 @@ fn a_two_run_sweep_lands_in_sqlite_and_reports() {
     let again = ok(t, &["sweep", &file, "--set", "epochs=1", "--device", "cpu"]);
     assert!(again.contains("0 trained, 2 already done"), "{again}");
 }
+
+#[test]
+fn every_model_and_loss_trains_one_epoch_and_lands_in_sqlite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let file = write_sweep(
+        t,
+        "space",
+        &format!(
+            r#"data = "{}"
+[base]
+epochs = 1
+batch_size = 32
+schedule = {{ kind = "cosine", warmup = 0 }}
+tta = "hflip"
+[base.augment]
+erasing = 0.5
+mixup = 0.2
+[grid]
+model = [
+  "baseline",
+  {{ kind = "compact", channels = [8, 16], dense = [32] }},
+  {{ kind = "residual", width = 8, depth = 1 }},
+  {{ kind = "attention", width = 8, depth = 1, attention = "se" }},
+  {{ kind = "attention", width = 8, depth = 1, attention = "cbam" }},
+  {{ kind = "vgg", width = 0.125, dense = [32] }},
+]
+loss = ["cross_entropy", "weighted_cross_entropy", {{ kind = "focal", gamma = 2.0 }}]
+"#,
+            mini().display()
+        ),
+    );
+    let out = ok(t, &["sweep", &file, "--device", "cpu", "--set", "label_smoothing=0.1"]);
+    assert!(out.contains("18 trained"), "{out}");
+    let rows: Value = serde_json::from_str(&ok(
+        t,
+        &[
+            "sql",
+            "SELECT r.model, count(*) AS n, min(r.params) AS params, min(r.flops) AS flops,
+                    count(DISTINCT p.value) AS losses
+             FROM runs r JOIN run_params p ON p.run_id = r.id AND p.key = 'loss.kind'
+             JOIN evals e ON e.run_id = r.id AND e.split = 'test'
+             WHERE r.status = 'done' GROUP BY r.model ORDER BY r.model",
+            "--format",
+            "json",
+        ],
+    ))
+    .unwrap();
+    let models: Vec<&str> = rows.as_array().unwrap().iter().map(|r| r["model"].as_str().unwrap()).collect();
+    assert_eq!(models, ["attention", "baseline", "compact", "residual", "vgg"]);
+    for row in rows.as_array().unwrap() {
+        assert_eq!(row["losses"], 3, "{row}");
+        assert!(row["params"].as_i64().unwrap() > 0 && row["flops"].as_i64().unwrap() > 0, "{row}");
+    }
+    assert_eq!(rows[0]["n"], 6, "se and cbam");
+}
+
+#[test]
+fn shipped_sweep_files_parse_and_plan_their_documented_runs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().unwrap();
+    for entry in fs::read_dir(root.join("experiments")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = fs::read_to_string(&path).unwrap();
+        // Each file documents its size in a comment: "# Runs: N".
+        let documented: usize = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# Runs: "))
+            .unwrap_or_else(|| panic!("{} has no '# Runs: N' line", path.display()))
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        // Plan against the mini data: the plan does not depend on which data it is.
+        let out = ok(
+            tmp.path(),
+            &["sweep", path.to_str().unwrap(), "--dry-run", "--data", mini().to_str().unwrap()],
+        );
+        assert!(
+            out.contains(&format!(": {documented} runs")),
+            "{}: documented {documented} runs, planned:\n{out}",
+            path.display()
+        );
+    }
+}

@@ -3,13 +3,43 @@
 use crate::config::RunConfig;
 use sha2::{Digest, Sha256};
 
-/// One swept key and its values.
+/// Keys set together by one value of an axis.
+pub type Assignment = Vec<(String, toml::Value)>;
+
+/// One dimension of the sweep: a grid key and its values, or the random-search samples (each
+/// sets every key of the search space at once).
 #[derive(Debug, Clone)]
 pub struct Axis {
-    pub key: String,
-    pub values: Vec<toml::Value>,
+    /// The grid key, or `search`.
+    pub name: String,
+    pub values: Vec<Assignment>,
     /// Line of the axis in the sweep file.
     pub line: usize,
+}
+
+impl Axis {
+    /// A grid axis: one key, several values.
+    pub fn grid(key: &str, values: &[toml::Value], line: usize) -> Axis {
+        Axis {
+            name: key.to_string(),
+            values: values.iter().map(|v| vec![(key.to_string(), v.clone())]).collect(),
+            line,
+        }
+    }
+
+    /// The keys this axis sets.
+    pub fn keys(&self) -> Vec<String> {
+        self.values
+            .first()
+            .map(|a| a.iter().map(|(k, _)| k.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    fn owns(&self, key: &str) -> bool {
+        self.keys()
+            .iter()
+            .any(|k| k == key || key.starts_with(&format!("{k}.")))
+    }
 }
 
 /// A run the sweep will train: a resolved config and a seed.
@@ -51,6 +81,14 @@ pub fn apply(base: &RunConfig, key: &str, value: &toml::Value) -> Result<RunConf
         .map_err(|e| e.to_string().trim().replace('\n', " "))
 }
 
+fn apply_all(base: &RunConfig, assignment: &Assignment) -> Result<RunConfig, (String, String)> {
+    let mut config = base.clone();
+    for (key, value) in assignment {
+        config = apply(&config, key, value).map_err(|why| (key.clone(), format!("value `{value}`: {why}")))?;
+    }
+    Ok(config)
+}
+
 /// The cartesian product of the axes over `base`, each cell once per seed. Every config is
 /// validated; the first invalid one is the error.
 pub fn expand(
@@ -59,17 +97,17 @@ pub fn expand(
     seeds: &[u64],
 ) -> Result<Vec<PlannedRun>, ExpandError> {
     base.validate().map_err(|e| ExpandError {
-        axis_line: axes.iter().find(|a| a.key == e.key).map(|a| a.line),
+        axis_line: axes.iter().find(|a| a.owns(&e.key)).map(|a| a.line),
         key: e.key,
         message: e.message,
     })?;
     // Check every value of every axis alone first, so the error points at the axis.
     for axis in axes {
         for value in &axis.values {
-            apply(base, &axis.key, value).map_err(|why| ExpandError {
-                key: axis.key.clone(),
+            apply_all(base, value).map_err(|(key, why)| ExpandError {
                 axis_line: Some(axis.line),
-                message: format!("grid.{} value `{value}`: {why}", axis.key),
+                message: format!("{}.{key} {why}", if axis.name == "search" { "search.space" } else { "grid" }),
+                key,
             })?;
         }
     }
@@ -79,19 +117,16 @@ pub fn expand(
         let mut config = base.clone();
         let mut swept = Vec::with_capacity(axes.len());
         for (axis, &i) in axes.iter().zip(&index) {
-            let value = &axis.values[i];
-            config = apply(&config, &axis.key, value).map_err(|why| ExpandError {
-                key: axis.key.clone(),
+            let assignment = &axis.values[i];
+            config = apply_all(&config, assignment).map_err(|(key, why)| ExpandError {
+                key,
                 axis_line: Some(axis.line),
                 message: why,
             })?;
-            swept.push((axis.key.clone(), value.clone()));
+            swept.extend(assignment.iter().cloned());
         }
         config.validate().map_err(|e| ExpandError {
-            axis_line: axes
-                .iter()
-                .find(|a| a.key == e.key || e.key.starts_with(&format!("{}.", a.key)))
-                .map(|a| a.line),
+            axis_line: axes.iter().find(|a| a.owns(&e.key)).map(|a| a.line),
             key: e.key,
             message: e.message,
         })?;

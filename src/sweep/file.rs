@@ -30,6 +30,7 @@ struct SweepToml {
     base: RunConfig,
     #[serde(default)]
     grid: BTreeMap<String, Spanned<toml::Value>>,
+    search: Option<Spanned<super::search::SearchToml>>,
 }
 
 /// The same file again, only to find the line of each `[base]` key for range errors.
@@ -135,6 +136,14 @@ impl Sweep {
                 .map_err(|message| err(Some(line), message))?;
         }
         axes.sort_by_key(|a| a.line);
+        if let Some(search) = &doc.search {
+            let line = line_of(text, search.span().start);
+            let axis = super::search::axis(search.get_ref(), line).map_err(|message| err(Some(line), message))?;
+            if let Some(key) = axis.keys().into_iter().find(|k| axes.iter().any(|a| a.name == *k)) {
+                return Err(err(Some(line), format!("{key} is both a grid axis and a search key")));
+            }
+            axes.push(axis);
+        }
 
         let base_line = |key: &str| {
             let top = key.split('.').next().unwrap_or(key);
@@ -153,7 +162,7 @@ impl Sweep {
             file: path.to_path_buf(),
             spec: text.to_string(),
             data,
-            axes: axes.into_iter().map(|a| a.key).collect(),
+            axes: axes.iter().flat_map(Axis::keys).collect(),
             runs,
         })
     }
@@ -172,11 +181,7 @@ fn flatten_axis(
             if values.is_empty() {
                 return Err(format!("grid.{key} = [] expands to zero runs"));
             }
-            out.push(Axis {
-                key: key.to_string(),
-                values: values.clone(),
-                line,
-            });
+            out.push(Axis::grid(key, values, line));
             Ok(())
         }
         toml::Value::Table(table) => {
@@ -305,6 +310,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("--set epochz"), "{msg}");
+    }
+
+    #[test]
+    fn random_search_crosses_the_grid() {
+        let s = parse(
+            "data = \"d\"\nseeds = [1, 2]\n[grid]\nloss = [\"cross_entropy\", \"focal\"]\n[search]\nmethod = \"random\"\nsamples = 3\n[search.space]\nlr = { loguniform = [1e-4, 1e-2] }\n",
+        )
+        .unwrap();
+        assert_eq!(s.runs.len(), 2 * 3 * 2);
+        assert_eq!(s.axes, vec!["loss", "lr"]);
+        // The same three learning rates under each loss.
+        let lrs = |loss: &str| -> Vec<f64> {
+            s.runs.iter().filter(|r| r.config.loss.kind() == loss && r.seed == 1).map(|r| r.config.lr).collect()
+        };
+        assert_eq!(lrs("cross_entropy"), lrs("focal"));
+        let e = parse("data = \"d\"\n[grid]\nlr = [0.1]\n[search]\nmethod = \"random\"\nsamples = 1\n[search.space]\nlr = { uniform = [0.1, 0.2] }\n").unwrap_err();
+        assert!(e.message.contains("both a grid axis"), "{e}");
     }
 
     #[test]

@@ -17,6 +17,7 @@
 
 pub mod expand;
 pub mod file;
+pub mod search;
 
 pub use expand::{PlannedRun, run_id};
 pub use file::{Sweep, SweepError};
