@@ -17,6 +17,8 @@ pub struct Planned {
     pub id: String,
     pub run: PlannedRun,
     pub artifact_dir: PathBuf,
+    /// The swept values of this run, `key=value …`, for progress lines.
+    pub label: String,
 }
 
 /// Gives every run of `sweep` its id (which needs the data fingerprint) and folder.
@@ -26,10 +28,24 @@ pub fn plan(sweep: &Sweep, fingerprint: &str, results_dir: &Path) -> Vec<Planned
         .iter()
         .map(|run| {
             let id = run_id(&run.config, fingerprint, run.seed);
+            let flat: std::collections::HashMap<String, Value> =
+                run.config.flatten().into_iter().collect();
+            let label = sweep
+                .axes
+                .iter()
+                .map(|k| {
+                    format!(
+                        "{k}={}",
+                        flat.get(k).map_or(String::new(), crate::table::cell_text)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
             Planned {
                 artifact_dir: results_dir.join(&sweep.name).join(&id),
                 id,
                 run: run.clone(),
+                label,
             }
         })
         .collect()
@@ -47,7 +63,14 @@ pub fn plan_table(
     let mut rows = Rows::new(headers);
     for (i, p) in planned.iter().enumerate() {
         let mut row = vec![Value::from(i + 1), Value::from(p.id.clone())];
-        row.extend(p.run.swept.iter().map(|(_, v)| toml_to_json(v)));
+        let flat: std::collections::HashMap<String, Value> =
+            p.run.config.flatten().into_iter().collect();
+        row.extend(
+            sweep
+                .axes
+                .iter()
+                .map(|k| flat.get(k).cloned().unwrap_or(Value::Null)),
+        );
         row.push(Value::from(p.run.seed));
         row.push(Value::from(p.run.config.model.kind()));
         row.push(Value::from(p.run.config.epochs));
@@ -55,10 +78,6 @@ pub fn plan_table(
         rows.push(row);
     }
     rows
-}
-
-pub fn toml_to_json(value: &toml::Value) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
 /// Writes the sweep and all its runs to the store in one transaction.
@@ -117,17 +136,11 @@ pub fn run_all(
     let mut summary = SweepSummary::default();
     let total = planned.len();
     for (i, p) in planned.iter().enumerate() {
-        let swept: Vec<String> = p
-            .run
-            .swept
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
         let label = format!(
             "[{}/{total}] run {} {} seed={}",
             i + 1,
             p.id,
-            swept.join(" "),
+            p.label,
             p.run.seed
         );
         if store.run_status(&p.id)? == Some(RunStatus::Done) {

@@ -468,7 +468,17 @@ loss = ["cross_entropy", "weighted_cross_entropy", {{ kind = "focal", gamma = 2.
             mini().display()
         ),
     );
-    let out = ok(t, &["sweep", &file, "--device", "cpu", "--set", "label_smoothing=0.1"]);
+    let out = ok(
+        t,
+        &[
+            "sweep",
+            &file,
+            "--device",
+            "cpu",
+            "--set",
+            "label_smoothing=0.1",
+        ],
+    );
     assert!(out.contains("18 trained"), "{out}");
     let rows: Value = serde_json::from_str(&ok(
         t,
@@ -484,11 +494,22 @@ loss = ["cross_entropy", "weighted_cross_entropy", {{ kind = "focal", gamma = 2.
         ],
     ))
     .unwrap();
-    let models: Vec<&str> = rows.as_array().unwrap().iter().map(|r| r["model"].as_str().unwrap()).collect();
-    assert_eq!(models, ["attention", "baseline", "compact", "residual", "vgg"]);
+    let models: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        models,
+        ["attention", "baseline", "compact", "residual", "vgg"]
+    );
     for row in rows.as_array().unwrap() {
         assert_eq!(row["losses"], 3, "{row}");
-        assert!(row["params"].as_i64().unwrap() > 0 && row["flops"].as_i64().unwrap() > 0, "{row}");
+        assert!(
+            row["params"].as_i64().unwrap() > 0 && row["flops"].as_i64().unwrap() > 0,
+            "{row}"
+        );
     }
     assert_eq!(rows[0]["n"], 6, "se and cbam");
 }
@@ -513,7 +534,13 @@ fn shipped_sweep_files_parse_and_plan_their_documented_runs() {
         // Plan against the mini data: the plan does not depend on which data it is.
         let out = ok(
             tmp.path(),
-            &["sweep", path.to_str().unwrap(), "--dry-run", "--data", mini().to_str().unwrap()],
+            &[
+                "sweep",
+                path.to_str().unwrap(),
+                "--dry-run",
+                "--data",
+                mini().to_str().unwrap(),
+            ],
         );
         assert!(
             out.contains(&format!(": {documented} runs")),

@@ -22,7 +22,10 @@ impl Axis {
     pub fn grid(key: &str, values: &[toml::Value], line: usize) -> Axis {
         Axis {
             name: key.to_string(),
-            values: values.iter().map(|v| vec![(key.to_string(), v.clone())]).collect(),
+            values: values
+                .iter()
+                .map(|v| vec![(key.to_string(), v.clone())])
+                .collect(),
             line,
         }
     }
@@ -84,7 +87,8 @@ pub fn apply(base: &RunConfig, key: &str, value: &toml::Value) -> Result<RunConf
 fn apply_all(base: &RunConfig, assignment: &Assignment) -> Result<RunConfig, (String, String)> {
     let mut config = base.clone();
     for (key, value) in assignment {
-        config = apply(&config, key, value).map_err(|why| (key.clone(), format!("value `{value}`: {why}")))?;
+        config = apply(&config, key, value)
+            .map_err(|why| (key.clone(), format!("value `{value}`: {why}")))?;
     }
     Ok(config)
 }
@@ -106,7 +110,14 @@ pub fn expand(
         for value in &axis.values {
             apply_all(base, value).map_err(|(key, why)| ExpandError {
                 axis_line: Some(axis.line),
-                message: format!("{}.{key} {why}", if axis.name == "search" { "search.space" } else { "grid" }),
+                message: format!(
+                    "{}.{key} {why}",
+                    if axis.name == "search" {
+                        "search.space"
+                    } else {
+                        "grid"
+                    }
+                ),
                 key,
             })?;
         }

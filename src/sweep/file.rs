@@ -138,9 +138,17 @@ impl Sweep {
         axes.sort_by_key(|a| a.line);
         if let Some(search) = &doc.search {
             let line = line_of(text, search.span().start);
-            let axis = super::search::axis(search.get_ref(), line).map_err(|message| err(Some(line), message))?;
-            if let Some(key) = axis.keys().into_iter().find(|k| axes.iter().any(|a| a.name == *k)) {
-                return Err(err(Some(line), format!("{key} is both a grid axis and a search key")));
+            let axis = super::search::axis(search.get_ref(), line)
+                .map_err(|message| err(Some(line), message))?;
+            if let Some(key) = axis
+                .keys()
+                .into_iter()
+                .find(|k| axes.iter().any(|a| a.name == *k))
+            {
+                return Err(err(
+                    Some(line),
+                    format!("{key} is both a grid axis and a search key"),
+                ));
             }
             axes.push(axis);
         }
@@ -162,10 +170,41 @@ impl Sweep {
             file: path.to_path_buf(),
             spec: text.to_string(),
             data,
-            axes: axes.iter().flat_map(Axis::keys).collect(),
+            axes: varying_keys(&axes, &runs),
             runs,
         })
     }
+}
+
+/// The flat config keys (`model.channels`, `loss.kind`) that differ between runs, in axis
+/// order: what a leaderboard shows as columns, even when an axis swept whole tables.
+fn varying_keys(axes: &[Axis], runs: &[PlannedRun]) -> Vec<String> {
+    let flat: Vec<BTreeMap<String, serde_json::Value>> = runs
+        .iter()
+        .map(|r| r.config.flatten().into_iter().collect())
+        .collect();
+    let mut out: Vec<String> = Vec::new();
+    for key in axes.iter().flat_map(Axis::keys) {
+        let prefix = format!("{key}.");
+        let mut candidates: Vec<&String> = flat
+            .iter()
+            .flat_map(|f| f.keys())
+            .filter(|k| **k == key || k.starts_with(&prefix))
+            .collect();
+        // `kind` first: it says how to read the knobs after it.
+        candidates.sort_by_key(|k| (!k.ends_with(".kind"), k.to_string()));
+        candidates.dedup();
+        for k in candidates {
+            // A key one kind lacks reads as null (`loss.alpha` of a plain cross-entropy).
+            let value =
+                |f: &BTreeMap<String, serde_json::Value>| f.get(k).cloned().unwrap_or_default();
+            let varies = flat.iter().any(|f| value(f) != value(&flat[0]));
+            if varies && !out.contains(k) {
+                out.push(k.clone());
+            }
+        }
+    }
+    out
 }
 
 /// `[grid]` tables nest (`augment.rotation = [...]` is a table `augment`): each array leaf is
@@ -227,6 +266,17 @@ mod tests {
         assert_eq!(s.runs[1].config.augment.rotation, 10.0);
         let s = parse("data = \"d\"\n[grid]\naugment = [true, false]\n").unwrap();
         assert!(s.runs[1].config.augment.is_identity());
+        assert_eq!(
+            s.axes,
+            vec![
+                "augment.hflip",
+                "augment.rotation",
+                "augment.shift",
+                "augment.zoom"
+            ]
+        );
+        let s = parse("data = \"d\"\n[grid]\nmodel = [{ kind = \"compact\", channels = [8] }, { kind = \"compact\", channels = [8, 16] }]\n").unwrap();
+        assert_eq!(s.axes, vec!["model.channels"]);
     }
 
     #[test]
@@ -319,10 +369,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.runs.len(), 2 * 3 * 2);
-        assert_eq!(s.axes, vec!["loss", "lr"]);
+        assert_eq!(s.axes, vec!["loss.kind", "loss.gamma", "lr"]);
         // The same three learning rates under each loss.
         let lrs = |loss: &str| -> Vec<f64> {
-            s.runs.iter().filter(|r| r.config.loss.kind() == loss && r.seed == 1).map(|r| r.config.lr).collect()
+            s.runs
+                .iter()
+                .filter(|r| r.config.loss.kind() == loss && r.seed == 1)
+                .map(|r| r.config.lr)
+                .collect()
         };
         assert_eq!(lrs("cross_entropy"), lrs("focal"));
         let e = parse("data = \"d\"\n[grid]\nlr = [0.1]\n[search]\nmethod = \"random\"\nsamples = 1\n[search.space]\nlr = { uniform = [0.1, 0.2] }\n").unwrap_err();

@@ -46,16 +46,24 @@ impl Distribution {
             Distribution::Loguniform([a, b]) if !(*a > 0.0 && a < b) => {
                 Err(format!("loguniform [{a}, {b}] needs 0 < low < high"))
             }
-            Distribution::Uniform([a, b]) if !(a < b) => Err(format!("uniform [{a}, {b}] needs low < high")),
-            Distribution::IntUniform([a, b]) if a > b => Err(format!("int_uniform [{a}, {b}] needs low ≤ high")),
-            Distribution::Choice(v) if v.is_empty() => Err("choice [] has nothing to choose".into()),
+            Distribution::Uniform([a, b]) if !(a < b) => {
+                Err(format!("uniform [{a}, {b}] needs low < high"))
+            }
+            Distribution::IntUniform([a, b]) if a > b => {
+                Err(format!("int_uniform [{a}, {b}] needs low ≤ high"))
+            }
+            Distribution::Choice(v) if v.is_empty() => {
+                Err("choice [] has nothing to choose".into())
+            }
             _ => Ok(()),
         }
     }
 
     fn draw(&self, rng: &mut ChaCha8Rng) -> toml::Value {
         match self {
-            Distribution::Loguniform([a, b]) => toml::Value::Float(rng.random_range(a.ln()..=b.ln()).exp()),
+            Distribution::Loguniform([a, b]) => {
+                toml::Value::Float(rng.random_range(a.ln()..=b.ln()).exp())
+            }
             Distribution::Uniform([a, b]) => toml::Value::Float(rng.random_range(*a..=*b)),
             Distribution::IntUniform([a, b]) => toml::Value::Integer(rng.random_range(*a..=*b)),
             Distribution::Choice(values) => values[rng.random_range(0..values.len())].clone(),
@@ -75,9 +83,17 @@ pub struct SearchToml {
 }
 
 /// Flattens the space (dotted keys nest as tables) into (key, distribution) in file order.
-fn leaves(prefix: &str, table: &toml::Table, out: &mut Vec<(String, Distribution)>) -> Result<(), String> {
+fn leaves(
+    prefix: &str,
+    table: &toml::Table,
+    out: &mut Vec<(String, Distribution)>,
+) -> Result<(), String> {
     for (k, v) in table {
-        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         let toml::Value::Table(t) = v else {
             return Err(format!(
                 "search.space.{key} must be a distribution: {{ loguniform = [a, b] }}, {{ uniform = [a, b] }}, {{ int_uniform = [a, b] }} or {{ choice = [...] }}"
@@ -85,10 +101,14 @@ fn leaves(prefix: &str, table: &toml::Table, out: &mut Vec<(String, Distribution
         };
         let is_leaf = t.len() == 1 && t.keys().all(|k| DISTRIBUTIONS.contains(&k.as_str()));
         if is_leaf {
-            let dist: Distribution = toml::Value::Table(t.clone())
-                .try_into()
-                .map_err(|e: toml::de::Error| format!("search.space.{key}: {}", e.message().trim()))?;
-            dist.check().map_err(|why| format!("search.space.{key}: {why}"))?;
+            let dist: Distribution =
+                toml::Value::Table(t.clone())
+                    .try_into()
+                    .map_err(|e: toml::de::Error| {
+                        format!("search.space.{key}: {}", e.message().trim())
+                    })?;
+            dist.check()
+                .map_err(|why| format!("search.space.{key}: {why}"))?;
             out.push((key, dist));
         } else {
             leaves(&key, t, out)?;
@@ -109,7 +129,12 @@ pub fn axis(search: &SearchToml, line: usize) -> Result<Axis, String> {
     }
     let mut rng = ChaCha8Rng::seed_from_u64(search.seed);
     let values: Vec<Assignment> = (0..search.samples)
-        .map(|_| space.iter().map(|(k, d)| (k.clone(), d.draw(&mut rng))).collect())
+        .map(|_| {
+            space
+                .iter()
+                .map(|(k, d)| (k.clone(), d.draw(&mut rng)))
+                .collect()
+        })
         .collect();
     Ok(Axis {
         name: "search".into(),
@@ -134,7 +159,11 @@ mod tests {
         let a = axis(&s, 1).unwrap();
         assert_eq!(a.values.len(), 50);
         assert_eq!(a.keys(), vec!["dropout", "epochs", "lr", "model.width"]);
-        assert_eq!(a.values, axis(&s, 1).unwrap().values, "same seed, same samples");
+        assert_eq!(
+            a.values,
+            axis(&s, 1).unwrap().values,
+            "same seed, same samples"
+        );
         for sample in &a.values {
             for (k, v) in sample {
                 match k.as_str() {
@@ -145,13 +174,16 @@ mod tests {
                 }
             }
         }
-        let other = search("method = \"random\"\nsamples = 50\nseed = 4\n[space]\nlr = { loguniform = [1e-4, 1e-2] }");
+        let other = search(
+            "method = \"random\"\nsamples = 50\nseed = 4\n[space]\nlr = { loguniform = [1e-4, 1e-2] }",
+        );
         assert_ne!(axis(&other, 1).unwrap().values[0], a.values[0]);
     }
 
     #[test]
     fn bad_spaces_are_named() {
-        let s = search("method = \"random\"\nsamples = 2\n[space]\nlr = { loguniform = [0.0, 1.0] }");
+        let s =
+            search("method = \"random\"\nsamples = 2\n[space]\nlr = { loguniform = [0.0, 1.0] }");
         assert!(axis(&s, 1).unwrap_err().contains("search.space.lr"));
         let s = search("method = \"random\"\nsamples = 2\n[space]\nlr = 0.1");
         assert!(axis(&s, 1).unwrap_err().contains("must be a distribution"));
