@@ -46,7 +46,7 @@ impl Distribution {
             Distribution::Loguniform([a, b]) if !(*a > 0.0 && a < b) => {
                 Err(format!("loguniform [{a}, {b}] needs 0 < low < high"))
             }
-            Distribution::Uniform([a, b]) if !(a < b) => {
+            Distribution::Uniform([a, b]) if a.partial_cmp(b) != Some(std::cmp::Ordering::Less) => {
                 Err(format!("uniform [{a}, {b}] needs low < high"))
             }
             Distribution::IntUniform([a, b]) if a > b => {
