@@ -9,7 +9,9 @@
 //! - [`model`]: one file per network; [`train`]: burn-train wiring, losses, evaluation.
 //! - [`scheduler`]: runs a sweep's runs; [`store`]: SQLite and migrations.
 //! - [`report`]: leaderboards; [`table`]: table / Markdown / CSV / JSON output.
+//! - [`bench`]: training-step throughput per model and device.
 
+pub mod bench;
 pub mod config;
 pub mod data;
 pub mod device;

@@ -36,6 +36,26 @@ enum Command {
     Runs(RunsArgs),
     /// Run a read-only SQL query on the results database.
     Sql(SqlArgs),
+    /// Measure training-step throughput of models on a device.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Model to measure: a name (baseline, compact, residual, attention, vgg) or an inline
+    /// table like '{ kind = "vgg", width = 0.25 }'. Repeatable; default: all five.
+    #[arg(long)]
+    model: Vec<String>,
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Timed steps (the median is reported), after 3 warm-up steps.
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Device: auto, cpu (flex), tch-cpu or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
 }
 
 #[derive(Subcommand)]
@@ -190,6 +210,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print!("{}", rows.render(args.format));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(args) => {
+            let device: DeviceSpec = args.device.parse().map_err(anyhow::Error::msg)?;
+            let models = if args.model.is_empty() {
+                fer_lab::bench::default_models()
+            } else {
+                args.model
+                    .iter()
+                    .map(|m| fer_lab::bench::parse_model(m))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(anyhow::Error::msg)?
+            };
+            if args.batch == 0 || args.steps == 0 {
+                bail!("--batch and --steps must be at least 1");
+            }
+            let rows = fer_lab::bench::run(
+                &models,
+                args.batch,
+                3,
+                args.steps,
+                &device.device(),
+                &device.to_string(),
+            );
+            print!("{}", rows.render(args.format));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sql(args) => {
             let store = Store::open_read_only(&args.db.db)?;
             let rows = store.query(&args.query, &[])?;
@@ -259,9 +304,10 @@ fn sweep(args: SweepArgs) -> Result<ExitCode> {
     };
     let planned = scheduler::plan(&sweep, &data.manifest.fingerprint, &results_dir);
     println!(
-        "sweep {}: {} runs ({} axes: {}), data {} [{}]{}",
+        "sweep {}: {} run{} ({} axes: {}), data {} [{}]{}",
         sweep.name,
         planned.len(),
+        if planned.len() == 1 { "" } else { "s" },
         sweep.axes.len(),
         if sweep.axes.is_empty() {
             "-".to_string()

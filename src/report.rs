@@ -74,34 +74,43 @@ pub fn resolve_sweep(store: &Store, name: Option<&str>) -> Result<(i64, String),
 }
 
 fn axes(store: &Store, sweep_id: i64) -> Result<Vec<String>, StoreError> {
+    // A recorded axis that swept whole tables (`model = [{…}, {…}]`, as databases written
+    // before fer-lab recorded flat keys have it) shows as the flat keys under it that vary.
     let rows = store.query(
-        "SELECT key FROM sweep_axes WHERE sweep_id = ?1 ORDER BY position",
+        "SELECT a.key, p.key FROM sweep_axes a
+         JOIN sweep_runs sr ON sr.sweep_id = a.sweep_id
+         JOIN run_params p ON p.run_id = sr.run_id AND (p.key = a.key OR p.key LIKE a.key || '.%')
+         WHERE a.sweep_id = ?1
+         GROUP BY a.key, p.key
+         HAVING p.key = a.key OR count(DISTINCT p.value) > 1
+         ORDER BY a.position, p.key NOT LIKE '%.kind', p.key",
         &[&sweep_id],
     )?;
-    Ok(rows
-        .rows
-        .into_iter()
-        .filter_map(|r| r[0].as_str().map(String::from))
-        .collect())
+    let mut keys: Vec<String> = Vec::new();
+    for r in rows.rows {
+        if let Some(k) = r[1].as_str()
+            && !keys.iter().any(|have| have == k)
+        {
+            keys.push(k.to_string());
+        }
+    }
+    Ok(keys)
 }
 
 /// (run id, swept key) → value.
 type SweptValues = HashMap<(String, String), Value>;
 
 /// The swept values of the runs of a sweep.
-fn swept_values(
-    store: &Store,
-    sweep_id: i64,
-) -> Result<HashMap<(String, String), Value>, StoreError> {
+fn swept_values(store: &Store, sweep_id: i64, keys: &[String]) -> Result<SweptValues, StoreError> {
     let rows = store.query(
         "SELECT p.run_id, p.key, p.value, p.num FROM run_params p
-         JOIN sweep_runs sr ON sr.run_id = p.run_id AND sr.sweep_id = ?1
-         JOIN sweep_axes a ON a.sweep_id = ?1 AND a.key = p.key",
+         JOIN sweep_runs sr ON sr.run_id = p.run_id AND sr.sweep_id = ?1",
         &[&sweep_id],
     )?;
     Ok(rows
         .rows
         .into_iter()
+        .filter(|r| keys.iter().any(|k| r[1].as_str() == Some(k)))
         .map(|r| {
             let key = (
                 r[0].as_str().unwrap_or("").to_string(),
@@ -130,7 +139,7 @@ pub fn leaderboard(
 ) -> Result<(String, Rows, usize), ReportError> {
     let (sweep_id, name) = resolve_sweep(store, sweep)?;
     let axes = axes(store, sweep_id)?;
-    let values = swept_values(store, sweep_id)?;
+    let values = swept_values(store, sweep_id, &axes)?;
     let data = store.query(
         &format!(
             "SELECT r.id, r.seed, v.accuracy, t.accuracy, t.macro_f1, r.epochs_done, r.best_epoch,
@@ -219,7 +228,9 @@ pub fn runs(store: &Store, sweep: Option<&str>, status: Option<&str>) -> Result<
     for r in &data.rows {
         let sid = r[10].as_i64().unwrap_or(0);
         if let std::collections::hash_map::Entry::Vacant(slot) = swept.entry(sid) {
-            slot.insert((axes(store, sid)?, swept_values(store, sid)?));
+            let keys = axes(store, sid)?;
+            let values = swept_values(store, sid, &keys)?;
+            slot.insert((keys, values));
         }
     }
     let mut rows = Rows::new([

@@ -542,8 +542,12 @@ fn shipped_sweep_files_parse_and_plan_their_documented_runs() {
                 mini().to_str().unwrap(),
             ],
         );
+        let planned = format!(
+            ": {documented} run{} (",
+            if documented == 1 { "" } else { "s" }
+        );
         assert!(
-            out.contains(&format!(": {documented} runs")),
+            out.contains(&planned),
             "{}: documented {documented} runs, planned:\n{out}",
             path.display()
         );
