@@ -73,28 +73,27 @@ pub fn resolve_sweep(store: &Store, name: Option<&str>) -> Result<(i64, String),
     }
 }
 
+/// The config keys whose values differ between the runs of a sweep: the leaderboard's columns.
+/// Read from the runs themselves, not only from the axes the file declared, so runs added by a
+/// later launch with `--set` (or with another `tta`) are never mixed in silently. Declared axes
+/// come first, in file order.
 fn axes(store: &Store, sweep_id: i64) -> Result<Vec<String>, StoreError> {
-    // A recorded axis that swept whole tables (`model = [{…}, {…}]`, as databases written
-    // before fer-lab recorded flat keys have it) shows as the flat keys under it that vary.
     let rows = store.query(
-        "SELECT a.key, p.key FROM sweep_axes a
-         JOIN sweep_runs sr ON sr.sweep_id = a.sweep_id
-         JOIN run_params p ON p.run_id = sr.run_id AND (p.key = a.key OR p.key LIKE a.key || '.%')
-         WHERE a.sweep_id = ?1
-         GROUP BY a.key, p.key
-         HAVING p.key = a.key OR count(DISTINCT p.value) > 1
-         ORDER BY a.position, p.key NOT LIKE '%.kind', p.key",
+        "SELECT p.key,
+                (SELECT min(a.position) FROM sweep_axes a
+                  WHERE a.sweep_id = ?1 AND (p.key = a.key OR p.key LIKE a.key || '.%')) AS position
+         FROM run_params p JOIN sweep_runs sr ON sr.run_id = p.run_id AND sr.sweep_id = ?1
+         GROUP BY p.key
+         HAVING count(DISTINCT p.value) > 1
+             OR count(*) < (SELECT count(*) FROM sweep_runs WHERE sweep_id = ?1)
+         ORDER BY position IS NULL, position, p.key NOT LIKE '%.kind', p.key",
         &[&sweep_id],
     )?;
-    let mut keys: Vec<String> = Vec::new();
-    for r in rows.rows {
-        if let Some(k) = r[1].as_str()
-            && !keys.iter().any(|have| have == k)
-        {
-            keys.push(k.to_string());
-        }
-    }
-    Ok(keys)
+    Ok(rows
+        .rows
+        .into_iter()
+        .filter_map(|r| r[0].as_str().map(String::from))
+        .collect())
 }
 
 /// (run id, swept key) → value.

@@ -154,3 +154,39 @@ impl Batcher<FerItem, FerBatch> for FerBatcher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::emotion::Emotion;
+
+    #[test]
+    fn augmentation_keeps_shape_range_and_labels() {
+        let mut images = SplitImages::default();
+        for i in 0..10u8 {
+            images.push(&[i * 20; IMAGE_PIXELS], Emotion::from_id(i % 7).unwrap());
+        }
+        let images = Arc::new(images);
+        let aug = Augment {
+            erasing: 0.5,
+            mixup: 0.4,
+            ..Augment::default()
+        };
+        let batcher = FerBatcher::train(images.clone(), aug, 3);
+        let dataset = IndexDataset::train(images.len());
+        let items: Vec<FerItem> = [3, 1, 4, 1, 5, 9].iter().map(|&i| dataset.get(i).unwrap()).collect();
+        assert_eq!(items[3].epoch, 1, "second visit of image 1 is its epoch 1");
+        let (pixels, labels, mix) = batcher.pixels(&items);
+        assert_eq!(pixels.len(), items.len() * IMAGE_PIXELS);
+        assert!(pixels.iter().all(|v| (0.0..=1.0).contains(v)));
+        let expected: Vec<i64> = items.iter().map(|it| i64::from(images.label(it.index).id())).collect();
+        assert_eq!(labels, expected);
+        let mut partners = mix.expect("mixup is on").partner;
+        partners.sort_unstable();
+        assert_eq!(partners, (0..items.len()).collect::<Vec<_>>());
+        // Val/test batches are never augmented.
+        let (eval, _, mix) = FerBatcher::eval(images.clone()).pixels(&items[..1]);
+        assert!(mix.is_none());
+        assert!(eval.iter().all(|&v| (v - 60.0 / 255.0).abs() < 1e-6));
+    }
+}

@@ -67,12 +67,11 @@ impl Sweep {
         overrides: &[(String, toml::Value)],
         data: Option<&Path>,
     ) -> Result<Sweep, SweepError> {
-        let err = |line: Option<usize>, message: String| SweepError {
+        let text = std::fs::read_to_string(path).map_err(|e| SweepError {
             file: path.to_path_buf(),
-            line,
-            message,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| err(None, e.to_string()))?;
+            line: None,
+            message: e.to_string(),
+        })?;
         Sweep::parse(path, &text, overrides, data)
     }
 
