@@ -174,12 +174,18 @@ mod tests {
         };
         let batcher = FerBatcher::train(images.clone(), aug, 3);
         let dataset = IndexDataset::train(images.len());
-        let items: Vec<FerItem> = [3, 1, 4, 1, 5, 9].iter().map(|&i| dataset.get(i).unwrap()).collect();
+        let items: Vec<FerItem> = [3, 1, 4, 1, 5, 9]
+            .iter()
+            .map(|&i| dataset.get(i).unwrap())
+            .collect();
         assert_eq!(items[3].epoch, 1, "second visit of image 1 is its epoch 1");
         let (pixels, labels, mix) = batcher.pixels(&items);
         assert_eq!(pixels.len(), items.len() * IMAGE_PIXELS);
         assert!(pixels.iter().all(|v| (0.0..=1.0).contains(v)));
-        let expected: Vec<i64> = items.iter().map(|it| i64::from(images.label(it.index).id())).collect();
+        let expected: Vec<i64> = items
+            .iter()
+            .map(|it| i64::from(images.label(it.index).id()))
+            .collect();
         assert_eq!(labels, expected);
         let mut partners = mix.expect("mixup is on").partner;
         partners.sort_unstable();

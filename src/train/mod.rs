@@ -178,6 +178,13 @@ pub fn train_run(
 ) -> Result<RunOutcome, TrainError> {
     let started = Instant::now();
     let config = spec.config;
+    // A fresh start: checkpoints an earlier, unfinished attempt left must not be mistaken for
+    // this attempt's best epoch.
+    let checkpoints = spec.artifact_dir.join("checkpoint");
+    if checkpoints.exists() {
+        std::fs::remove_dir_all(&checkpoints)
+            .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", checkpoints.display())))?;
+    }
     std::fs::create_dir_all(spec.artifact_dir)
         .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", spec.artifact_dir.display())))?;
 
