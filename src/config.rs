@@ -15,7 +15,8 @@ use crate::emotion::NUM_CLASSES;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// `"name"` or `{ kind = "name", knob = … }`, for any kind-tagged enum.
+/// `"name"` or `{ kind = "name", knob = … }`, for any kind-tagged enum. The table goes through
+/// a JSON value so the same code reads sweep files (TOML) and stored configs (JSON).
 fn from_name_or_table<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
@@ -25,21 +26,19 @@ where
     #[serde(untagged)]
     enum Repr {
         Name(String),
-        Table(toml::Table),
+        Table(serde_json::Map<String, serde_json::Value>),
     }
     let table = match Repr::deserialize(d)
         .map_err(|_| serde::de::Error::custom("expected a name or a table with `kind`"))?
     {
         Repr::Name(name) => {
-            let mut t = toml::Table::new();
-            t.insert("kind".into(), toml::Value::String(name));
+            let mut t = serde_json::Map::new();
+            t.insert("kind".into(), serde_json::Value::String(name));
             t
         }
         Repr::Table(t) => t,
     };
-    toml::Value::Table(table)
-        .try_into()
-        .map_err(|e: toml::de::Error| serde::de::Error::custom(e.message().trim()))
+    serde_json::from_value(serde_json::Value::Object(table)).map_err(serde::de::Error::custom)
 }
 
 /// Writes a knob-less variant as its bare name, anything else as a table.
@@ -688,16 +687,13 @@ fn augment_or_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Augment, D::Error>
     #[serde(untagged)]
     enum Either {
         Bool(bool),
-        Table(toml::Table),
+        Table(serde_json::Map<String, serde_json::Value>),
     }
     match Either::deserialize(d) {
         Ok(Either::Bool(true)) => Ok(Augment::default()),
         Ok(Either::Bool(false)) => Ok(Augment::NONE),
-        Ok(Either::Table(t)) => toml::Value::Table(t)
-            .try_into()
-            .map_err(|e: toml::de::Error| {
-                serde::de::Error::custom(format!("augment: {}", e.message().trim()))
-            }),
+        Ok(Either::Table(t)) => serde_json::from_value(serde_json::Value::Object(t))
+            .map_err(|e| serde::de::Error::custom(format!("augment: {e}"))),
         Err(_) => Err(serde::de::Error::custom(
             "augment must be true, false or a table of augmentation knobs",
         )),
@@ -984,6 +980,23 @@ mod tests {
         assert!(e.to_string().contains("width"), "{e}");
         let e = toml::from_str::<RunConfig>("model = \"resnet\"").unwrap_err();
         assert!(e.to_string().contains("resnet"), "{e}");
+    }
+
+    #[test]
+    fn every_kind_round_trips_through_its_stored_json() {
+        // Workers read the config back from SQLite as JSON: nulls (focal's alpha) included.
+        for text in [
+            "loss = { kind = \"focal\", gamma = 2.0 }",
+            "loss = { kind = \"focal\", gamma = 1.0, alpha = [1, 2, 1, 1, 1, 1, 1] }",
+            "optimizer = { kind = \"sgd\", nesterov = true }",
+            "schedule = { kind = \"step\" }",
+            "model = { kind = \"vgg\", width = 0.25 }",
+        ] {
+            let c: RunConfig = toml::from_str(text).unwrap();
+            let back: RunConfig =
+                serde_json::from_str(&c.canonical_json()).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(back, c, "{text}");
+        }
     }
 
     #[test]

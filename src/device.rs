@@ -30,6 +30,15 @@ impl DeviceSpec {
         DeviceSpec::Flex
     }
 
+    /// The fastest CPU device this build has: libtorch's with `tch`, else flex.
+    pub fn auto_cpu() -> DeviceSpec {
+        if cfg!(feature = "tch") {
+            DeviceSpec::TchCpu
+        } else {
+            DeviceSpec::Flex
+        }
+    }
+
     /// The burn device.
     #[allow(deprecated)] // burn 0.22 marks libtorch deprecated; it is still the GPU path here
     pub fn device(self) -> Device {

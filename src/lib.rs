@@ -7,7 +7,8 @@
 //!   augmentation and burn's dataset/batcher glue.
 //! - [`config`]: the resolved config of one run; [`sweep`]: sweep files and grid expansion.
 //! - [`model`]: one file per network; [`train`]: burn-train wiring, losses, evaluation.
-//! - [`scheduler`]: runs a sweep's runs; [`store`]: SQLite and migrations.
+//! - [`scheduler`]: devices, slots, leases and pruning; [`worker`]: one run in its own process;
+//!   [`store`]: SQLite and migrations.
 //! - [`report`]: leaderboards; [`table`]: table / Markdown / CSV / JSON output.
 //! - [`bench`]: training-step throughput per model and device.
 
@@ -24,3 +25,4 @@ pub mod store;
 pub mod sweep;
 pub mod table;
 pub mod train;
+pub mod worker;

@@ -38,6 +38,26 @@ enum Command {
     Sql(SqlArgs),
     /// Measure training-step throughput of models on a device.
     Bench(BenchArgs),
+    /// Train one run of a sweep (started by the scheduler, one process per run).
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+#[derive(Args)]
+struct WorkerArgs {
+    #[arg(long)]
+    db: PathBuf,
+    #[arg(long)]
+    run: String,
+    #[arg(long)]
+    device: String,
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long)]
+    sweep_id: i64,
+    /// The sweep's pruning rule, as JSON.
+    #[arg(long)]
+    pruning: Option<String>,
 }
 
 #[derive(Args)]
@@ -98,9 +118,26 @@ struct SweepArgs {
     /// Print the planned runs and train nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Device: auto, cpu (flex), tch-cpu or cuda:N (the last two need the tch feature).
-    #[arg(long, default_value = "auto")]
-    device: String,
+    /// Devices: auto (every GPU, else the CPU), cpu (flex), tch-cpu, or a list like
+    /// cuda:0,cuda:1 (tch-cpu and cuda need the tch feature). Overrides [resources] devices.
+    #[arg(long, visible_alias = "device")]
+    devices: Option<String>,
+    /// Runs at once per device (default: 1 per CPU; per GPU, as many as the measured memory of
+    /// a run allows, up to 8).
+    #[arg(long)]
+    per_device: Option<usize>,
+    /// Attempts after the first for a failed or crashed run (default 1).
+    #[arg(long)]
+    max_retries: Option<u32>,
+    /// Retry runs that failed in earlier launches (they resume from their last checkpoint).
+    #[arg(long)]
+    retry_failed: bool,
+    /// Train this run again from scratch (repeatable; an id from `fer-lab runs`).
+    #[arg(long, value_name = "RUN")]
+    restart: Vec<String>,
+    /// Stop the sweep at the first failed run.
+    #[arg(long)]
+    fail_fast: bool,
     /// Use this data instead of the file's `data` (a cache or any importable source).
     #[arg(long)]
     data: Option<PathBuf>,
@@ -210,6 +247,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print!("{}", rows.render(args.format));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Worker(args) => {
+            let pruning = args
+                .pruning
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .context("--pruning")?;
+            let code = fer_lab::worker::run(fer_lab::worker::WorkerArgs {
+                db: args.db,
+                run: args.run,
+                device: args.device.parse().map_err(anyhow::Error::msg)?,
+                data: args.data,
+                sweep_id: args.sweep_id,
+                pruning,
+            })?;
+            Ok(ExitCode::from(code as u8))
+        }
         Command::Bench(args) => {
             let device: DeviceSpec = args.device.parse().map_err(anyhow::Error::msg)?;
             let models = if args.model.is_empty() {
@@ -294,7 +348,6 @@ fn sweep(args: SweepArgs) -> Result<ExitCode> {
         .iter()
         .map(|s| parse_set(s))
         .collect::<Result<Vec<_>>>()?;
-    let device: DeviceSpec = args.device.parse().map_err(anyhow::Error::msg)?;
     let sweep = Sweep::load(&args.file, &overrides, args.data.as_deref())?;
     let (data, imported) = data::open(&sweep.data)
         .with_context(|| format!("data of sweep {} ({})", sweep.name, args.file.display()))?;
@@ -334,28 +387,99 @@ fn sweep(args: SweepArgs) -> Result<ExitCode> {
         print!("{}", rows.render(Format::Table));
         return Ok(ExitCode::SUCCESS);
     }
+    let found = scheduler::devices::discover();
+    let devices_text = match (&args.devices, &sweep.resources.devices) {
+        (Some(d), _) => d.clone(),
+        (None, Some(scheduler::devices::DeviceChoice::Named(d))) => d.clone(),
+        (None, Some(scheduler::devices::DeviceChoice::List(l))) => l.join(","),
+        (None, None) => "auto".into(),
+    };
+    let devices = scheduler::devices::choose(&devices_text, &found).map_err(anyhow::Error::msg)?;
+    let per_device = args.per_device.or(sweep.resources.per_device);
+    if per_device == Some(0) {
+        bail!("--per-device 0 runs nothing");
+    }
+    const GPU_CAP: usize = 8;
+    let slots = scheduler::devices::slots(&devices, per_device, GPU_CAP, &found);
     let mut store = Store::open(&args.db.db)?;
-    scheduler::register(&mut store, &sweep, &data, &planned)
+    let sweep_id = scheduler::register(&mut store, &sweep, &data, &planned)
         .with_context(|| format!("recording sweep {}", sweep.name))?;
-    let summary = scheduler::run_all(&mut store, &data, &planned, device, |line| {
+    for run in &args.restart {
+        let Some(p) = planned.iter().find(|p| &p.id == run) else {
+            bail!(
+                "--restart {run}: no run with that id in sweep {} (fer-lab runs --sweep {})",
+                sweep.name,
+                sweep.name
+            );
+        };
+        store.reset_run(&p.id)?;
+        if p.artifact_dir.exists() {
+            std::fs::remove_dir_all(&p.artifact_dir)
+                .with_context(|| format!("removing {}", p.artifact_dir.display()))?;
+        }
+    }
+    if args.retry_failed {
+        for p in &planned {
+            if store.run_status(&p.id)? == Some(fer_lab::store::RunStatus::Failed) {
+                store.requeue(&p.id, "--retry-failed")?;
+                store
+                    .conn()
+                    .execute("UPDATE runs SET attempts = 0 WHERE id = ?1", [&p.id])?;
+            }
+        }
+    }
+    println!(
+        "devices: {} ({} slot{})",
+        devices
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        slots.len(),
+        if slots.len() == 1 { "" } else { "s" }
+    );
+    let opts = scheduler::Options {
+        slots,
+        max_retries: args
+            .max_retries
+            .or(sweep.resources.max_retries)
+            .unwrap_or(1),
+        fail_fast: args.fail_fast,
+        pruning: sweep.pruning,
+        data: sweep.data.clone(),
+        stagger: std::time::Duration::from_millis(500),
+        gpu_cap: GPU_CAP,
+        gpu_auto: per_device.is_none(),
+    };
+    let stop = scheduler::stop_signal().context("installing the Ctrl-C handler")?;
+    let summary = scheduler::run_sweep(&mut store, sweep_id, &planned, &opts, &stop, |line| {
         println!("{line}")
     })?;
     println!(
-        "sweep {}: {} trained, {} already done, {} failed",
+        "sweep {}: {} trained, {} already done, {} pruned, {} diverged, {} failed{}",
         sweep.name,
         summary.trained,
         summary.skipped,
-        summary.failed.len()
+        summary.pruned,
+        summary.diverged.len(),
+        summary.failed.len(),
+        if summary.interrupted > 0 {
+            format!(", {} left for the next launch", summary.interrupted)
+        } else {
+            String::new()
+        }
     );
     let (_, rows, _) =
         report::leaderboard(&store, Some(&sweep.name), RankMetric::ValAcc, Some(10))?;
     print!("{}", rows.render(Format::Table));
-    if summary.failed.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        for (id, why) in &summary.failed {
-            eprintln!("failed: run {id}: {why}");
-        }
-        Ok(ExitCode::from(1))
+    for (id, why) in &summary.failed {
+        eprintln!("failed: run {id}: {why}");
     }
+    Ok(if summary.interrupted > 0 {
+        ExitCode::from(130)
+    } else if summary.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -6,9 +6,12 @@ use super::{IMAGE_PIXELS, IMAGE_SIDE, SplitImages};
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// One batch: images `[B, 1, 48, 48]` scaled to [0, 1] and class ids `[B]`.
 #[derive(Clone, Debug)]
@@ -20,56 +23,76 @@ pub struct FerBatch {
     pub mix: Option<(Tensor<1, Int>, f32)>,
 }
 
-/// What the data loader hands the batcher: which image, and how many times it was seen
-/// before (its epoch), which seeds its augmentation.
+/// What the data loader hands the batcher: which image, and in which epoch (which seeds its
+/// augmentation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FerItem {
     pub index: usize,
     pub epoch: u32,
 }
 
-/// A split as a burn `Dataset`. Counting visits per image gives each augmentation draw its
-/// epoch without the loader having to tell us, independent of shuffling and threads.
+/// A split as a burn `Dataset` of image indices.
+///
+/// For training it shuffles itself: burn's loader asks for items 0..n in order every epoch (no
+/// burn shuffle), and this dataset maps the k-th call to a permutation seeded by (seed, epoch).
+/// The epoch is the number of calls so far divided by n, so data order and augmentation are a
+/// function of the seed and the epoch alone — a run resumed at epoch e sees exactly the batches
+/// an uninterrupted run would.
 pub struct IndexDataset {
-    visits: Vec<AtomicU32>,
-    count_visits: bool,
+    len: usize,
+    shuffle: Option<Shuffle>,
+}
+
+struct Shuffle {
+    seed: u64,
+    calls: AtomicUsize,
+    current: Mutex<(u32, Vec<usize>)>,
+}
+
+fn permutation(seed: u64, epoch: u32, len: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..len).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(item_seed(seed ^ 0x5348_5546, epoch, 0));
+    order.shuffle(&mut rng);
+    order
 }
 
 impl IndexDataset {
-    /// A training dataset whose items carry their epoch.
-    pub fn train(len: usize) -> Self {
-        Self::with_epochs(len, 0)
-    }
-
-    /// A training dataset resuming at `epoch` (every image already seen `epoch` times).
-    pub fn with_epochs(len: usize, epoch: u32) -> Self {
+    /// A training dataset starting at `epoch` (0 for a fresh run).
+    pub fn train(len: usize, seed: u64, epoch: u32) -> Self {
         IndexDataset {
-            visits: (0..len).map(|_| AtomicU32::new(epoch)).collect(),
-            count_visits: true,
+            len,
+            shuffle: Some(Shuffle {
+                seed,
+                calls: AtomicUsize::new(epoch as usize * len),
+                current: Mutex::new((epoch, permutation(seed, epoch, len))),
+            }),
         }
     }
 
-    /// An evaluation dataset (no augmentation, so epochs do not matter).
+    /// An evaluation dataset: in order, epoch 0, never augmented.
     pub fn eval(len: usize) -> Self {
-        IndexDataset {
-            visits: (0..len).map(|_| AtomicU32::new(0)).collect(),
-            count_visits: false,
-        }
+        IndexDataset { len, shuffle: None }
     }
 }
 
 impl Dataset<FerItem> for IndexDataset {
     fn get(&self, index: usize) -> Result<FerItem, burn::data::dataset::DatasetError> {
-        let epoch = if self.count_visits {
-            self.visits[index].fetch_add(1, Ordering::Relaxed)
-        } else {
-            0
+        let Some(s) = &self.shuffle else {
+            return Ok(FerItem { index, epoch: 0 });
         };
-        Ok(FerItem { index, epoch })
+        let epoch = (s.calls.fetch_add(1, Ordering::Relaxed) / self.len.max(1)) as u32;
+        let mut current = s.current.lock().expect("shuffle lock");
+        if current.0 != epoch {
+            *current = (epoch, permutation(s.seed, epoch, self.len));
+        }
+        Ok(FerItem {
+            index: current.1[index],
+            epoch,
+        })
     }
 
     fn len(&self) -> usize {
-        self.visits.len()
+        self.len
     }
 }
 
@@ -173,13 +196,23 @@ mod tests {
             ..Augment::default()
         };
         let batcher = FerBatcher::train(images.clone(), aug, 3);
-        let dataset = IndexDataset::train(images.len());
-        let items: Vec<FerItem> = [3, 1, 4, 1, 5, 9]
-            .iter()
-            .map(|&i| dataset.get(i).unwrap())
-            .collect();
-        assert_eq!(items[3].epoch, 1, "second visit of image 1 is its epoch 1");
-        let (pixels, labels, mix) = batcher.pixels(&items);
+        let dataset = IndexDataset::train(images.len(), 3, 0);
+        let items: Vec<FerItem> = (0..images.len()).map(|i| dataset.get(i).unwrap()).collect();
+        let mut seen: Vec<usize> = items.iter().map(|it| it.index).collect();
+        seen.sort_unstable();
+        assert_eq!(
+            seen,
+            (0..images.len()).collect::<Vec<_>>(),
+            "an epoch visits every image once"
+        );
+        assert!(items.iter().all(|it| it.epoch == 0));
+        let next = dataset.get(0).unwrap();
+        assert_eq!(next.epoch, 1);
+        // A dataset resumed at epoch 1 hands out exactly what the uninterrupted one does.
+        let resumed = IndexDataset::train(images.len(), 3, 1);
+        assert_eq!(resumed.get(0).unwrap(), next);
+        let items = &items[..6];
+        let (pixels, labels, mix) = batcher.pixels(items);
         assert_eq!(pixels.len(), items.len() * IMAGE_PIXELS);
         assert!(pixels.iter().all(|v| (0.0..=1.0).contains(v)));
         let expected: Vec<i64> = items

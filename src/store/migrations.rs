@@ -5,10 +5,16 @@
 use rusqlite_migration::{M, Migrations};
 
 /// Every migration file, in order. Add new ones at the end.
-pub const FILES: &[(&str, &str)] = &[(
-    "0001_initial.sql",
-    include_str!("../../migrations/0001_initial.sql"),
-)];
+pub const FILES: &[(&str, &str)] = &[
+    (
+        "0001_initial.sql",
+        include_str!("../../migrations/0001_initial.sql"),
+    ),
+    (
+        "0002_scheduler.sql",
+        include_str!("../../migrations/0002_scheduler.sql"),
+    ),
+];
 
 /// Schema version of a database with every migration applied.
 pub const LATEST: usize = FILES.len();

@@ -107,6 +107,32 @@ pub struct RunRecord {
     pub artifact_dir: String,
 }
 
+/// Seconds since the Unix epoch, the unit of leases.
+pub fn now_unix() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// A run as the scheduler sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunState {
+    pub status: RunStatus,
+    pub attempts: u32,
+    pub lease_expires: Option<f64>,
+    pub worker_pid: Option<i64>,
+    pub epochs_done: usize,
+    pub error: Option<String>,
+}
+
+impl RunState {
+    /// A `running` run whose worker stopped renewing its lease.
+    pub fn lease_expired(&self, now: f64) -> bool {
+        self.status == RunStatus::Running && self.lease_expires.is_none_or(|t| t < now)
+    }
+}
+
 /// One epoch of training curves.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct EpochRow {
@@ -117,6 +143,8 @@ pub struct EpochRow {
     pub val_acc: Option<f64>,
     pub lr: Option<f64>,
     pub secs: Option<f64>,
+    /// Milliseconds the hook spent writing this row.
+    pub write_ms: Option<f64>,
 }
 
 pub struct Store {
@@ -280,14 +308,137 @@ impl Store {
         Ok(status.and_then(|s| RunStatus::parse(&s)))
     }
 
-    /// Marks a run as running on `device`, clearing what an earlier attempt left.
-    pub fn start_run(
+    /// A worker starts (or resumes) a run on `device`. A fresh start clears everything an earlier
+    /// attempt recorded; a resume from epoch `e` keeps epochs 1..=e and drops the rest, so no
+    /// epoch row is ever duplicated or left from a lost attempt.
+    pub fn start_attempt(
         &mut self,
         id: &str,
         device: &str,
         params: usize,
         flops: u64,
+        resume_from: Option<usize>,
     ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let e = |err| sqlite(&path, err);
+        let kept = resume_from.unwrap_or(0) as i64;
+        let tx = self.conn.transaction().map_err(e)?;
+        tx.execute(
+            "DELETE FROM epochs WHERE run_id = ?1 AND epoch > ?2",
+            params![id, kept],
+        )
+        .map_err(e)?;
+        for table in ["evals", "class_metrics", "confusion"] {
+            tx.execute(&format!("DELETE FROM {table} WHERE run_id = ?1"), [id])
+                .map_err(e)?;
+        }
+        tx.execute(
+            &format!(
+                "UPDATE runs SET status = 'running', device = ?2, params = ?3, flops = ?4,
+                     started_at = coalesce(CASE WHEN ?5 > 0 THEN started_at END, {now}),
+                     finished_at = NULL, wall_secs = NULL, error = NULL, stopped_epoch = NULL,
+                     epochs_done = ?5, best_epoch = NULL, resumed_from = nullif(?5, 0),
+                     first_step_at = NULL
+                 WHERE id = ?1",
+                now = now_sql()
+            ),
+            params![id, device, params as i64, flops as i64, kept],
+        )
+        .map_err(e)?;
+        if kept > 0 {
+            tx.execute(
+                "INSERT INTO run_events (run_id, kind, detail) VALUES (?1, 'resumed', ?2)",
+                params![id, format!("from the checkpoint of epoch {kept}")],
+            )
+            .map_err(e)?;
+        }
+        tx.commit().map_err(e)
+    }
+
+    /// The scheduler takes a queued run for a worker: status running, one more attempt, a
+    /// lease the worker must renew. Returns the attempt number.
+    pub fn claim_run(&mut self, id: &str, slot: &str, lease_secs: f64) -> Result<u32, StoreError> {
+        let now = now_unix();
+        let path = self.path.clone();
+        let e = |err| sqlite(&path, err);
+        let tx = self.conn.transaction().map_err(e)?;
+        tx.execute(
+            "UPDATE runs SET status = 'running', attempts = attempts + 1, slot = ?2,
+                 launched_at = ?3, lease_expires = ?4, worker_pid = NULL
+             WHERE id = ?1",
+            params![id, slot, now, now + lease_secs],
+        )
+        .map_err(e)?;
+        let attempts: i64 = tx
+            .query_row("SELECT attempts FROM runs WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .map_err(e)?;
+        tx.execute(
+            "INSERT INTO run_events (run_id, kind, detail) VALUES (?1, 'launched', ?2)",
+            params![id, format!("attempt {attempts} on {slot}")],
+        )
+        .map_err(e)?;
+        tx.commit().map_err(e)?;
+        Ok(attempts as u32)
+    }
+
+    /// The worker's heartbeat: it is alive and holds the run for `lease_secs` more.
+    pub fn heartbeat(&self, id: &str, pid: u32, lease_secs: f64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                &format!(
+                    "UPDATE runs SET worker_pid = ?2, lease_expires = ?3, heartbeat_at = {}
+                     WHERE id = ?1 AND status = 'running'",
+                    now_sql()
+                ),
+                params![id, pid, now_unix() + lease_secs],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Where a running run is inside its current split (from the worker's heartbeat).
+    pub fn set_progress(
+        &self,
+        id: &str,
+        split: &str,
+        done: usize,
+        total: usize,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE runs SET split = ?2, items_done = ?3, items_total = ?4 WHERE id = ?1",
+                params![id, split, done as i64, total as i64],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// When the worker ran its first training step (scheduler overhead = this − launched_at).
+    pub fn set_first_step(&self, id: &str, at: f64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE runs SET first_step_at = ?2 WHERE id = ?1",
+                params![id, at],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Puts a run back in the queue (its checkpoints stay, so it resumes), with the reason.
+    pub fn requeue(&self, id: &str, reason: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE runs SET status = 'queued', worker_pid = NULL, lease_expires = NULL WHERE id = ?1",
+                [id],
+            )
+            .map_err(|e| self.err(e))?;
+        self.record_event(id, "requeued", Some(reason))
+    }
+
+    /// Forgets everything a run recorded: it trains again from scratch.
+    pub fn reset_run(&mut self, id: &str) -> Result<(), StoreError> {
         let path = self.path.clone();
         let e = |err| sqlite(&path, err);
         let tx = self.conn.transaction().map_err(e)?;
@@ -296,46 +447,120 @@ impl Store {
                 .map_err(e)?;
         }
         tx.execute(
-            &format!(
-                "UPDATE runs SET status = 'running', device = ?2, params = ?3, flops = ?4,
-                     started_at = {}, finished_at = NULL, wall_secs = NULL, error = NULL,
-                     epochs_done = 0, best_epoch = NULL
-                 WHERE id = ?1",
-                now_sql()
-            ),
-            params![id, device, params as i64, flops as i64],
+            "UPDATE runs SET status = 'queued', attempts = 0, epochs_done = 0, best_epoch = NULL,
+                 error = NULL, stopped_epoch = NULL, resumed_from = NULL, finished_at = NULL,
+                 wall_secs = NULL, worker_pid = NULL, lease_expires = NULL
+             WHERE id = ?1",
+            [id],
         )
         .map_err(e)?;
         tx.commit().map_err(e)
     }
 
-    /// Writes one epoch's curves (the training hook calls this as each epoch ends).
-    pub fn record_epoch(&self, run_id: &str, row: &EpochRow) -> Result<(), StoreError> {
+    /// Appends to a run's event log.
+    pub fn record_event(
+        &self,
+        id: &str,
+        kind: &str,
+        detail: Option<&str>,
+    ) -> Result<(), StoreError> {
         self.conn
             .execute(
-                "INSERT INTO epochs (run_id, epoch, train_loss, train_acc, val_loss, val_acc, lr, secs)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (run_id, epoch) DO UPDATE SET train_loss = ?3, train_acc = ?4,
-                     val_loss = ?5, val_acc = ?6, lr = ?7, secs = ?8",
-                params![
-                    run_id,
-                    row.epoch as i64,
-                    row.train_loss,
-                    row.train_acc,
-                    row.val_loss,
-                    row.val_acc,
-                    row.lr,
-                    row.secs
-                ],
-            )
-            .map_err(|e| self.err(e))?;
-        self.conn
-            .execute(
-                "UPDATE runs SET epochs_done = max(epochs_done, ?2) WHERE id = ?1",
-                params![run_id, row.epoch as i64],
+                "INSERT INTO run_events (run_id, kind, detail) VALUES (?1, ?2, ?3)",
+                params![id, kind, detail],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    /// What the scheduler needs to know of a run.
+    pub fn run_state(&self, id: &str) -> Result<Option<RunState>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT status, attempts, lease_expires, worker_pid, epochs_done, error
+                 FROM runs WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(RunState {
+                        status: RunStatus::parse(&r.get::<_, String>(0)?)
+                            .unwrap_or(RunStatus::Failed),
+                        attempts: r.get::<_, i64>(1)? as u32,
+                        lease_expires: r.get(2)?,
+                        worker_pid: r.get(3)?,
+                        epochs_done: r.get::<_, i64>(4)? as usize,
+                        error: r.get(5)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Writes one epoch's curves (the training hook calls this as each epoch ends).
+    /// The row and the run's progress go in one transaction; the time it took is stored with
+    /// the row (`write_ms`) and returned.
+    pub fn record_epoch(&mut self, run_id: &str, row: &EpochRow) -> Result<f64, StoreError> {
+        let started = std::time::Instant::now();
+        let path = self.path.clone();
+        let e = |err| sqlite(&path, err);
+        let tx = self.conn.transaction().map_err(e)?;
+        tx.execute(
+            "INSERT INTO epochs (run_id, epoch, train_loss, train_acc, val_loss, val_acc, lr, secs)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (run_id, epoch) DO UPDATE SET train_loss = ?3, train_acc = ?4,
+                 val_loss = ?5, val_acc = ?6, lr = ?7, secs = ?8",
+            params![
+                run_id,
+                row.epoch as i64,
+                row.train_loss,
+                row.train_acc,
+                row.val_loss,
+                row.val_acc,
+                row.lr,
+                row.secs
+            ],
+        )
+        .map_err(e)?;
+        tx.execute(
+            "UPDATE runs SET epochs_done = max(epochs_done, ?2) WHERE id = ?1",
+            params![run_id, row.epoch as i64],
+        )
+        .map_err(e)?;
+        tx.commit().map_err(e)?;
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        self.conn
+            .execute(
+                "UPDATE epochs SET write_ms = ?3 WHERE run_id = ?1 AND epoch = ?2",
+                params![run_id, row.epoch as i64, ms],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(ms)
+    }
+
+    /// Every recorded epoch of a run, in order.
+    pub fn epoch_rows(&self, run_id: &str) -> Result<Vec<EpochRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT epoch, train_loss, train_acc, val_loss, val_acc, lr, secs, write_ms
+                 FROM epochs WHERE run_id = ?1 ORDER BY epoch",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([run_id], |r| {
+                Ok(EpochRow {
+                    epoch: r.get::<_, i64>(0)? as usize,
+                    train_loss: r.get(1)?,
+                    train_acc: r.get(2)?,
+                    val_loss: r.get(3)?,
+                    val_acc: r.get(4)?,
+                    lr: r.get(5)?,
+                    secs: r.get(6)?,
+                    write_ms: r.get(7)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
     /// Per-epoch val accuracy of a run, in epoch order.
@@ -413,35 +638,54 @@ impl Store {
         tx.execute(
             &format!(
                 "UPDATE runs SET status = 'done', best_epoch = ?2, wall_secs = ?3,
-                     finished_at = {}, error = NULL
+                     finished_at = {}, error = NULL, worker_pid = NULL, lease_expires = NULL
                  WHERE id = ?1",
                 now_sql()
             ),
             params![id, best_epoch as i64, wall_secs],
         )
         .map_err(e)?;
+        tx.execute(
+            "INSERT INTO run_events (run_id, kind, detail) VALUES (?1, 'done', ?2)",
+            params![id, format!("best epoch {best_epoch}")],
+        )
+        .map_err(e)?;
         tx.commit().map_err(e)
     }
 
-    /// Marks a run as ended without results (`failed`, `diverged`, `interrupted`).
+    /// Marks a run as ended without results (`failed`, `diverged`, `pruned`, `interrupted`),
+    /// with the epoch it stopped at when known.
     pub fn end_run(
         &self,
         id: &str,
         status: RunStatus,
         wall_secs: f64,
         error: Option<&str>,
+        stopped_epoch: Option<usize>,
     ) -> Result<(), StoreError> {
         self.conn
             .execute(
                 &format!(
-                    "UPDATE runs SET status = ?2, wall_secs = ?3, error = ?4, finished_at = {}
+                    "UPDATE runs SET status = ?2, wall_secs = ?3, error = ?4, finished_at = {},
+                         stopped_epoch = ?5, worker_pid = NULL, lease_expires = NULL
                      WHERE id = ?1",
                     now_sql()
                 ),
-                params![id, status.as_str(), wall_secs, error],
+                params![
+                    id,
+                    status.as_str(),
+                    wall_secs,
+                    error,
+                    stopped_epoch.map(|e| e as i64)
+                ],
             )
             .map_err(|e| self.err(e))?;
-        Ok(())
+        let detail = match (error, stopped_epoch) {
+            (Some(e), _) => Some(e.to_string()),
+            (None, Some(epoch)) => Some(format!("at epoch {epoch}")),
+            (None, None) => None,
+        };
+        self.record_event(id, status.as_str(), detail.as_deref())
     }
 
     /// Runs one SQL statement and returns its rows. On a read-only store, writes are refused.
@@ -594,7 +838,7 @@ mod tests {
         let (sweep, runs) = sample_sweep();
         store.register_sweep(&sweep, &runs).unwrap();
         store
-            .end_run("run0", RunStatus::Failed, 1.0, Some("boom"))
+            .end_run("run0", RunStatus::Failed, 1.0, Some("boom"), None)
             .unwrap();
         store.register_sweep(&sweep, &runs).unwrap();
         assert_eq!(store.run_status("run0").unwrap(), Some(RunStatus::Failed));

@@ -31,6 +31,20 @@ struct SweepToml {
     #[serde(default)]
     grid: BTreeMap<String, Spanned<toml::Value>>,
     search: Option<Spanned<super::search::SearchToml>>,
+    resources: Option<Resources>,
+    pruning: Option<Spanned<crate::scheduler::pruning::Pruning>>,
+}
+
+/// `[resources]`: where and how wide a sweep runs (the command line overrides each key).
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// `"auto"`, `"cpu"`, or a list like `["cuda:0", "cuda:1"]`.
+    pub devices: Option<crate::scheduler::devices::DeviceChoice>,
+    /// Runs at once per device.
+    pub per_device: Option<usize>,
+    /// Attempts after the first for a failed or crashed run.
+    pub max_retries: Option<u32>,
 }
 
 /// The same file again, only to find the line of each `[base]` key for range errors.
@@ -53,6 +67,8 @@ pub struct Sweep {
     pub axes: Vec<String>,
     /// Every run, cells in grid order, seeds innermost.
     pub runs: Vec<PlannedRun>,
+    pub resources: Resources,
+    pub pruning: Option<crate::scheduler::pruning::Pruning>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -164,6 +180,19 @@ impl Sweep {
             Some(d) => d.to_path_buf(),
             None => PathBuf::from(&doc.data),
         };
+        let pruning = match doc.pruning {
+            Some(p) => {
+                let line = line_of(text, p.span().start);
+                let p = p.into_inner();
+                p.validate().map_err(|m| err(Some(line), m))?;
+                Some(p)
+            }
+            None => None,
+        };
+        let resources = doc.resources.unwrap_or_default();
+        if resources.per_device == Some(0) {
+            return Err(err(None, "resources.per_device = 0 runs nothing".into()));
+        }
         Ok(Sweep {
             name,
             file: path.to_path_buf(),
@@ -171,6 +200,8 @@ impl Sweep {
             data,
             axes: varying_keys(&axes, &runs),
             runs,
+            resources,
+            pruning,
         })
     }
 }

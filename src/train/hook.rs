@@ -18,21 +18,37 @@ use burn::train::renderer::{
 };
 use burn::train::{Interrupter, LearnerSummary};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+/// Why training stopped before its last epoch, by the hook's own decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The pruning rule judged the run not worth finishing.
+    Pruned,
+    /// A graceful stop was asked for (first Ctrl-C): the epoch finished and was checkpointed.
+    Interrupted,
+}
 
 /// What the hook learned, shared with the thread that launched training.
 #[derive(Debug, Default, Clone)]
 pub struct HookState {
+    /// Every epoch of the run, those of an earlier attempt it resumed from included.
     pub epochs: Vec<EpochRow>,
     /// First epoch whose train loss was NaN or infinite.
     pub diverged_at: Option<usize>,
     /// An SQLite error while recording (training is stopped when it happens).
     pub store_error: Option<String>,
+    /// Set when the gate stopped training, with the epoch.
+    pub stopped: Option<(StopReason, usize)>,
 }
 
 /// Called with each finished epoch (used for progress lines).
 pub type EpochCallback = Box<dyn FnMut(&EpochRow) + Send>;
+
+/// Asked after each recorded epoch, with all epochs so far, whether training should stop.
+pub type EpochGate = Box<dyn FnMut(&[EpochRow]) -> Option<StopReason> + Send>;
 
 pub struct SqliteHook {
     store: Store,
@@ -44,18 +60,25 @@ pub struct SqliteHook {
     state: Arc<Mutex<HookState>>,
     interrupter: Interrupter,
     on_epoch: Option<EpochCallback>,
+    gate: Option<EpochGate>,
     history: Arc<ValHistory>,
 }
 
 impl SqliteHook {
+    /// `earlier` are the epochs of the attempt this one resumes (empty for a fresh start).
     pub fn new(
         store: Store,
         run_id: &str,
         interrupter: Interrupter,
         on_epoch: Option<EpochCallback>,
+        gate: Option<EpochGate>,
         history: Arc<ValHistory>,
+        earlier: Vec<EpochRow>,
     ) -> (SqliteHook, Arc<Mutex<HookState>>) {
-        let state = Arc::new(Mutex::new(HookState::default()));
+        let state = Arc::new(Mutex::new(HookState {
+            epochs: earlier,
+            ..HookState::default()
+        }));
         let hook = SqliteHook {
             store,
             run_id: run_id.to_string(),
@@ -66,6 +89,7 @@ impl SqliteHook {
             state: state.clone(),
             interrupter,
             on_epoch,
+            gate,
             history,
         };
         (hook, state)
@@ -79,17 +103,30 @@ impl SqliteHook {
         let diverged = row.train_loss.is_some_and(|l| !l.is_finite())
             || row.val_loss.is_some_and(|l| !l.is_finite());
         self.history.push(row.val_acc.unwrap_or(f64::NAN));
-        let written = self.store.record_epoch(&self.run_id, &row);
+        match self.store.record_epoch(&self.run_id, &row) {
+            Ok(ms) => row.write_ms = Some(ms),
+            Err(e) => {
+                self.state.lock().expect("hook state lock").store_error = Some(e.to_string());
+                self.interrupter
+                    .stop(Some("could not record metrics in SQLite"));
+            }
+        }
         let mut state = self.state.lock().expect("hook state lock");
         state.epochs.push(row);
-        if let Err(e) = written {
-            state.store_error = Some(e.to_string());
-            self.interrupter
-                .stop(Some("could not record metrics in SQLite"));
-        }
         if diverged && state.diverged_at.is_none() {
             state.diverged_at = Some(epoch);
             self.interrupter.stop(Some("loss is NaN or infinite"));
+        }
+        if state.diverged_at.is_none()
+            && state.stopped.is_none()
+            && let Some(gate) = &mut self.gate
+            && let Some(reason) = gate(&state.epochs)
+        {
+            state.stopped = Some((reason, epoch));
+            self.interrupter.stop(Some(match reason {
+                StopReason::Pruned => "pruned",
+                StopReason::Interrupted => "interrupted",
+            }));
         }
         drop(state);
         if let Some(callback) = &mut self.on_epoch {
@@ -144,9 +181,21 @@ impl MetricLogger for SqliteHook {
     }
 }
 
-/// A renderer that draws nothing: burn-train's own CLI output would interleave with the
-/// sweep's progress lines.
-pub struct QuietRenderer;
+/// Where a running split is, for the heartbeat to publish: (split, items done, items total).
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub split: Mutex<&'static str>,
+    pub done: AtomicUsize,
+    pub total: AtomicUsize,
+    /// Unix seconds of the first training step (the end of start-up overhead).
+    pub first_step_at: Mutex<Option<f64>>,
+}
+
+/// A renderer that draws nothing — burn-train's own output would interleave with the sweep's
+/// progress lines — but keeps [`Progress`] for the heartbeat.
+pub struct QuietRenderer {
+    pub progress: Arc<Progress>,
+}
 
 impl MetricsRendererTraining for QuietRenderer {
     fn update_train(&mut self, _state: MetricState) {}
@@ -172,8 +221,19 @@ impl MetricsRendererEvaluation for QuietRenderer {
 impl TrainingProgressLogger for QuietRenderer {
     fn start(&mut self, _: usize, _: usize, _: Option<usize>, _: Option<&str>) {}
     fn update_epoch(&mut self, _epoch: usize) {}
-    fn start_split(&mut self, _split: &str, _total_items: usize) {}
-    fn update_split(&mut self, _items_processed: usize) {}
+    fn start_split(&mut self, split: &str, total_items: usize) {
+        *self.progress.split.lock().expect("progress lock") =
+            if split == "train" { "train" } else { "valid" };
+        self.progress.total.store(total_items, Ordering::Relaxed);
+        self.progress.done.store(0, Ordering::Relaxed);
+    }
+    fn update_split(&mut self, items_processed: usize) {
+        self.progress.done.store(items_processed, Ordering::Relaxed);
+        let mut first = self.progress.first_step_at.lock().expect("progress lock");
+        if first.is_none() {
+            *first = Some(crate::store::now_unix());
+        }
+    }
     fn end_split(&mut self) {}
     fn end(&mut self) {}
     fn log_event_training(&mut self, _event: String) {}

@@ -20,19 +20,20 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, AdamWConfig, SgdConfig};
 use burn::prelude::*;
 use burn::store::ModuleRecord;
-use burn::train::checkpoint::{
-    ComposedCheckpointingStrategy, KeepLastNCheckpoints, MetricCheckpointingStrategy,
-};
+use burn::train::checkpoint::{CheckpointingAction, CheckpointingStrategy};
+use burn::train::metric::store::EventStoreClient;
 use burn::train::metric::store::{Aggregate, Direction, Split as MetricSplit};
 use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric};
 use burn::train::{
     ClassificationOutput, InferenceStep, Learner, SupervisedTraining, TrainOutput, TrainStep,
 };
 use burn::train::{MetricEarlyStoppingStrategy, StoppingCondition};
-use hook::{EpochCallback, QuietRenderer, SqliteHook};
+use hook::{EpochCallback, EpochGate, HookState, Progress, QuietRenderer, SqliteHook, StopReason};
 use loss::Loss;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Instant;
 
 /// The three splits, shared (cheaply cloned) between loaders and evaluation.
@@ -90,6 +91,10 @@ impl InferenceStep for Classifier {
 pub enum TrainError {
     #[error("diverged: loss became NaN or infinite at epoch {epoch}")]
     Diverged { epoch: usize },
+    #[error("pruned after epoch {epoch}")]
+    Pruned { epoch: usize },
+    #[error("interrupted after epoch {epoch} (checkpointed; the next launch resumes it)")]
+    Interrupted { epoch: usize },
     #[error("training failed: {0}")]
     Training(String),
     #[error("checkpoint: {0}")]
@@ -107,6 +112,77 @@ pub struct RunSpec<'a> {
     pub db_path: &'a Path,
     /// `results/<sweep>/<run>/`: burn-train's checkpoints and the best model.
     pub artifact_dir: &'a Path,
+    /// Resume from the checkpoint of this epoch; the epochs before it are in the database.
+    pub resume_from: Option<usize>,
+    /// Where the running split is, for whoever watches (the worker's heartbeat).
+    pub progress: Arc<Progress>,
+}
+
+/// The latest epoch whose model, optimizer and scheduler checkpoints all exist, up to `max`.
+pub fn resumable_epoch(artifact_dir: &Path, max: usize) -> Option<usize> {
+    (1..=max).rev().find(|&e| {
+        ["model", "optim", "scheduler"].iter().all(|name| {
+            artifact_dir
+                .join("checkpoint")
+                .join(format!("{name}-{e}.bpk"))
+                .is_file()
+        })
+    })
+}
+
+/// burn-train checkpointing that keeps exactly two epochs: the last (to resume from) and the
+/// best on val accuracy so far (to evaluate). It reads val accuracy from the hook's state, which
+/// holds the epochs of an attempt this one resumed too, so the best epoch survives a resume.
+struct BestAndLast {
+    state: Arc<Mutex<HookState>>,
+    kept: BTreeSet<usize>,
+}
+
+impl CheckpointingStrategy for BestAndLast {
+    fn checkpointing(
+        &mut self,
+        epoch: usize,
+        _store: &EventStoreClient,
+    ) -> Vec<CheckpointingAction> {
+        // The hook records the epoch on burn-train's event thread: wait for it (briefly).
+        let deadline = Instant::now() + std::time::Duration::from_secs(60);
+        let best = loop {
+            let state = self.state.lock().expect("hook state lock");
+            if state.epochs.iter().any(|r| r.epoch == epoch) || Instant::now() > deadline {
+                break best_epoch(&state.epochs);
+            }
+            drop(state);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        self.kept.insert(epoch);
+        let mut actions = vec![CheckpointingAction::Save];
+        let stale: Vec<usize> = self
+            .kept
+            .iter()
+            .copied()
+            .filter(|&k| k != epoch && Some(k) != best)
+            .collect();
+        for k in stale {
+            self.kept.remove(&k);
+            actions.push(CheckpointingAction::Delete(k));
+        }
+        actions
+    }
+}
+
+/// The epoch with the highest val accuracy; ties go to the earlier epoch.
+fn best_epoch(epochs: &[EpochRow]) -> Option<usize> {
+    epochs
+        .iter()
+        .filter_map(|row| row.val_acc.map(|acc| (row.epoch, acc)))
+        .fold(
+            None,
+            |best: Option<(usize, f64)>, (epoch, acc)| match best {
+                Some((_, best_acc)) if best_acc >= acc => best,
+                _ => Some((epoch, acc)),
+            },
+        )
+        .map(|(epoch, _)| epoch)
 }
 
 /// What a finished run produced.
@@ -175,13 +251,15 @@ pub fn train_run(
     spec: &RunSpec<'_>,
     splits: &Splits,
     on_epoch: Option<EpochCallback>,
+    gate: Option<EpochGate>,
 ) -> Result<RunOutcome, TrainError> {
     let started = Instant::now();
     let config = spec.config;
-    // A fresh start: checkpoints an earlier, unfinished attempt left must not be mistaken for
-    // this attempt's best epoch.
     let checkpoints = spec.artifact_dir.join("checkpoint");
-    if checkpoints.exists() {
+    let resume_from = spec.resume_from.filter(|&e| e > 0);
+    if resume_from.is_none() && checkpoints.exists() {
+        // A fresh start: checkpoints an earlier, unfinished attempt left must not be mistaken
+        // for this attempt's best epoch.
         std::fs::remove_dir_all(&checkpoints)
             .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", checkpoints.display())))?;
     }
@@ -204,10 +282,13 @@ pub fn train_run(
         spec.seed,
     ))
     .batch_size(config.batch_size)
-    .shuffle(spec.seed)
     .num_workers(1)
     .set_device(autodiff.clone())
-    .build(IndexDataset::train(splits.train.len()));
+    .build(IndexDataset::train(
+        splits.train.len(),
+        spec.seed,
+        resume_from.unwrap_or(0) as u32,
+    ));
     let valid_loader = DataLoaderBuilder::new(FerBatcher::eval(splits.val.clone()))
         .batch_size(config.batch_size.max(256))
         .num_workers(1)
@@ -215,11 +296,36 @@ pub fn train_run(
         .build(IndexDataset::eval(splits.val.len()));
 
     let store = Store::open(spec.db_path)?;
+    // The epochs of the attempt this one resumes: the schedule, the best-epoch choice and the
+    // gate see the whole run.
+    let earlier: Vec<EpochRow> = match resume_from {
+        Some(e) => store
+            .epoch_rows(spec.run_id)?
+            .into_iter()
+            .filter(|r| r.epoch <= e)
+            .collect(),
+        None => Vec::new(),
+    };
+    let history = Arc::new(schedule::ValHistory::default());
+    for row in &earlier {
+        history.push(row.val_acc.unwrap_or(f64::NAN));
+    }
+    let kept: BTreeSet<usize> = earlier
+        .iter()
+        .map(|r| r.epoch)
+        .filter(|&e| checkpoint_path(spec.artifact_dir, e).is_file())
+        .collect();
     let training = SupervisedTraining::new(spec.artifact_dir, train_loader, valid_loader);
     let interrupter = training.interrupter();
-    let history = Arc::new(schedule::ValHistory::default());
-    let (hook, hook_state) =
-        SqliteHook::new(store, spec.run_id, interrupter, on_epoch, history.clone());
+    let (hook, hook_state) = SqliteHook::new(
+        store,
+        spec.run_id,
+        interrupter,
+        on_epoch,
+        gate,
+        history.clone(),
+        earlier,
+    );
     let mut training = training
         .metric_train_numeric(AccuracyMetric::new())
         .metric_valid_numeric(AccuracyMetric::new())
@@ -227,21 +333,19 @@ pub fn train_run(
         .metric_valid_numeric(LossMetric::new())
         .metric_train_numeric(LearningRateMetric::new())
         .with_metric_logger(hook)
-        .with_checkpointing_strategy(
-            ComposedCheckpointingStrategy::builder()
-                .add(KeepLastNCheckpoints::new(1))
-                .add(MetricCheckpointingStrategy::new(
-                    &AccuracyMetric::new(),
-                    Aggregate::Mean,
-                    Direction::Highest,
-                    MetricSplit::Valid,
-                ))
-                .build(),
-        )
+        .with_checkpointing_strategy(BestAndLast {
+            state: hook_state.clone(),
+            kept,
+        })
         .with_default_checkpointers()
         .with_application_logger(None)
-        .renderer(Box::new(QuietRenderer))
+        .renderer(Box::new(QuietRenderer {
+            progress: spec.progress.clone(),
+        }))
         .num_epochs(config.epochs);
+    if let Some(e) = resume_from {
+        training = training.checkpoint(e);
+    }
     if let Some(patience) = config.early_stopping {
         training = training.early_stopping(MetricEarlyStoppingStrategy::new(
             &AccuracyMetric::new(),
@@ -259,7 +363,8 @@ pub fn train_run(
         config.epochs,
         iters_per_epoch,
         history,
-    );
+    )
+    .reseeding(autodiff.clone(), spec.seed);
     let result = training.launch(Learner::new(classifier, optimizer(config), lr));
     let state = hook_state.lock().expect("hook state lock").clone();
     if let Some(epoch) = state.diverged_at {
@@ -270,6 +375,11 @@ pub fn train_run(
     }
     if let Some(error) = result.error {
         return Err(TrainError::Training(error.to_string()));
+    }
+    match state.stopped {
+        Some((StopReason::Pruned, epoch)) => return Err(TrainError::Pruned { epoch }),
+        Some((StopReason::Interrupted, epoch)) => return Err(TrainError::Interrupted { epoch }),
+        None => {}
     }
     let stopped_early = config.early_stopping.is_some() && !state.epochs.is_empty();
     if state.epochs.len() < config.epochs && !stopped_early {
@@ -308,20 +418,9 @@ fn checkpoint_path(dir: &Path, epoch: usize) -> PathBuf {
     dir.join("checkpoint").join(format!("model-{epoch}.bpk"))
 }
 
-/// The best-on-val epoch among the checkpoints burn-train kept (the last one and the best by
-/// val accuracy); ties go to the earlier epoch.
+/// The best-on-val epoch, which [`BestAndLast`] kept on disk.
 fn best_checkpoint(dir: &Path, epochs: &[EpochRow]) -> Result<usize, TrainError> {
-    epochs
-        .iter()
-        .filter(|row| checkpoint_path(dir, row.epoch).is_file())
-        .filter_map(|row| row.val_acc.map(|acc| (row.epoch, acc)))
-        .fold(
-            None,
-            |best: Option<(usize, f64)>, (epoch, acc)| match best {
-                Some((_, best_acc)) if best_acc >= acc => best,
-                _ => Some((epoch, acc)),
-            },
-        )
-        .map(|(epoch, _)| epoch)
-        .ok_or_else(|| TrainError::Checkpoint(format!("no checkpoint in {}", dir.display())))
+    best_epoch(epochs)
+        .filter(|&e| checkpoint_path(dir, e).is_file())
+        .ok_or_else(|| TrainError::Checkpoint(format!("no best checkpoint in {}", dir.display())))
 }

@@ -4,10 +4,16 @@
 //! Plateau needs the val accuracy of the epochs before: the SQLite hook publishes each one in a
 //! [`ValHistory`], and the first step of an epoch waits for the previous epoch's value, so the
 //! learning rate changes at the same batch in every run with the same seed.
+//!
+//! The first step of every epoch also reseeds the device from (run seed, epoch): dropout masks
+//! then depend on the epoch alone, so a run resumed from a checkpoint continues exactly as an
+//! uninterrupted one would. (burn-train steps the scheduler before each training step.)
 
 use crate::config::Schedule;
+use crate::data::augment::item_seed;
 use burn::optim::LearningRate;
 use burn::optim::lr_scheduler::{LrScheduler, LrSchedulerRecord};
+use burn::prelude::Device;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -64,6 +70,8 @@ pub struct EpochSchedule {
     iters_per_epoch: usize,
     step: usize,
     history: Arc<ValHistory>,
+    /// The device and run seed to reseed at each epoch's first step (`None` in unit tests).
+    reseed: Option<(Device, u64)>,
 }
 
 impl EpochSchedule {
@@ -81,7 +89,14 @@ impl EpochSchedule {
             iters_per_epoch: iters_per_epoch.max(1),
             step: 0,
             history,
+            reseed: None,
         }
+    }
+
+    /// Reseeds `device` from (`seed`, epoch) at the first step of every epoch.
+    pub fn reseeding(mut self, device: Device, seed: u64) -> Self {
+        self.reseed = Some((device, seed));
+        self
     }
 
     /// The learning rate of iteration `step` (0-based).
@@ -113,6 +128,12 @@ impl EpochSchedule {
 
 impl LrScheduler for EpochSchedule {
     fn step(&mut self) -> LearningRate {
+        if let Some((device, seed)) = &self.reseed
+            && self.step.is_multiple_of(self.iters_per_epoch)
+        {
+            let epoch = (self.step / self.iters_per_epoch) as u32;
+            device.seed(item_seed(*seed ^ 0x4452_4F50, epoch, 0));
+        }
         let lr = self.lr_at(self.step);
         self.step += 1;
         lr

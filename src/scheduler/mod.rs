@@ -1,0 +1,580 @@
+//! The scheduler: plan a sweep's runs, record them, and train what is not done yet on every
+//! slot of every device, each run in its own worker process (`fer-lab worker`).
+//!
+//! All state lives in SQLite, so the scheduler can die at any point: runs are claimed with a
+//! lease that the worker renews; a run whose lease expired (or whose worker is gone) is resumed
+//! from its last checkpoint by the next launch. Workers run in their own process group (a
+//! terminal's Ctrl-C reaches only the scheduler, which decides what to tell them) and die with
+//! the scheduler (Linux parent-death signal), so no orphan keeps training unseen.
+
+pub mod devices;
+pub mod pruning;
+
+use crate::data::FerData;
+use crate::store::{RunRecord, RunStatus, Store, StoreError, SweepRecord, now_unix};
+use crate::sweep::{PlannedRun, Sweep, run_id};
+use crate::table::Rows;
+use devices::Slot;
+use pruning::Pruning;
+use serde_json::Value;
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// A planned run with its identity and where its files go.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub id: String,
+    pub run: PlannedRun,
+    pub artifact_dir: PathBuf,
+    /// The swept values of this run, `key=value …`, for progress lines.
+    pub label: String,
+}
+
+/// Gives every run of `sweep` its id (which needs the data fingerprint) and folder.
+pub fn plan(sweep: &Sweep, fingerprint: &str, results_dir: &Path) -> Vec<Planned> {
+    sweep
+        .runs
+        .iter()
+        .map(|run| {
+            let id = run_id(&run.config, fingerprint, run.seed);
+            let flat: std::collections::HashMap<String, Value> =
+                run.config.flatten().into_iter().collect();
+            let label = sweep
+                .axes
+                .iter()
+                .map(|k| {
+                    format!(
+                        "{k}={}",
+                        flat.get(k).map_or(String::new(), crate::table::cell_text)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
+            Planned {
+                artifact_dir: results_dir.join(&sweep.name).join(&id),
+                id,
+                run: run.clone(),
+                label,
+            }
+        })
+        .collect()
+}
+
+/// The table `sweep --dry-run` prints: one row per run, swept values as columns.
+pub fn plan_table(
+    sweep: &Sweep,
+    planned: &[Planned],
+    status: impl Fn(&str) -> Option<RunStatus>,
+) -> Rows {
+    let mut headers = vec!["#".to_string(), "run".to_string()];
+    headers.extend(sweep.axes.iter().cloned());
+    headers.extend(["seed", "model", "epochs", "status"].map(String::from));
+    let mut rows = Rows::new(headers);
+    for (i, p) in planned.iter().enumerate() {
+        let mut row = vec![Value::from(i + 1), Value::from(p.id.clone())];
+        let flat: std::collections::HashMap<String, Value> =
+            p.run.config.flatten().into_iter().collect();
+        row.extend(
+            sweep
+                .axes
+                .iter()
+                .map(|k| flat.get(k).cloned().unwrap_or(Value::Null)),
+        );
+        row.push(Value::from(p.run.seed));
+        row.push(Value::from(p.run.config.model.kind()));
+        row.push(Value::from(p.run.config.epochs));
+        row.push(Value::from(status(&p.id).map_or("new", RunStatus::as_str)));
+        rows.push(row);
+    }
+    rows
+}
+
+/// Writes the sweep and all its runs to the store in one transaction.
+pub fn register(
+    store: &mut Store,
+    sweep: &Sweep,
+    data: &FerData,
+    planned: &[Planned],
+) -> Result<i64, StoreError> {
+    let record = SweepRecord {
+        name: sweep.name.clone(),
+        file: sweep.file.display().to_string(),
+        spec: sweep.spec.clone(),
+        data_path: sweep.data.display().to_string(),
+        data_fingerprint: data.manifest.fingerprint.clone(),
+        axes: sweep.axes.clone(),
+    };
+    let runs: Vec<RunRecord> = planned
+        .iter()
+        .map(|p| RunRecord {
+            id: p.id.clone(),
+            seed: p.run.seed,
+            config_json: serde_json::to_string(&p.run.config).expect("config serialises"),
+            model: p.run.config.model.kind().to_string(),
+            epochs: p.run.config.epochs,
+            params: p.run.config.flatten(),
+            artifact_dir: p.artifact_dir.display().to_string(),
+        })
+        .collect();
+    store.register_sweep(&record, &runs)
+}
+
+/// How a sweep went.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SweepSummary {
+    /// Runs that finished (`done`) in this launch.
+    pub trained: usize,
+    /// Runs that were done before this launch.
+    pub skipped: usize,
+    pub pruned: usize,
+    pub diverged: Vec<(String, String)>,
+    pub failed: Vec<(String, String)>,
+    /// Runs left `interrupted` or `queued` by a stop: the next launch continues them.
+    pub interrupted: usize,
+}
+
+/// How a launch runs its runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub slots: Vec<Slot>,
+    /// Attempts after the first that a failed or crashed run gets.
+    pub max_retries: u32,
+    pub fail_fast: bool,
+    pub pruning: Option<Pruning>,
+    /// The data the workers load (the sweep's, or `--data`).
+    pub data: PathBuf,
+    /// Seconds between two launches on the same device (so two runs never race for it).
+    pub stagger: Duration,
+    /// Upper bound of runs per GPU when its capacity is measured.
+    pub gpu_cap: usize,
+    /// Whether GPUs open slots by measured memory (no explicit `per_device`).
+    pub gpu_auto: bool,
+}
+
+/// Ctrl-C presses: the scheduler polls this (0 = keep going, 1 = finish epochs and stop,
+/// 2 = stop now).
+pub type StopSignal = Arc<AtomicUsize>;
+
+/// Installs the SIGINT / SIGTERM handling of the scheduler.
+pub fn stop_signal() -> std::io::Result<StopSignal> {
+    let presses = Arc::new(AtomicUsize::new(0));
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])?;
+    let counter = presses.clone();
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            let level = if signal == signal_hook::consts::SIGTERM {
+                2
+            } else {
+                1
+            };
+            let now = counter.load(Ordering::SeqCst);
+            counter.store((now + 1).max(level), Ordering::SeqCst);
+        }
+    });
+    Ok(presses)
+}
+
+/// A worker process the scheduler started.
+struct Running {
+    child: Child,
+    run: String,
+    slot: Slot,
+    started: Instant,
+    first_step_seen: bool,
+}
+
+fn signal(child: &Child, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig);
+}
+
+fn pid_alive(pid: i64) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+}
+
+/// The last lines of a worker's stderr log, for the error a crash records.
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(3)..].join(" | ")
+}
+
+fn spawn_worker(
+    exe: &Path,
+    db: &Path,
+    sweep_id: i64,
+    planned: &Planned,
+    slot: Slot,
+    opts: &Options,
+) -> std::io::Result<Child> {
+    std::fs::create_dir_all(&planned.artifact_dir)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(planned.artifact_dir.join("worker.log"))?;
+    let mut cmd = Command::new(exe);
+    // A GPU is pinned with CUDA_VISIBLE_DEVICES: inside the worker it is always cuda:0.
+    let device = match slot.device {
+        crate::device::DeviceSpec::Cuda(i) => {
+            cmd.env("CUDA_VISIBLE_DEVICES", i.to_string());
+            "cuda:0".to_string()
+        }
+        other => other.to_string(),
+    };
+    cmd.arg("worker")
+        .arg("--db")
+        .arg(db)
+        .args(["--run", &planned.id, "--device", &device])
+        .arg("--data")
+        .arg(&opts.data)
+        .args(["--sweep-id", &sweep_id.to_string()]);
+    if let Some(p) = &opts.pruning {
+        cmd.args([
+            "--pruning",
+            &serde_json::to_string(p).expect("pruning serialises"),
+        ]);
+    }
+    let threads = slot.threads.to_string();
+    cmd.env("RAYON_NUM_THREADS", &threads)
+        .env("OMP_NUM_THREADS", &threads)
+        .env("MKL_NUM_THREADS", &threads)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log));
+    {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+        #[cfg(target_os = "linux")]
+        // SAFETY: between fork and exec only async-signal-safe calls are allowed; prctl is one.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(std::io::Error::from)
+            });
+        }
+    }
+    let mut child = cmd.spawn()?;
+    // Forward the worker's progress lines, prefixed with its run id.
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let prefix = format!("[{}]", &planned.id);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            println!("{prefix}{line}");
+        }
+    });
+    Ok(child)
+}
+
+/// Trains every run of `planned` that is not finished, on all `opts.slots`, until the queue is
+/// empty or a stop is asked. Failures are reported as they happen. `log` receives one line per
+/// event.
+pub fn run_sweep(
+    store: &mut Store,
+    sweep_id: i64,
+    planned: &[Planned],
+    opts: &Options,
+    stop: &StopSignal,
+    mut log: impl FnMut(&str),
+) -> Result<SweepSummary, StoreError> {
+    let exe =
+        std::env::current_exe().map_err(|e| StoreError::Folder(PathBuf::from("fer-lab"), e))?;
+    let db = store.path().to_path_buf();
+    let by_id: HashMap<&str, &Planned> = planned.iter().map(|p| (p.id.as_str(), p)).collect();
+    let position: HashMap<&str, usize> = planned
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.id.as_str(), i + 1))
+        .collect();
+    let total = planned.len();
+    let label = |id: &str| {
+        let p = by_id[id];
+        format!(
+            "[{}/{total}] run {} {} seed={}",
+            position[id], p.id, p.label, p.run.seed
+        )
+    };
+
+    let mut summary = SweepSummary::default();
+    let mut queue: VecDeque<String> = VecDeque::new();
+    // Runs another live worker holds (an earlier scheduler's, still finishing): wait for them.
+    let mut foreign: Vec<String> = Vec::new();
+    let now = now_unix();
+    for p in planned {
+        let Some(state) = store.run_state(&p.id)? else {
+            continue;
+        };
+        match state.status {
+            RunStatus::Done => {
+                summary.skipped += 1;
+                log(&format!("{}: done already, skipped", label(&p.id)));
+            }
+            RunStatus::Pruned => summary.pruned += 1,
+            RunStatus::Diverged => summary
+                .diverged
+                .push((p.id.clone(), state.error.unwrap_or_default())),
+            RunStatus::Failed if state.attempts > opts.max_retries => {
+                log(&format!(
+                    "{}: failed {} times, not retried (--retry-failed to retry)",
+                    label(&p.id),
+                    state.attempts
+                ));
+                summary
+                    .failed
+                    .push((p.id.clone(), state.error.unwrap_or_default()));
+            }
+            RunStatus::Running
+                if !state.lease_expired(now) && state.worker_pid.is_none_or(pid_alive) =>
+            {
+                foreign.push(p.id.clone());
+            }
+            RunStatus::Running => {
+                store.requeue(&p.id, "its worker stopped renewing its lease")?;
+                queue.push_back(p.id.clone());
+            }
+            RunStatus::Queued | RunStatus::Interrupted | RunStatus::Failed => {
+                queue.push_back(p.id.clone())
+            }
+        }
+    }
+
+    let mut running: Vec<Running> = Vec::new();
+    let mut last_launch: HashMap<String, Instant> = HashMap::new();
+    let mut gpu_capacity: HashMap<String, usize> = HashMap::new();
+    let mut stop_level = 0;
+    loop {
+        // Ctrl-C: the first press lets running epochs finish and checkpoint, the second stops now.
+        let presses = stop.load(Ordering::SeqCst);
+        if presses > stop_level {
+            stop_level = presses;
+            if stop_level == 1 {
+                log(
+                    "stopping: no new runs; running epochs finish and checkpoint (Ctrl-C again to stop now)",
+                );
+                for r in &running {
+                    signal(&r.child, nix::sys::signal::Signal::SIGINT);
+                }
+            } else {
+                log("stopping now");
+                for r in &mut running {
+                    let _ = r.child.kill();
+                    let _ = r.child.wait();
+                    let done = store.run_state(&r.run)?.map(|s| s.epochs_done);
+                    store.end_run(
+                        &r.run,
+                        RunStatus::Interrupted,
+                        r.started.elapsed().as_secs_f64(),
+                        None,
+                        done,
+                    )?;
+                }
+                summary.interrupted += running.len() + queue.len();
+                running.clear();
+                break;
+            }
+        }
+
+        // Reap finished workers.
+        let mut i = 0;
+        while i < running.len() {
+            let exited = running[i].child.try_wait().ok().flatten();
+            let Some(exit) = exited else {
+                if !running[i].first_step_seen
+                    && store
+                        .run_state(&running[i].run)?
+                        .is_some_and(|s| s.epochs_done > 0 || s.status != RunStatus::Running)
+                {
+                    running[i].first_step_seen = true;
+                }
+                i += 1;
+                continue;
+            };
+            let r = running.remove(i);
+            let state = store.run_state(&r.run)?.expect("a claimed run exists");
+            let worker_log = by_id[r.run.as_str()].artifact_dir.join("worker.log");
+            match state.status {
+                RunStatus::Done => summary.trained += 1,
+                RunStatus::Pruned => {
+                    summary.pruned += 1;
+                    log(&format!("{}: pruned", label(&r.run)));
+                }
+                RunStatus::Interrupted => summary.interrupted += 1,
+                RunStatus::Diverged => {
+                    let why = state.error.clone().unwrap_or_default();
+                    log(&format!("{}: DIVERGED: {why}", label(&r.run)));
+                    summary.diverged.push((r.run.clone(), why));
+                }
+                RunStatus::Failed | RunStatus::Running | RunStatus::Queued => {
+                    // Failed as recorded by the worker, or the worker died without recording.
+                    let why = if state.status == RunStatus::Failed {
+                        state.error.clone().unwrap_or_default()
+                    } else {
+                        format!(
+                            "worker exited ({exit}) without a result: {}",
+                            log_tail(&worker_log)
+                        )
+                    };
+                    let oom = why.to_ascii_lowercase().contains("out of memory");
+                    if oom && let crate::device::DeviceSpec::Cuda(_) = r.slot.device {
+                        // Fewer neighbours on that GPU, and the run goes back in the queue as it was.
+                        let neighbours = running
+                            .iter()
+                            .filter(|o| o.slot.device == r.slot.device)
+                            .count();
+                        gpu_capacity.insert(r.slot.device.to_string(), neighbours.max(1));
+                        store.requeue(&r.run, "out of GPU memory: fewer runs per GPU")?;
+                        queue.push_front(r.run.clone());
+                        log(&format!(
+                            "{}: out of GPU memory, requeued with fewer neighbours",
+                            label(&r.run)
+                        ));
+                    } else if state.attempts <= opts.max_retries && stop_level == 0 {
+                        store.requeue(
+                            &r.run,
+                            &format!("attempt {} failed: {why}", state.attempts),
+                        )?;
+                        queue.push_back(r.run.clone());
+                        log(&format!(
+                            "{}: FAILED (attempt {}), retrying: {why}",
+                            label(&r.run),
+                            state.attempts
+                        ));
+                    } else {
+                        if state.status != RunStatus::Failed {
+                            store.end_run(
+                                &r.run,
+                                RunStatus::Failed,
+                                r.started.elapsed().as_secs_f64(),
+                                Some(&why),
+                                None,
+                            )?;
+                        }
+                        log(&format!("{}: FAILED: {why}", label(&r.run)));
+                        summary.failed.push((r.run.clone(), why));
+                        if opts.fail_fast && stop_level == 0 {
+                            log("--fail-fast: stopping the sweep");
+                            stop.store(1, Ordering::SeqCst);
+                        }
+                    }
+                }
+            }
+        }
+
+        // Runs held by another worker: done when they end, ours when their lease expires.
+        let now = now_unix();
+        let mut still = Vec::new();
+        for id in foreign.drain(..) {
+            match store.run_state(&id)? {
+                Some(s) if s.status == RunStatus::Running && s.lease_expired(now) => {
+                    store.requeue(&id, "its worker stopped renewing its lease")?;
+                    queue.push_back(id);
+                }
+                Some(s) if s.status == RunStatus::Running => still.push(id),
+                Some(s) if s.status == RunStatus::Done => summary.trained += 1,
+                _ => queue.push_back(id),
+            }
+        }
+        foreign = still;
+
+        // Launch into free slots, one device start at a time.
+        if stop_level == 0 {
+            for slot in &opts.slots {
+                if queue.is_empty() {
+                    break;
+                }
+                let device = slot.device.to_string();
+                let busy = running.iter().any(|r| r.slot == *slot);
+                let on_device = running
+                    .iter()
+                    .filter(|r| r.slot.device == slot.device)
+                    .count();
+                let unmeasured =
+                    if opts.gpu_auto && matches!(slot.device, crate::device::DeviceSpec::Cuda(_)) {
+                        1
+                    } else {
+                        usize::MAX
+                    };
+                let capacity = gpu_capacity.get(&device).copied().unwrap_or(unmeasured);
+                let starting = running.iter().any(|r| {
+                    r.slot.device == slot.device
+                        && !r.first_step_seen
+                        && r.started.elapsed() < opts.stagger * 10
+                });
+                let recent = last_launch
+                    .get(&device)
+                    .is_some_and(|t| t.elapsed() < opts.stagger);
+                if busy || on_device >= capacity || starting || recent {
+                    continue;
+                }
+                let id = queue.pop_front().expect("queue is not empty");
+                let p = by_id[id.as_str()];
+                let attempt = store.claim_run(&id, &slot.name(), crate::worker::LEASE_SECS)?;
+                log(&format!(
+                    "{}: training on {}{}",
+                    label(&id),
+                    slot.name(),
+                    if attempt > 1 {
+                        format!(" (attempt {attempt})")
+                    } else {
+                        String::new()
+                    }
+                ));
+                match spawn_worker(&exe, &db, sweep_id, p, *slot, opts) {
+                    Ok(child) => running.push(Running {
+                        child,
+                        run: id,
+                        slot: *slot,
+                        started: Instant::now(),
+                        first_step_seen: false,
+                    }),
+                    Err(e) => {
+                        let why = format!("could not start a worker: {e}");
+                        store.end_run(&id, RunStatus::Failed, 0.0, Some(&why), None)?;
+                        log(&format!("{}: FAILED: {why}", label(&id)));
+                        summary.failed.push((id, why));
+                    }
+                }
+                last_launch.insert(device, Instant::now());
+            }
+        }
+
+        // Measure a GPU run's memory once it trains, and fit as many as the card holds.
+        for r in &running {
+            let device = r.slot.device.to_string();
+            if matches!(r.slot.device, crate::device::DeviceSpec::Cuda(_))
+                && r.first_step_seen
+                && !gpu_capacity.contains_key(&device)
+                && let Some((_, mib)) = devices::gpu_memory_by_pid()
+                    .into_iter()
+                    .find(|(pid, _)| *pid == r.child.id())
+            {
+                let total = devices::discover()
+                    .gpus
+                    .iter()
+                    .find(|g| {
+                        Some(g.index) == device.strip_prefix("cuda:").and_then(|i| i.parse().ok())
+                    })
+                    .and_then(|g| g.memory_total_mib)
+                    .unwrap_or(0);
+                let cap = devices::gpu_capacity(total, mib, opts.gpu_cap);
+                log(&format!(
+                    "{device}: a run uses {mib} MiB of {total} MiB: up to {cap} runs at once"
+                ));
+                gpu_capacity.insert(device, cap);
+            }
+        }
+
+        if running.is_empty() && (queue.is_empty() || stop_level > 0) && foreign.is_empty() {
+            summary.interrupted += queue.len();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(summary)
+}
