@@ -27,3 +27,35 @@ CREATE TABLE run_events (
     detail  TEXT
 );
 CREATE INDEX run_events_by_run ON run_events (run_id, id);
+
+-- The leaderboard of 0001 ordered its params with `group_concat(… ORDER BY …)`, which only
+-- SQLite ≥ 3.44 reads: Python's sqlite3 and most sqlite3 shells could not open the database.
+-- The same view, ordered by a subquery instead, which every SQLite 3 reads.
+DROP VIEW leaderboard;
+CREATE VIEW leaderboard AS
+SELECT
+    s.name             AS sweep,
+    r.id               AS run,
+    r.status           AS status,
+    (SELECT group_concat(kv, ' ') FROM (
+        SELECT a.key || '=' || p.value AS kv
+          FROM sweep_axes a JOIN run_params p ON p.run_id = r.id AND p.key = a.key
+         WHERE a.sweep_id = s.id
+         ORDER BY a.position)) AS params,
+    r.seed             AS seed,
+    r.model            AS model,
+    v.accuracy         AS val_acc,
+    t.accuracy         AS test_acc,
+    v.macro_f1         AS val_macro_f1,
+    t.macro_f1         AS test_macro_f1,
+    r.best_epoch       AS best_epoch,
+    r.epochs_done      AS epochs,
+    r.wall_secs        AS wall_secs,
+    r.params           AS n_params,
+    r.device           AS device,
+    r.finished_at      AS finished_at
+FROM sweeps s
+JOIN sweep_runs sr ON sr.sweep_id = s.id
+JOIN runs r ON r.id = sr.run_id
+LEFT JOIN evals v ON v.run_id = r.id AND v.split = 'val'
+LEFT JOIN evals t ON t.run_id = r.id AND t.split = 'test';

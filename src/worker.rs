@@ -311,3 +311,92 @@ pub fn run(args: WorkerArgs) -> Result<i32, WorkerError> {
     }
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{EpochRow, RunRecord, SweepRecord};
+
+    /// A sweep of four runs whose val curves are known: run i has val accuracy 0.1·(i+1) at
+    /// every epoch it reached.
+    fn synthetic_sweep(db: &Path, reached: [usize; 4]) -> i64 {
+        let mut store = Store::open(db).unwrap();
+        let sweep = SweepRecord {
+            name: "s".into(),
+            file: "s.toml".into(),
+            spec: String::new(),
+            data_path: "d".into(),
+            data_fingerprint: "f".into(),
+            axes: vec![],
+        };
+        let runs: Vec<RunRecord> = (0..4)
+            .map(|i| RunRecord {
+                id: format!("r{i}"),
+                seed: 1,
+                config_json: "{}".into(),
+                model: "baseline".into(),
+                epochs: 9,
+                params: vec![],
+                artifact_dir: "x".into(),
+            })
+            .collect();
+        let sweep_id = store.register_sweep(&sweep, &runs).unwrap();
+        for (i, &epochs) in reached.iter().enumerate() {
+            for epoch in 1..=epochs {
+                let row = EpochRow {
+                    epoch,
+                    val_acc: Some(0.1 * (i + 1) as f64),
+                    ..EpochRow::default()
+                };
+                store.record_epoch(&format!("r{i}"), &row).unwrap();
+            }
+        }
+        sweep_id
+    }
+
+    fn curve(epochs: usize, acc: f64) -> Vec<EpochRow> {
+        (1..=epochs)
+            .map(|epoch| EpochRow {
+                epoch,
+                val_acc: Some(acc),
+                ..EpochRow::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_gate_compares_with_the_runs_that_reached_the_same_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db.sqlite");
+        // r0..r3 reached epochs 3, 3, 1, 3 with val accuracies .1, .2, .3, .4.
+        let sweep_id = synthetic_sweep(&db, [3, 3, 1, 3]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let asha = Pruning::Asha { rung: 3, eta: 3 };
+        // A new run at the rung at epoch 3 with .35: others at epoch 3 are .1 .2 .4 (r2 never got
+        // there); of four, the top ⌈4/3⌉ = 2 continue: .4 and .35.
+        let mut gate = pruning_gate(asha, &db, sweep_id, "new", stop.clone()).unwrap();
+        assert_eq!(gate(&curve(2, 0.35)), None, "epoch 2 is not a rung");
+        assert_eq!(gate(&curve(3, 0.35)), None);
+        assert_eq!(gate(&curve(3, 0.15)), Some(StopReason::Pruned));
+        // A run never compares with itself: r3 (.4) against .1 .2 → promoted; r0 (.1) → pruned.
+        let mut r3 = pruning_gate(asha, &db, sweep_id, "r3", stop.clone()).unwrap();
+        assert_eq!(r3(&curve(3, 0.4)), None);
+        let mut r0 = pruning_gate(asha, &db, sweep_id, "r0", stop.clone()).unwrap();
+        assert_eq!(r0(&curve(3, 0.1)), Some(StopReason::Pruned));
+
+        // The median rule at epoch 3 with min_runs 3: median of .1 .2 .4 is .2.
+        let median = Pruning::Median {
+            warmup: 1,
+            min_runs: 3,
+        };
+        let mut gate = pruning_gate(median, &db, sweep_id, "new", stop.clone()).unwrap();
+        assert_eq!(gate(&curve(3, 0.25)), None);
+        assert_eq!(gate(&curve(3, 0.15)), Some(StopReason::Pruned));
+        // Too few runs reached epoch 4: nobody is pruned there.
+        assert_eq!(gate(&curve(4, 0.0)), None);
+
+        // A graceful stop outranks pruning.
+        stop.store(true, Ordering::SeqCst);
+        assert_eq!(gate(&curve(3, 0.15)), Some(StopReason::Interrupted));
+    }
+}

@@ -30,10 +30,16 @@ mod tests {
 
     /// sha256 of each released migration. A mismatch means a released file was edited:
     /// put the change in a new migration instead.
-    const RELEASED: &[(&str, &str)] = &[(
-        "0001_initial.sql",
-        "f63c0f9e85e0de4b8a869b94906955b737cd22725504776c034ad4426afd5b30",
-    )];
+    const RELEASED: &[(&str, &str)] = &[
+        (
+            "0001_initial.sql",
+            "f63c0f9e85e0de4b8a869b94906955b737cd22725504776c034ad4426afd5b30",
+        ),
+        (
+            "0002_scheduler.sql",
+            "3c2941f1be7e935073eec7d8a4aeb8cee8ee8acb2f53bdb3de06be601572cb99",
+        ),
+    ];
 
     #[test]
     fn migrations_apply_to_an_empty_database() {

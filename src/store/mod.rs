@@ -817,6 +817,41 @@ mod tests {
     }
 
     #[test]
+    fn older_sqlite_readers_can_open_the_database() {
+        // Python's sqlite3 (3.40 on Debian 12) and older shells parse every view of the schema:
+        // nothing newer than SQLite 3.35 may appear in one.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let store = Store::open(&path).unwrap();
+        let views = store
+            .query("SELECT sql FROM sqlite_schema WHERE type = 'view'", &[])
+            .unwrap();
+        assert!(!views.rows.is_empty());
+        for view in views.rows {
+            let sql = view[0].as_str().unwrap().to_ascii_uppercase();
+            // An ORDER BY inside an aggregate's parentheses needs SQLite 3.44.
+            for (start, _) in sql.match_indices("GROUP_CONCAT(") {
+                let mut depth = 0;
+                let args: String = sql[start + "GROUP_CONCAT".len()..]
+                    .chars()
+                    .take_while(|&c| {
+                        depth += match c {
+                            '(' => 1,
+                            ')' => -1,
+                            _ => 0,
+                        };
+                        depth > 0
+                    })
+                    .collect();
+                assert!(
+                    !args.contains("ORDER BY"),
+                    "aggregate ORDER BY in a view: {sql}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn newer_schema_is_refused_clearly() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite");

@@ -345,6 +345,8 @@ pub fn train_run(
         .num_epochs(config.epochs);
     if let Some(e) = resume_from {
         training = training.checkpoint(e);
+        // Where the uninterrupted run's scheduler would have reseeded at the end of epoch e.
+        autodiff.seed(schedule::dropout_seed(spec.seed, e as u32));
     }
     if let Some(patience) = config.early_stopping {
         training = training.early_stopping(MetricEarlyStoppingStrategy::new(

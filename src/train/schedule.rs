@@ -5,9 +5,10 @@
 //! [`ValHistory`], and the first step of an epoch waits for the previous epoch's value, so the
 //! learning rate changes at the same batch in every run with the same seed.
 //!
-//! The first step of every epoch also reseeds the device from (run seed, epoch): dropout masks
-//! then depend on the epoch alone, so a run resumed from a checkpoint continues exactly as an
-//! uninterrupted one would. (burn-train steps the scheduler before each training step.)
+//! The last step of every epoch also reseeds the device from (run seed, next epoch): dropout
+//! masks then depend on the epoch alone, so a run resumed from a checkpoint (seeded the same
+//! way before it starts, see [`dropout_seed`]) continues exactly as an uninterrupted one would.
+//! (burn-train steps the scheduler after each training step, before the optimizer.)
 
 use crate::config::Schedule;
 use crate::data::augment::item_seed;
@@ -60,6 +61,11 @@ pub fn plateau_reductions(accs: &[f64], patience: usize) -> u32 {
         }
     }
     reductions
+}
+
+/// The device seed at the start of `epoch` (0-based) for every epoch after the first.
+pub fn dropout_seed(seed: u64, epoch: u32) -> u64 {
+    item_seed(seed ^ 0x4452_4F50, epoch, 0)
 }
 
 #[derive(Clone)]
@@ -128,14 +134,16 @@ impl EpochSchedule {
 
 impl LrScheduler for EpochSchedule {
     fn step(&mut self) -> LearningRate {
+        let lr = self.lr_at(self.step);
+        self.step += 1;
         if let Some((device, seed)) = &self.reseed
             && self.step.is_multiple_of(self.iters_per_epoch)
         {
-            let epoch = (self.step / self.iters_per_epoch) as u32;
-            device.seed(item_seed(*seed ^ 0x4452_4F50, epoch, 0));
+            device.seed(dropout_seed(
+                *seed,
+                (self.step / self.iters_per_epoch) as u32,
+            ));
         }
-        let lr = self.lr_at(self.step);
-        self.step += 1;
         lr
     }
 
