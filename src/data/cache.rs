@@ -20,12 +20,9 @@ const MANIFEST: &str = "manifest.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    // The io::Error is part of the message, not a `source`: anyhow would print it twice.
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: io::Error },
     #[error(
         "{0}: not a fer-lab data cache (no manifest.json); import it with `fer-lab data import`"
     )]
@@ -39,9 +36,9 @@ pub enum CacheError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CacheError + '_ {
-    move |source| CacheError::Io {
+    move |err| CacheError::Io {
         path: path.to_path_buf(),
-        source,
+        err,
     }
 }
 

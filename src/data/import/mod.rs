@@ -26,12 +26,9 @@ use tree::FolderSplit;
 /// Everything that can be wrong with a source; each message names the file, line or folder.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    // The io::Error is part of the message, not a `source`: anyhow would print it twice.
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
     #[error("{0}: not a data source fer-lab knows (a .csv, a folder, a .zip, a .tar.gz or a .tar)")]
     UnknownSource(PathBuf),
     #[error("{path}: unreadable archive: {why}")]
@@ -75,10 +72,10 @@ pub enum ImportError {
 }
 
 impl ImportError {
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> ImportError {
+    pub(crate) fn io(path: &Path, err: std::io::Error) -> ImportError {
         ImportError::Io {
             path: path.to_path_buf(),
-            source,
+            err,
         }
     }
 }
