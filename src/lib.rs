@@ -14,11 +14,13 @@
 
 pub mod bench;
 pub mod config;
+pub mod dashboard;
 pub mod data;
 pub mod device;
 pub mod emotion;
 pub mod metrics;
 pub mod model;
+pub mod progress;
 pub mod report;
 pub mod scheduler;
 pub mod store;

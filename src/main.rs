@@ -2,15 +2,20 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use fer_lab::dashboard::Exit;
 use fer_lab::data::{self, cache, import};
 use fer_lab::device::DeviceSpec;
+use fer_lab::progress::Progress;
 use fer_lab::report::{self, RankMetric};
 use fer_lab::scheduler;
 use fer_lab::store::{DEFAULT_DB, Store};
 use fer_lab::sweep::Sweep;
 use fer_lab::table::Format;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +41,8 @@ enum Command {
     Runs(RunsArgs),
     /// Run a read-only SQL query on the results database.
     Sql(SqlArgs),
+    /// Watch a running or finished sweep live in the terminal (read-only; any number at once).
+    Dashboard(DashboardArgs),
     /// Measure training-step throughput of models on a device.
     Bench(BenchArgs),
     /// Train one run of a sweep (started by the scheduler, one process per run).
@@ -58,6 +65,15 @@ struct WorkerArgs {
     /// The sweep's pruning rule, as JSON.
     #[arg(long)]
     pruning: Option<String>,
+}
+
+#[derive(Args)]
+struct DashboardArgs {
+    /// Sweep name (default: the most recently launched).
+    #[arg(long)]
+    sweep: Option<String>,
+    #[command(flatten)]
+    db: DbArg,
 }
 
 #[derive(Args)]
@@ -138,6 +154,10 @@ struct SweepArgs {
     /// Stop the sweep at the first failed run.
     #[arg(long)]
     fail_fast: bool,
+    /// Print progress lines (and a bar per running run) instead of opening the dashboard.
+    /// Implied when stdout is not a terminal.
+    #[arg(long)]
+    no_tui: bool,
     /// Use this data instead of the file's `data` (a cache or any importable source).
     #[arg(long)]
     data: Option<PathBuf>,
@@ -223,6 +243,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Sweep(args) => sweep(args),
+        Command::Dashboard(args) => {
+            fer_lab::dashboard::attach(&args.db.db, args.sweep.as_deref())
+                .with_context(|| format!("dashboard of {}", args.db.db.display()))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Report(args) => {
             let store = Store::open_read_only(&args.db.db)?;
             let (name, rows, pending) =
@@ -328,6 +353,67 @@ fn print_data_summary(data: &data::FerData) {
     for warning in &m.warnings {
         println!("warning: {warning}");
     }
+}
+
+/// Runs the scheduler on a thread while the dashboard owns the terminal. Leaving the dashboard
+/// either stops the sweep gracefully or lets it go on headless with text progress.
+fn run_with_dashboard(
+    mut store: Store,
+    sweep_id: i64,
+    name: &str,
+    planned: Vec<scheduler::Planned>,
+    opts: scheduler::Options,
+    stop: scheduler::StopSignal,
+) -> Result<(scheduler::SweepSummary, Store)> {
+    let db = store.path().to_path_buf();
+    // While the dashboard is up, lines go nowhere (they are in run_events and worker.log);
+    // once it is left, to stdout.
+    let quiet = Arc::new(AtomicBool::new(true));
+    let output: scheduler::Output = {
+        let quiet = quiet.clone();
+        Arc::new(move |line: &str| {
+            if !quiet.load(Ordering::SeqCst) {
+                println!("{line}");
+            }
+        })
+    };
+    let finished = Arc::new(AtomicBool::new(false));
+    let scheduler = {
+        let (output, finished, stop) = (output.clone(), finished.clone(), stop.clone());
+        let opts = scheduler::Options {
+            worker_output: output.clone(),
+            ..opts
+        };
+        std::thread::spawn(move || {
+            let summary =
+                scheduler::run_sweep(&mut store, sweep_id, &planned, &opts, &stop, |line| {
+                    output(line)
+                });
+            finished.store(true, Ordering::SeqCst);
+            summary.map(|summary| (summary, store))
+        })
+    };
+    let exit = fer_lab::dashboard::live(&db, name, finished.clone());
+    quiet.store(false, Ordering::SeqCst);
+    match exit {
+        Ok(Exit::StopSweep) => {
+            println!("stopping: running epochs finish and checkpoint (Ctrl-C to stop now)");
+            stop.store(stop.load(Ordering::SeqCst).max(1), Ordering::SeqCst);
+        }
+        Ok(Exit::Quit) if !finished.load(Ordering::SeqCst) => {
+            println!(
+                "sweep {name} goes on without the dashboard (fer-lab dashboard --sweep {name} to watch it again)"
+            );
+        }
+        Ok(Exit::Quit) => {}
+        Err(e) => {
+            // The dashboard failed, not the sweep: say why and go on with text.
+            eprintln!("dashboard: {e}; continuing with text progress");
+        }
+    }
+    Ok(scheduler
+        .join()
+        .map_err(|_| anyhow::anyhow!("the scheduler thread panicked"))??)
 }
 
 fn parse_set(pair: &str) -> Result<(String, toml::Value)> {
@@ -450,11 +536,29 @@ fn sweep(args: SweepArgs) -> Result<ExitCode> {
         stagger: std::time::Duration::from_millis(500),
         gpu_cap: GPU_CAP,
         gpu_auto: per_device.is_none(),
+        worker_output: scheduler::stdout_output(),
     };
     let stop = scheduler::stop_signal().context("installing the Ctrl-C handler")?;
-    let summary = scheduler::run_sweep(&mut store, sweep_id, &planned, &opts, &stop, |line| {
-        println!("{line}")
-    })?;
+    let terminal = std::io::stdout().is_terminal();
+    let (summary, store) = if terminal && !args.no_tui {
+        run_with_dashboard(store, sweep_id, &sweep.name, planned, opts, stop)?
+    } else {
+        let mut progress = if terminal {
+            Progress::bars(&args.db.db, sweep_id)
+        } else {
+            Progress::plain()
+        };
+        let output = progress.output();
+        let opts = scheduler::Options {
+            worker_output: output.clone(),
+            ..opts
+        };
+        let summary = scheduler::run_sweep(&mut store, sweep_id, &planned, &opts, &stop, |line| {
+            output(line)
+        })?;
+        progress.finish();
+        (summary, store)
+    };
     println!(
         "sweep {}: {} trained, {} already done, {} pruned, {} diverged, {} failed{}",
         sweep.name,

@@ -77,8 +77,8 @@ pub fn resolve_sweep(store: &Store, name: Option<&str>) -> Result<(i64, String),
 /// Read from the runs themselves, not only from the axes the file declared, so runs added by a
 /// later launch with `--set` (or with another `tta`) are never mixed in silently. Declared axes
 /// come first, in file order.
-fn axes(store: &Store, sweep_id: i64) -> Result<Vec<String>, StoreError> {
-    let rows = store.query(
+pub(crate) fn axes(conn: &rusqlite::Connection, sweep_id: i64) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
         "SELECT p.key,
                 (SELECT min(a.position) FROM sweep_axes a
                   WHERE a.sweep_id = ?1 AND (p.key = a.key OR p.key LIKE a.key || '.%')) AS position
@@ -87,45 +87,45 @@ fn axes(store: &Store, sweep_id: i64) -> Result<Vec<String>, StoreError> {
          HAVING count(DISTINCT p.value) > 1
              OR count(*) < (SELECT count(*) FROM sweep_runs WHERE sweep_id = ?1)
          ORDER BY position IS NULL, position, p.key NOT LIKE '%.kind', p.key",
-        &[&sweep_id],
     )?;
-    Ok(rows
-        .rows
-        .into_iter()
-        .filter_map(|r| r[0].as_str().map(String::from))
-        .collect())
+    stmt.query_map([sweep_id], |r| r.get(0))?.collect()
 }
 
 /// (run id, swept key) → value.
-type SweptValues = HashMap<(String, String), Value>;
+pub(crate) type SweptValues = HashMap<(String, String), Value>;
 
 /// The swept values of the runs of a sweep.
-fn swept_values(store: &Store, sweep_id: i64, keys: &[String]) -> Result<SweptValues, StoreError> {
-    let rows = store.query(
+pub(crate) fn swept_values(
+    conn: &rusqlite::Connection,
+    sweep_id: i64,
+    keys: &[String],
+) -> rusqlite::Result<SweptValues> {
+    let mut stmt = conn.prepare_cached(
         "SELECT p.run_id, p.key, p.value, p.num FROM run_params p
          JOIN sweep_runs sr ON sr.run_id = p.run_id AND sr.sweep_id = ?1",
-        &[&sweep_id],
     )?;
-    Ok(rows
-        .rows
-        .into_iter()
-        .filter(|r| keys.iter().any(|k| r[1].as_str() == Some(k)))
-        .map(|r| {
-            let key = (
-                r[0].as_str().unwrap_or("").to_string(),
-                r[1].as_str().unwrap_or("").to_string(),
-            );
-            let value = if r[3].is_null()
-                || r[2].as_str() == Some("true")
-                || r[2].as_str() == Some("false")
-            {
-                r[2].clone()
-            } else {
-                r[3].clone()
-            };
-            (key, value)
-        })
-        .collect())
+    let mut out = SweptValues::new();
+    let rows = stmt.query_map([sweep_id], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, Option<f64>>(3)?,
+        ))
+    })?;
+    for row in rows {
+        let (run, key, text, num) = row?;
+        if !keys.contains(&key) {
+            continue;
+        }
+        // Numbers as numbers (so 0.001 prints as 0.001); booleans, lists and names as written.
+        let value = match num {
+            Some(n) if text != "true" && text != "false" => Value::from(n),
+            _ => Value::String(text),
+        };
+        out.insert((run, key), value);
+    }
+    Ok(out)
 }
 
 /// The leaderboard of a sweep: finished runs ranked by a val metric.
@@ -137,8 +137,8 @@ pub fn leaderboard(
     top: Option<usize>,
 ) -> Result<(String, Rows, usize), ReportError> {
     let (sweep_id, name) = resolve_sweep(store, sweep)?;
-    let axes = axes(store, sweep_id)?;
-    let values = swept_values(store, sweep_id, &axes)?;
+    let axes = axes(store.conn(), sweep_id).map_err(|e| store.sqlite_error(e))?;
+    let values = swept_values(store.conn(), sweep_id, &axes).map_err(|e| store.sqlite_error(e))?;
     let data = store.query(
         &format!(
             "SELECT r.id, r.seed, v.accuracy, t.accuracy, t.macro_f1, r.epochs_done, r.best_epoch,
@@ -227,8 +227,9 @@ pub fn runs(store: &Store, sweep: Option<&str>, status: Option<&str>) -> Result<
     for r in &data.rows {
         let sid = r[10].as_i64().unwrap_or(0);
         if let std::collections::hash_map::Entry::Vacant(slot) = swept.entry(sid) {
-            let keys = axes(store, sid)?;
-            let values = swept_values(store, sid, &keys)?;
+            let keys = axes(store.conn(), sid).map_err(|e| store.sqlite_error(e))?;
+            let values =
+                swept_values(store.conn(), sid, &keys).map_err(|e| store.sqlite_error(e))?;
             slot.insert((keys, values));
         }
     }

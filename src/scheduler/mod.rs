@@ -139,7 +139,7 @@ pub struct SweepSummary {
 }
 
 /// How a launch runs its runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     pub slots: Vec<Slot>,
     /// Attempts after the first that a failed or crashed run gets.
@@ -154,6 +154,17 @@ pub struct Options {
     pub gpu_cap: usize,
     /// Whether GPUs open slots by measured memory (no explicit `per_device`).
     pub gpu_auto: bool,
+    /// Where the workers' progress lines go (stdout, a progress bar's log, or nowhere while a
+    /// dashboard owns the terminal).
+    pub worker_output: Output,
+}
+
+/// A sink for lines of text, shared with the threads that read workers' stdout.
+pub type Output = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Lines to stdout.
+pub fn stdout_output() -> Output {
+    Arc::new(|line: &str| println!("{line}"))
 }
 
 /// Ctrl-C presses: the scheduler polls this (0 = keep going, 1 = finish epochs and stop,
@@ -264,9 +275,10 @@ fn spawn_worker(
     // Forward the worker's progress lines, prefixed with its run id.
     let stdout = child.stdout.take().expect("stdout is piped");
     let prefix = format!("[{}]", &planned.id);
+    let output = opts.worker_output.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            println!("{prefix}{line}");
+            output(&format!("{prefix}{line}"));
         }
     });
     Ok(child)
@@ -348,7 +360,34 @@ pub fn run_sweep(
     let mut last_launch: HashMap<String, Instant> = HashMap::new();
     let mut gpu_capacity: HashMap<String, usize> = HashMap::new();
     let mut stop_level = 0;
+    let mut paused = false;
+    let mut last_poll = Instant::now() - Duration::from_secs(10);
     loop {
+        // A dashboard steers through the database: pause launching, or put runs back in the
+        // queue (`r` on a failed run). Polled, not per iteration: reads are cheap, not free.
+        if last_poll.elapsed() >= Duration::from_millis(500) {
+            last_poll = Instant::now();
+            let now_paused = store.is_paused(sweep_id)?;
+            if now_paused != paused {
+                paused = now_paused;
+                log(if paused {
+                    "paused: no new launches until resumed (p in the dashboard)"
+                } else {
+                    "resumed launching"
+                });
+            }
+            for id in store.queued_runs(sweep_id)? {
+                let known = queue.contains(&id)
+                    || running.iter().any(|r| r.run == id)
+                    || foreign.contains(&id);
+                if !known && by_id.contains_key(id.as_str()) {
+                    summary.failed.retain(|(f, _)| *f != id);
+                    summary.diverged.retain(|(d, _)| *d != id);
+                    log(&format!("{}: queued again", label(&id)));
+                    queue.push_back(id);
+                }
+            }
+        }
         // Ctrl-C: the first press lets running epochs finish and checkpoint, the second stops now.
         let presses = stop.load(Ordering::SeqCst);
         if presses > stop_level {
@@ -483,7 +522,7 @@ pub fn run_sweep(
         foreign = still;
 
         // Launch into free slots, one device start at a time.
-        if stop_level == 0 {
+        if stop_level == 0 && !paused {
             for slot in &opts.slots {
                 if queue.is_empty() {
                     break;

@@ -14,6 +14,10 @@ pub const FILES: &[(&str, &str)] = &[
         "0002_scheduler.sql",
         include_str!("../../migrations/0002_scheduler.sql"),
     ),
+    (
+        "0003_dashboard.sql",
+        include_str!("../../migrations/0003_dashboard.sql"),
+    ),
 ];
 
 /// Schema version of a database with every migration applied.

@@ -208,6 +208,24 @@ impl Store {
         sqlite(&self.path, e)
     }
 
+    /// A rusqlite error on this database, as the store reports it (with the path).
+    pub fn sqlite_error(&self, e: rusqlite::Error) -> StoreError {
+        self.err(e)
+    }
+
+    /// The schema version of the file (`PRAGMA user_version`).
+    pub fn schema_version(&self) -> Result<usize, StoreError> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+            .map(|v| v as usize)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The connection, for a reader that keeps its own prepared statements.
+    pub fn into_connection(self) -> Connection {
+        self.conn
+    }
+
     /// Records a sweep and its planned runs in one transaction. Runs already known (same id)
     /// keep their status and results: that is how a re-launched sweep skips finished work.
     /// Returns the sweep id.
@@ -455,6 +473,58 @@ impl Store {
         )
         .map_err(e)?;
         tx.commit().map_err(e)
+    }
+
+    /// Pauses or resumes launching for a sweep (running runs go on either way).
+    pub fn set_paused(&self, sweep_id: i64, paused: bool) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE sweeps SET paused = ?2 WHERE id = ?1",
+                params![sweep_id, paused],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn is_paused(&self, sweep_id: i64) -> Result<bool, StoreError> {
+        self.conn
+            .query_row("SELECT paused FROM sweeps WHERE id = ?1", [sweep_id], |r| {
+                r.get(0)
+            })
+            .map_err(|e| self.err(e))
+    }
+
+    /// Puts a failed or diverged run back in the queue with a fresh retry budget; it resumes
+    /// from its last checkpoint. Returns false (and changes nothing) for a run in another state.
+    pub fn retry_run(&self, id: &str, why: &str) -> Result<bool, StoreError> {
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE runs SET status = 'queued', attempts = 0, error = NULL, stopped_epoch = NULL,
+                     worker_pid = NULL, lease_expires = NULL
+                 WHERE id = ?1 AND status IN ('failed', 'diverged')",
+                [id],
+            )
+            .map_err(|e| self.err(e))?;
+        if changed > 0 {
+            self.record_event(id, "requeued", Some(why))?;
+        }
+        Ok(changed > 0)
+    }
+
+    /// The queued runs of a sweep, in sweep order: how a scheduler notices runs that a
+    /// dashboard put back in the queue.
+    pub fn queued_runs(&self, sweep_id: i64) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT r.id FROM runs r JOIN sweep_runs sr ON sr.run_id = r.id AND sr.sweep_id = ?1
+                 WHERE r.status = 'queued' ORDER BY sr.position",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([sweep_id], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e))
     }
 
     /// Appends to a run's event log.

@@ -1,0 +1,629 @@
+//! What the dashboard shows, read from SQLite: a [`Snapshot`] of one sweep, kept up to date by
+//! a [`Loader`] that reads only what changed.
+//!
+//! The loader's connection is read-only (WAL readers never block the writers that train).
+//! `PRAGMA data_version` tells it whether anyone wrote since the last look; if so it re-reads
+//! the runs (one row each: status, progress, lease — small) and only the epoch rows and events
+//! newer than the ones it holds (by rowid / id). A run's per-class metrics and confusion matrix
+//! are read once, when it has been evaluated.
+
+use crate::emotion::Emotion;
+use crate::store::{RunStatus, Store, StoreError};
+use rusqlite::{Connection, params};
+use std::collections::HashMap;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DashboardError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("the terminal: {0}")]
+    Terminal(#[from] std::io::Error),
+}
+
+/// The sweep itself.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SweepMeta {
+    pub id: i64,
+    pub name: String,
+    pub file: String,
+    pub data_path: String,
+    /// Unix seconds of the earliest start of any of its runs (for elapsed time).
+    pub started: Option<f64>,
+    pub paused: bool,
+}
+
+/// One epoch of a run's curves.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EpochPoint {
+    pub epoch: usize,
+    pub train_loss: Option<f64>,
+    pub train_acc: Option<f64>,
+    pub val_loss: Option<f64>,
+    pub val_acc: Option<f64>,
+    pub lr: Option<f64>,
+    pub secs: Option<f64>,
+}
+
+/// A run as the runs table shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunView {
+    pub id: String,
+    /// 1-based position in the sweep file's expansion.
+    pub position: usize,
+    pub status: RunStatus,
+    pub seed: u64,
+    /// The values of [`Snapshot::axes`], in that order.
+    pub params: Vec<String>,
+    pub slot: Option<String>,
+    pub epochs_done: usize,
+    pub epochs_planned: usize,
+    /// Inside the current epoch: split (`train` / `valid`), items done and total.
+    pub split: Option<String>,
+    pub items_done: usize,
+    pub items_total: usize,
+    pub best_epoch: Option<usize>,
+    pub error: Option<String>,
+    pub attempts: u32,
+    pub val_acc: Option<f64>,
+    pub test_acc: Option<f64>,
+}
+
+/// Per-class val metrics and the val confusion matrix of a run's best checkpoint.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunDetail {
+    /// (class, F1, support) for the seven classes.
+    pub class_f1: Vec<(Emotion, f64, i64)>,
+    /// `confusion[true][pred]`.
+    pub confusion: [[i64; 7]; 7],
+}
+
+/// One line of the event log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventView {
+    pub id: i64,
+    /// `HH:MM:SS` (UTC) of the event.
+    pub at: String,
+    pub run_id: String,
+    pub kind: String,
+    pub detail: Option<String>,
+}
+
+/// Everything a frame needs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub sweep: SweepMeta,
+    /// The swept keys whose values differ between runs (seed excluded).
+    pub axes: Vec<String>,
+    /// Runs in sweep order.
+    pub runs: Vec<RunView>,
+    pub curves: HashMap<String, Vec<EpochPoint>>,
+    /// The most recent events, oldest first.
+    pub events: Vec<EventView>,
+    pub details: HashMap<String, RunDetail>,
+}
+
+/// How many events the dashboard keeps.
+const EVENTS_KEPT: usize = 200;
+
+impl Snapshot {
+    pub fn run(&self, id: &str) -> Option<&RunView> {
+        self.runs.iter().find(|r| r.id == id)
+    }
+
+    pub fn count(&self, status: RunStatus) -> usize {
+        self.runs.iter().filter(|r| r.status == status).count()
+    }
+
+    /// The best val accuracy of any epoch of a run so far.
+    pub fn best_val(&self, id: &str) -> Option<f64> {
+        self.curves
+            .get(id)?
+            .iter()
+            .filter_map(|p| p.val_acc)
+            .reduce(f64::max)
+    }
+
+    pub fn last_point(&self, id: &str) -> Option<&EpochPoint> {
+        self.curves.get(id)?.last()
+    }
+
+    /// Seconds until the queue is empty at the current pace: the median epoch time of this
+    /// sweep, times the epochs left, divided by the runs training at once.
+    pub fn eta_secs(&self) -> Option<f64> {
+        let mut secs: Vec<f64> = self
+            .curves
+            .values()
+            .flatten()
+            .filter_map(|p| p.secs)
+            .collect();
+        if secs.is_empty() {
+            return None;
+        }
+        secs.sort_by(f64::total_cmp);
+        let median = secs[secs.len() / 2];
+        let left: usize = self
+            .runs
+            .iter()
+            .filter(|r| matches!(r.status, RunStatus::Queued | RunStatus::Running))
+            .map(|r| r.epochs_planned.saturating_sub(r.epochs_done))
+            .sum();
+        let parallel = self.count(RunStatus::Running).max(1);
+        Some(median * left as f64 / parallel as f64)
+    }
+}
+
+/// Keeps a [`Snapshot`] of one sweep current.
+pub struct Loader {
+    conn: Connection,
+    path: String,
+    last_epoch_rowid: i64,
+    last_event_id: i64,
+    data_version: Option<i64>,
+    pub snapshot: Snapshot,
+}
+
+impl Loader {
+    /// Attaches to `sweep` (or the most recently launched sweep) in the database at `db`.
+    /// A missing database, a newer schema or an unknown sweep is an error that says so.
+    pub fn open(db: &Path, sweep: Option<&str>) -> Result<Loader, DashboardError> {
+        let store = Store::open_read_only(db)?;
+        if store.schema_version()? < crate::store::migrations::LATEST {
+            // An older database: bring its schema up once (what any fer-lab command does), then
+            // read it read-only like every other time.
+            drop(store);
+            Store::open(db)?;
+        }
+        let store = Store::open_read_only(db)?;
+        let (id, name) = crate::report::resolve_sweep(&store, sweep)?;
+        let mut loader = Loader {
+            conn: store.into_connection(),
+            path: db.display().to_string(),
+            last_epoch_rowid: 0,
+            last_event_id: 0,
+            data_version: None,
+            snapshot: Snapshot::default(),
+        };
+        loader.snapshot.sweep.id = id;
+        loader.snapshot.sweep.name = name;
+        loader.refresh()?;
+        Ok(loader)
+    }
+
+    pub fn db_path(&self) -> &str {
+        &self.path
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> DashboardError + '_ {
+        |source| DashboardError::Read {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Reads what changed since the last call. Returns whether anything did.
+    pub fn refresh(&mut self) -> Result<bool, DashboardError> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(self.err())?;
+        if self.data_version == Some(version) {
+            return Ok(false);
+        }
+        self.data_version = Some(version);
+        // One read transaction: the runs, epochs and events of a frame agree with each other.
+        self.conn
+            .execute_batch("BEGIN DEFERRED")
+            .map_err(self.err())?;
+        let result = self.read_all();
+        self.conn.execute_batch("COMMIT").map_err(self.err())?;
+        result.map(|()| true)
+    }
+
+    fn read_all(&mut self) -> Result<(), DashboardError> {
+        self.read_sweep()?;
+        self.read_runs()?;
+        self.read_epochs()?;
+        self.read_events()?;
+        self.read_details()
+    }
+
+    fn read_sweep(&mut self) -> Result<(), DashboardError> {
+        let id = self.snapshot.sweep.id;
+        let (name, file, data_path, paused, started): (String, String, String, bool, Option<f64>) =
+            self.conn
+                .query_row(
+                    "SELECT name, file, data_path, paused,
+                        (SELECT min(r.launched_at) FROM runs r
+                           JOIN sweep_runs sr ON sr.run_id = r.id AND sr.sweep_id = s.id)
+                     FROM sweeps s WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )
+                .map_err(self.err())?;
+        self.snapshot.sweep = SweepMeta {
+            id,
+            name,
+            file,
+            data_path,
+            started,
+            paused,
+        };
+        self.snapshot.axes = crate::report::axes(&self.conn, id).map_err(self.err())?;
+        Ok(())
+    }
+
+    fn read_runs(&mut self) -> Result<(), DashboardError> {
+        let id = self.snapshot.sweep.id;
+        let values =
+            crate::report::swept_values(&self.conn, id, &self.snapshot.axes).map_err(self.err())?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT r.id, sr.position, r.status, r.seed, r.slot, r.epochs_done, r.epochs_planned,
+                        r.split, r.items_done, r.items_total, r.best_epoch, r.error, r.attempts,
+                        v.accuracy, t.accuracy
+                 FROM sweep_runs sr JOIN runs r ON r.id = sr.run_id
+                 LEFT JOIN evals v ON v.run_id = r.id AND v.split = 'val'
+                 LEFT JOIN evals t ON t.run_id = r.id AND t.split = 'test'
+                 WHERE sr.sweep_id = ?1 ORDER BY sr.position",
+            )
+            .map_err(|source| DashboardError::Read {
+                path: self.path.clone(),
+                source,
+            })?;
+        let axes = &self.snapshot.axes;
+        let runs = stmt
+            .query_map([id], |r| {
+                let id: String = r.get(0)?;
+                let status: String = r.get(2)?;
+                let params = axes
+                    .iter()
+                    .map(|k| {
+                        values
+                            .get(&(id.clone(), k.clone()))
+                            .map_or_else(|| "-".to_string(), crate::table::cell_text)
+                    })
+                    .collect();
+                Ok(RunView {
+                    position: r.get::<_, i64>(1)? as usize + 1,
+                    status: RunStatus::parse(&status).unwrap_or(RunStatus::Queued),
+                    seed: r.get::<_, i64>(3)? as u64,
+                    params,
+                    slot: r.get(4)?,
+                    epochs_done: r.get::<_, i64>(5)? as usize,
+                    epochs_planned: r.get::<_, i64>(6)? as usize,
+                    split: r.get(7)?,
+                    items_done: r.get::<_, Option<i64>>(8)?.unwrap_or(0) as usize,
+                    items_total: r.get::<_, Option<i64>>(9)?.unwrap_or(0) as usize,
+                    best_epoch: r.get::<_, Option<i64>>(10)?.map(|e| e as usize),
+                    error: r.get(11)?,
+                    attempts: r.get::<_, i64>(12)? as u32,
+                    val_acc: r.get(13)?,
+                    test_acc: r.get(14)?,
+                    id,
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|source| DashboardError::Read {
+                path: self.path.clone(),
+                source,
+            })?;
+        drop(stmt);
+        // A resumed run rewrote its epochs after the checkpoint: drop what it no longer has.
+        for run in &runs {
+            if let Some(curve) = self.snapshot.curves.get_mut(&run.id) {
+                curve.retain(|p| p.epoch <= run.epochs_done);
+            }
+        }
+        self.snapshot.runs = runs;
+        Ok(())
+    }
+
+    fn read_epochs(&mut self) -> Result<(), DashboardError> {
+        let id = self.snapshot.sweep.id;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT e.rowid, e.run_id, e.epoch, e.train_loss, e.train_acc, e.val_loss,
+                        e.val_acc, e.lr, e.secs
+                 FROM epochs e
+                 WHERE e.rowid > ?1
+                   AND e.run_id IN (SELECT run_id FROM sweep_runs WHERE sweep_id = ?2)
+                 ORDER BY e.rowid",
+            )
+            .map_err(|source| DashboardError::Read {
+                path: self.path.clone(),
+                source,
+            })?;
+        let rows = stmt
+            .query_map(params![self.last_epoch_rowid, id], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    EpochPoint {
+                        epoch: r.get::<_, i64>(2)? as usize,
+                        train_loss: r.get(3)?,
+                        train_acc: r.get(4)?,
+                        val_loss: r.get(5)?,
+                        val_acc: r.get(6)?,
+                        lr: r.get(7)?,
+                        secs: r.get(8)?,
+                    },
+                ))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|source| DashboardError::Read {
+                path: self.path.clone(),
+                source,
+            })?;
+        for (rowid, run, point) in rows {
+            self.last_epoch_rowid = self.last_epoch_rowid.max(rowid);
+            let curve = self.snapshot.curves.entry(run).or_default();
+            curve.retain(|p| p.epoch != point.epoch);
+            let at = curve.partition_point(|p| p.epoch < point.epoch);
+            curve.insert(at, point);
+        }
+        Ok(())
+    }
+
+    fn read_events(&mut self) -> Result<(), DashboardError> {
+        let id = self.snapshot.sweep.id;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT e.id, substr(e.at, 12, 8), e.run_id, e.kind, e.detail FROM run_events e
+                 WHERE e.id > ?1
+                   AND e.run_id IN (SELECT run_id FROM sweep_runs WHERE sweep_id = ?2)
+                 ORDER BY e.id DESC LIMIT ?3",
+            )
+            .map_err(|source| DashboardError::Read {
+                path: self.path.clone(),
+                source,
+            })?;
+        let mut rows = stmt
+            .query_map(params![self.last_event_id, id, EVENTS_KEPT as i64], |r| {
+                Ok(EventView {
+                    id: r.get(0)?,
+                    at: r.get(1)?,
+                    run_id: r.get(2)?,
+                    kind: r.get(3)?,
+                    detail: r.get(4)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|source| DashboardError::Read {
+                path: self.path.clone(),
+                source,
+            })?;
+        rows.reverse();
+        if let Some(last) = rows.last() {
+            self.last_event_id = last.id;
+        }
+        let events = &mut self.snapshot.events;
+        events.extend(rows);
+        let excess = events.len().saturating_sub(EVENTS_KEPT);
+        events.drain(..excess);
+        Ok(())
+    }
+
+    /// Per-class F1 and confusion of every evaluated run not read yet (read once: a run's
+    /// evaluation is written in one transaction when it ends).
+    fn read_details(&mut self) -> Result<(), DashboardError> {
+        let evaluated: Vec<String> = self
+            .snapshot
+            .runs
+            .iter()
+            .filter(|r| r.val_acc.is_some() && !self.snapshot.details.contains_key(&r.id))
+            .map(|r| r.id.clone())
+            .collect();
+        // A run that trains again (retried, restarted) loses its evaluation: forget its detail.
+        let unevaluated: Vec<String> = self
+            .snapshot
+            .runs
+            .iter()
+            .filter(|r| r.val_acc.is_none())
+            .map(|r| r.id.clone())
+            .collect();
+        for id in unevaluated {
+            self.snapshot.details.remove(&id);
+        }
+        for id in evaluated {
+            let detail = self.read_detail(&id)?;
+            self.snapshot.details.insert(id, detail);
+        }
+        Ok(())
+    }
+
+    fn read_detail(&self, run: &str) -> Result<RunDetail, DashboardError> {
+        let mut detail = RunDetail::default();
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT class_id, f1, support FROM class_metrics
+                 WHERE run_id = ?1 AND split = 'val' ORDER BY class_id",
+            )
+            .map_err(self.err())?;
+        detail.class_f1 = stmt
+            .query_map([run], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, f64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(self.err())?
+            .into_iter()
+            .filter_map(|(c, f1, n)| Some((Emotion::from_id(c as u8)?, f1, n)))
+            .collect();
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT true_id, pred_id, count FROM confusion WHERE run_id = ?1 AND split = 'val'",
+            )
+            .map_err(self.err())?;
+        let cells = stmt
+            .query_map([run], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(self.err())?;
+        for (t, p, n) in cells {
+            if (0..7).contains(&t) && (0..7).contains(&p) {
+                detail.confusion[t as usize][p as usize] = n;
+            }
+        }
+        Ok(detail)
+    }
+
+    /// The sweep's pause flag, written through a short-lived writable connection: the loader's
+    /// own connection stays read-only.
+    pub fn set_paused(&self, paused: bool) -> Result<(), DashboardError> {
+        let store = Store::open(Path::new(&self.path))?;
+        store.set_paused(self.snapshot.sweep.id, paused)?;
+        Ok(())
+    }
+
+    /// Puts a failed run back in the queue (see [`Store::retry_run`]).
+    pub fn retry(&self, run: &str) -> Result<bool, DashboardError> {
+        let store = Store::open(Path::new(&self.path))?;
+        Ok(store.retry_run(run, "retried from the dashboard")?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{EpochRow, RunRecord, SweepRecord};
+
+    fn sweep(store: &mut Store, name: &str, runs: usize) -> i64 {
+        let record = SweepRecord {
+            name: name.into(),
+            file: format!("{name}.toml"),
+            spec: String::new(),
+            data_path: "d".into(),
+            data_fingerprint: "f".into(),
+            axes: vec!["lr".into()],
+        };
+        let runs: Vec<RunRecord> = (0..runs)
+            .map(|i| RunRecord {
+                id: format!("{name}{i}"),
+                seed: 1,
+                config_json: "{}".into(),
+                model: "baseline".into(),
+                epochs: 5,
+                params: vec![("lr".into(), serde_json::Value::from(0.001 * (i + 1) as f64))],
+                artifact_dir: "x".into(),
+            })
+            .collect();
+        store.register_sweep(&record, &runs).unwrap()
+    }
+
+    fn epoch(store: &mut Store, run: &str, epoch: usize, val: f64) {
+        let row = EpochRow {
+            epoch,
+            train_loss: Some(1.0),
+            val_acc: Some(val),
+            secs: Some(10.0),
+            ..EpochRow::default()
+        };
+        store.record_epoch(run, &row).unwrap();
+    }
+
+    #[test]
+    fn reads_only_what_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db.sqlite");
+        let mut store = Store::open(&db).unwrap();
+        sweep(&mut store, "other", 1);
+        sweep(&mut store, "s", 3);
+        epoch(&mut store, "other0", 1, 0.9);
+        epoch(&mut store, "s0", 1, 0.3);
+
+        let mut loader = Loader::open(&db, Some("s")).unwrap();
+        let s = &loader.snapshot;
+        assert_eq!(s.sweep.name, "s");
+        assert_eq!(s.axes, ["lr"]);
+        assert_eq!(s.runs.len(), 3);
+        assert_eq!(s.runs[1].params, ["0.002"]);
+        assert_eq!(s.curves.len(), 1, "another sweep's epochs stay out");
+        assert!(!loader.refresh().unwrap(), "nothing written: nothing read");
+
+        store.claim_run("s1", "cpu#1", 20.0).unwrap();
+        epoch(&mut store, "s0", 2, 0.4);
+        epoch(&mut store, "s1", 1, 0.2);
+        assert!(loader.refresh().unwrap());
+        let s = &loader.snapshot;
+        assert_eq!(s.curves["s0"].len(), 2);
+        assert_eq!(s.best_val("s0"), Some(0.4));
+        assert_eq!(s.run("s1").unwrap().status, RunStatus::Running);
+        assert_eq!(s.run("s1").unwrap().slot.as_deref(), Some("cpu#1"));
+        assert_eq!(s.events.last().unwrap().kind, "launched");
+        // 2 epochs × 10 s left for s1 … : median epoch 10 s, (5−2)+(5−1)+5 = 12 epochs, 1 running.
+        assert_eq!(s.eta_secs(), Some(120.0));
+
+        // A resumed run rewrote its epochs after its checkpoint: the dashboard follows.
+        store.start_attempt("s0", "cpu", 1, 1, Some(1)).unwrap();
+        assert!(loader.refresh().unwrap());
+        assert_eq!(loader.snapshot.curves["s0"].len(), 1);
+
+        // Pausing goes through the database.
+        loader.set_paused(true).unwrap();
+        assert!(loader.refresh().unwrap());
+        assert!(loader.snapshot.sweep.paused);
+        assert!(store.is_paused(loader.snapshot.sweep.id).unwrap());
+    }
+
+    #[test]
+    fn bad_attachments_say_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db.sqlite");
+        let err = Loader::open(&db, None).err().unwrap().to_string();
+        assert!(err.contains("db.sqlite"), "{err}");
+        let mut store = Store::open(&db).unwrap();
+        let err = Loader::open(&db, None).err().unwrap().to_string();
+        assert!(err.contains("no sweep recorded yet"), "{err}");
+        sweep(&mut store, "s", 1);
+        let err = Loader::open(&db, Some("nope")).err().unwrap().to_string();
+        assert!(
+            err.contains("no sweep named `nope`") && err.contains("known: s"),
+            "{err}"
+        );
+        store
+            .conn()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        drop(store);
+        let err = Loader::open(&db, Some("s")).err().unwrap().to_string();
+        assert!(err.contains("schema version 99"), "{err}");
+    }
+
+    #[test]
+    fn retry_requeues_only_failed_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db.sqlite");
+        let mut store = Store::open(&db).unwrap();
+        let id = sweep(&mut store, "s", 2);
+        store
+            .end_run("s0", RunStatus::Failed, 1.0, Some("boom"), None)
+            .unwrap();
+        let loader = Loader::open(&db, None).unwrap();
+        assert!(loader.retry("s0").unwrap());
+        assert!(!loader.retry("s1").unwrap(), "a queued run is left alone");
+        assert_eq!(store.run_status("s0").unwrap(), Some(RunStatus::Queued));
+        assert_eq!(store.queued_runs(id).unwrap(), ["s0", "s1"]);
+    }
+}
