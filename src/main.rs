@@ -92,6 +92,18 @@ struct BenchArgs {
     device: String,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Measure the dashboard instead: time to first frame and CPU use on a synthetic sweep.
+    #[arg(long)]
+    dashboard: bool,
+    /// With --dashboard: runs in the synthetic sweep.
+    #[arg(long, default_value_t = 500, requires = "dashboard")]
+    runs: usize,
+    /// With --dashboard: epochs per run.
+    #[arg(long, default_value_t = 50, requires = "dashboard")]
+    epochs: usize,
+    /// With --dashboard: seconds of drawing at 4 frames a second.
+    #[arg(long, default_value_t = 20.0, requires = "dashboard")]
+    seconds: f64,
 }
 
 #[derive(Subcommand)]
@@ -288,6 +300,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 pruning,
             })?;
             Ok(ExitCode::from(code as u8))
+        }
+        Command::Bench(args) if args.dashboard => {
+            if args.runs == 0 || args.epochs < 2 || args.seconds <= 0.0 {
+                bail!("--runs must be ≥ 1, --epochs ≥ 2 and --seconds > 0");
+            }
+            let rows = fer_lab::dashboard::bench::run(args.runs, args.epochs, args.seconds)
+                .context("dashboard benchmark")?;
+            print!("{}", rows.render(args.format));
+            Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => {
             let device: DeviceSpec = args.device.parse().map_err(anyhow::Error::msg)?;

@@ -10,6 +10,7 @@
 //! - [`system`]: CPU / RAM / GPU load for the devices panel.
 
 pub mod app;
+pub mod bench;
 pub mod model;
 pub mod system;
 pub mod ui;
