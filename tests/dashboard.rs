@@ -227,6 +227,26 @@ fn an_attached_dashboard_shows_the_sweep_and_quits_cleanly() {
     pane.send(&["?"]);
     pane.wait_for(&["Keys (Esc to close)"], Duration::from_secs(10));
     pane.send(&["Escape"]);
+    // p pauses launching through the database, p again resumes.
+    pane.send(&["p"]);
+    pane.wait_for(&["PAUSED"], Duration::from_secs(10));
+    let paused = Command::new(bin())
+        .args([
+            "sql",
+            "SELECT paused FROM sweeps",
+            "--format",
+            "csv",
+            "--db",
+        ])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&paused.stdout).lines().nth(1),
+        Some("1")
+    );
+    pane.send(&["p"]);
+    pane.wait_for(&["resumed launching"], Duration::from_secs(10));
     pane.send(&["q"]);
     let screen = pane.wait_for(&["EXIT=0"], Duration::from_secs(10));
     assert!(
@@ -270,4 +290,54 @@ fn a_sweep_on_a_terminal_opens_the_dashboard_and_can_go_on_headless() {
     assert!(text.contains("goes on without the dashboard"), "{text}");
     assert!(text.contains("sweep tiny: 2 trained"), "{text}");
     assert_eq!(pane.display("#{alternate_on}"), "0");
+}
+
+#[test]
+fn attaching_to_the_wrong_database_fails_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let attach = |db: &Path, sweep: Option<&str>| {
+        let mut cmd = Command::new(bin());
+        cmd.arg("dashboard").arg("--db").arg(db);
+        if let Some(s) = sweep {
+            cmd.args(["--sweep", s]);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let missing = tmp.path().join("missing.sqlite");
+    let (code, err) = attach(&missing, None);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no such database"), "{err}");
+    assert!(!missing.exists(), "attaching creates nothing");
+
+    // A database written by a newer fer-lab.
+    let newer = tmp.path().join("newer.sqlite");
+    let conn = rusqlite::Connection::open(&newer).unwrap();
+    conn.execute_batch("CREATE TABLE t (x); PRAGMA user_version = 99;")
+        .unwrap();
+    drop(conn);
+    let (code, err) = attach(&newer, None);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("schema version 99"), "{err}");
+
+    // A real database without that sweep.
+    write_sweep(tmp.path(), 1);
+    let db = tmp.path().join("db.sqlite");
+    let status = Command::new(bin())
+        .args(["sweep", "tiny.toml", "--no-tui", "--db"])
+        .arg(&db)
+        .current_dir(tmp.path())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (code, err) = attach(&db, Some("nope"));
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("no sweep named `nope`") && err.contains("known: tiny"),
+        "{err}"
+    );
 }
