@@ -23,6 +23,7 @@ pub mod model;
 pub mod progress;
 pub mod report;
 pub mod scheduler;
+pub mod stats;
 pub mod store;
 pub mod sweep;
 pub mod table;

@@ -187,12 +187,18 @@ struct ReportArgs {
     sweep: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
-    /// Val metric to rank by.
+    /// Val metric to rank by (test metrics are shown beside, never used to rank).
     #[arg(long, value_enum, default_value_t = RankMetric::ValAcc)]
     metric: RankMetric,
-    /// Show only the best N runs.
+    /// Show only the best N cells (or runs, with --runs).
     #[arg(long)]
     top: Option<usize>,
+    /// One row per run instead of cells over seeds, effects and the best cell's classes.
+    #[arg(long)]
+    runs: bool,
+    /// Write the report to this file instead of stdout (written whole, or not at all).
+    #[arg(long)]
+    out: Option<PathBuf>,
     #[command(flatten)]
     db: DbArg,
 }
@@ -262,19 +268,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Report(args) => {
             let store = Store::open_read_only(&args.db.db)?;
-            let (name, rows, pending) =
-                report::leaderboard(&store, args.sweep.as_deref(), args.metric, args.top)?;
-            if args.format == Format::Table {
-                println!(
-                    "sweep {name}: ranked by {:?} (test metrics are shown, never used to rank)",
-                    args.metric
-                );
-            }
-            print!("{}", rows.render(args.format));
-            if pending > 0 {
-                eprintln!(
-                    "{pending} run(s) of sweep {name} have no results yet (fer-lab runs --sweep {name})"
-                );
+            let text = if args.runs {
+                let (name, rows, pending) =
+                    report::leaderboard(&store, args.sweep.as_deref(), args.metric, args.top)?;
+                if pending > 0 {
+                    eprintln!(
+                        "{pending} run(s) of sweep {name} have no results yet (fer-lab runs --sweep {name})"
+                    );
+                }
+                if args.format == Format::Table {
+                    format!(
+                        "sweep {name}: ranked by {:?} (test metrics are shown, never used to rank)\n{}",
+                        args.metric,
+                        rows.render(args.format)
+                    )
+                } else {
+                    rows.render(args.format)
+                }
+            } else {
+                report::analysis::analyse(&store, args.sweep.as_deref(), args.metric)?
+                    .render(args.format, args.top)
+            };
+            match &args.out {
+                Some(path) => write_atomically(path, text.as_bytes())
+                    .with_context(|| format!("writing the report to {}", path.display()))?,
+                None => print!("{text}"),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -374,6 +392,25 @@ fn print_data_summary(data: &data::FerData) {
     for warning in &m.warnings {
         println!("warning: {warning}");
     }
+}
+
+/// Writes a file whole or not at all: a temporary file beside it, renamed over it.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("report"),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
 /// Runs the scheduler on a thread while the dashboard owns the terminal. Leaving the dashboard

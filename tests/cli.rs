@@ -386,21 +386,33 @@ fn a_two_run_sweep_lands_in_sqlite_and_reports() {
         assert!(d.unwrap().path().join("best.bpk").is_file());
     }
 
-    let report = ok(t, &["report", "--format", "json"]);
+    // One row per run with --runs.
+    let report = ok(t, &["report", "--runs", "--format", "json"]);
     let rows: Value = serde_json::from_str(&report).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 2);
     assert_eq!(rows[0]["rank"], 1);
     assert!(rows[0]["val_acc"].as_f64().unwrap() >= rows[1]["val_acc"].as_f64().unwrap());
     assert!(rows[0]["lr"].is_number());
-    let table = ok(t, &["report", "--sweep", "tiny"]);
+    let table = ok(t, &["report", "--runs", "--sweep", "tiny"]);
     assert!(
         table.contains("test_acc") && table.contains("lr"),
         "{table}"
     );
-    let md = ok(t, &["report", "--format", "markdown"]);
+    let md = ok(t, &["report", "--runs", "--format", "markdown"]);
     assert!(md.starts_with("| rank | run | lr |"), "{md}");
-    let csv = ok(t, &["report", "--format", "csv"]);
+    let csv = ok(t, &["report", "--runs", "--format", "csv"]);
     assert_eq!(csv.lines().count(), 3, "{csv}");
+    // The default report: cells, effects, the best cell's classes and confusion matrix.
+    let report: Value = serde_json::from_str(&ok(t, &["report", "--format", "json"])).unwrap();
+    assert_eq!(report["cells"].as_array().unwrap().len(), 2);
+    assert_eq!(report["cells"][0]["vs best"], "best");
+    assert_eq!(report["effects"].as_array().unwrap().len(), 2);
+    assert_eq!(report["confusion"].as_array().unwrap().len(), 7);
+    ok(t, &["report", "--format", "markdown", "--out", "report.md"]);
+    let md = fs::read_to_string(t.join("report.md")).unwrap();
+    assert!(md.starts_with("# Report of sweep `tiny`"), "{md}");
+    let err = fails(t, &["report", "--metric", "test_acc"]);
+    assert!(err.contains("test_acc") && err.contains("val_acc"), "{err}");
     let runs = ok(t, &["runs"]);
     assert!(runs.contains("done") && runs.contains("1/1"), "{runs}");
 

@@ -3,6 +3,8 @@
 //! Ranking uses val metrics only: ranking on test would select on test, which the FER-2013
 //! protocol forbids. Test metrics are shown beside, never used to order.
 
+pub mod analysis;
+
 use crate::store::{Store, StoreError};
 use crate::table::Rows;
 use serde_json::Value;
@@ -23,10 +25,15 @@ pub enum ReportError {
 }
 
 /// What a leaderboard is ordered by (val metrics only).
+/// Test metrics are deliberately not here: ranking on test would select on test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
 pub enum RankMetric {
+    #[value(alias = "acc", alias = "accuracy")]
     ValAcc,
+    #[value(alias = "macro_f1")]
     ValMacroF1,
+    #[value(alias = "loss")]
     ValLoss,
 }
 

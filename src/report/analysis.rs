@@ -1,0 +1,943 @@
+//! What actually helped: a sweep's finished runs grouped into cells (runs that differ only by
+//! seed), each summarised as mean ± sd with a 95 % CI and compared with the best cell by
+//! Welch's t-test; the effect of each swept key marginalised over the others; the per-class
+//! metrics and confusion matrix of the best cell.
+//!
+//! Ranking and selection use the val split only. Test numbers stand beside them and are never
+//! used to order or pick anything.
+
+use super::{RankMetric, ReportError, axes, resolve_sweep, swept_values};
+use crate::emotion::Emotion;
+use crate::stats::{Summary, Welch, welch};
+use crate::store::Store;
+use crate::table::{Format, Rows, cell_text};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+/// A cell is "tied" with the best when Welch's test cannot tell them apart at this level.
+pub const TIE_P: f64 = 0.05;
+
+/// Accuracy, macro-F1 and loss of one split of a run's best checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Eval {
+    pub accuracy: f64,
+    pub macro_f1: f64,
+    pub loss: f64,
+}
+
+impl RankMetric {
+    pub fn of(self, e: &Eval) -> f64 {
+        match self {
+            RankMetric::ValAcc => e.accuracy,
+            RankMetric::ValMacroF1 => e.macro_f1,
+            RankMetric::ValLoss => e.loss,
+        }
+    }
+
+    pub fn higher_is_better(self) -> bool {
+        !matches!(self, RankMetric::ValLoss)
+    }
+
+    /// The metric's name without the split.
+    pub fn name(self) -> &'static str {
+        match self {
+            RankMetric::ValAcc => "accuracy",
+            RankMetric::ValMacroF1 => "macro-F1",
+            RankMetric::ValLoss => "loss",
+        }
+    }
+
+    /// Accuracy and F1 read as percentages; loss as is.
+    fn show(self, v: f64) -> String {
+        match self {
+            RankMetric::ValLoss => format!("{v:.4}"),
+            _ => format!("{:.2}", 100.0 * v),
+        }
+    }
+
+    fn unit(self) -> &'static str {
+        match self {
+            RankMetric::ValLoss => "",
+            _ => " %",
+        }
+    }
+}
+
+/// A finished run's results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunResult {
+    pub id: String,
+    pub seed: u64,
+    /// Values of the swept keys, in [`Analysis::axes`] order.
+    pub params: Vec<String>,
+    pub val: Eval,
+    pub test: Eval,
+    pub epochs: u64,
+    pub best_epoch: Option<u64>,
+    pub tta: String,
+    pub n_params: Option<i64>,
+}
+
+/// How a cell compares with the best cell.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Versus {
+    Best,
+    /// Welch p ≥ [`TIE_P`]: seed noise may explain the gap.
+    Tied(Welch),
+    Worse(Welch),
+    /// Fewer than two seeds on one side: no test possible.
+    Untested,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cell {
+    pub params: Vec<String>,
+    /// Indices into [`Analysis::runs`].
+    pub runs: Vec<usize>,
+    pub val: Summary,
+    pub test: Summary,
+    pub versus: Versus,
+}
+
+/// The mean of the metric at one value of one swept key, over every run with that value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Effect {
+    pub key: String,
+    pub value: String,
+    pub val: Summary,
+    pub test: Summary,
+    /// Mean minus the reference value's mean (the key's first value in sweep order).
+    pub delta: f64,
+    pub reference: String,
+}
+
+/// Per-class metrics of the best cell, averaged over its runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassRow {
+    pub emotion: Emotion,
+    pub val_f1: f64,
+    pub test_precision: f64,
+    pub test_recall: f64,
+    pub test_f1: f64,
+    pub support: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Analysis {
+    pub sweep: String,
+    pub metric: RankMetric,
+    pub axes: Vec<String>,
+    pub runs: Vec<RunResult>,
+    /// Best first.
+    pub cells: Vec<Cell>,
+    pub effects: Vec<Effect>,
+    pub classes: Vec<ClassRow>,
+    /// Test confusion matrix of the best cell, summed over its runs: `[true][pred]`.
+    pub confusion: [[i64; 7]; 7],
+    /// Runs of the sweep without results (not done).
+    pub pending: usize,
+}
+
+/// Reads a sweep's finished runs and analyses them.
+pub fn analyse(
+    store: &Store,
+    sweep: Option<&str>,
+    metric: RankMetric,
+) -> Result<Analysis, ReportError> {
+    let (sweep_id, name) = resolve_sweep(store, sweep)?;
+    let conn = store.conn();
+    let e = |err| ReportError::Store(store.sqlite_error(err));
+    let mut keys = axes(conn, sweep_id).map_err(e)?;
+    // The seed is what a cell averages over; tta and epochs are shown on every row instead.
+    keys.retain(|k| k != "seed");
+    let values = swept_values(conn, sweep_id, &keys).map_err(e)?;
+    let extra = swept_values(conn, sweep_id, &["tta".to_string()]).map_err(e)?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT r.id, r.seed, v.accuracy, v.macro_f1, v.loss, t.accuracy, t.macro_f1, t.loss,
+                    r.epochs_done, r.best_epoch, r.params
+             FROM sweep_runs sr JOIN runs r ON r.id = sr.run_id
+             JOIN evals v ON v.run_id = r.id AND v.split = 'val'
+             JOIN evals t ON t.run_id = r.id AND t.split = 'test'
+             WHERE sr.sweep_id = ?1 AND r.status = 'done'
+             ORDER BY sr.position",
+        )
+        .map_err(e)?;
+    let runs: Vec<RunResult> = stmt
+        .query_map([sweep_id], |r| {
+            let id: String = r.get(0)?;
+            Ok(RunResult {
+                params: keys
+                    .iter()
+                    .map(|k| {
+                        values
+                            .get(&(id.clone(), k.clone()))
+                            .map_or_else(|| "-".into(), cell_text)
+                    })
+                    .collect(),
+                tta: extra
+                    .get(&(id.clone(), "tta".to_string()))
+                    .map_or_else(|| "none".into(), cell_text),
+                seed: r.get::<_, i64>(1)? as u64,
+                val: Eval {
+                    accuracy: r.get(2)?,
+                    macro_f1: r.get(3)?,
+                    loss: r.get(4)?,
+                },
+                test: Eval {
+                    accuracy: r.get(5)?,
+                    macro_f1: r.get(6)?,
+                    loss: r.get(7)?,
+                },
+                epochs: r.get::<_, i64>(8)? as u64,
+                best_epoch: r.get::<_, Option<i64>>(9)?.map(|e| e as u64),
+                n_params: r.get(10)?,
+                id,
+            })
+        })
+        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+        .map_err(e)?;
+    let pending: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sweep_runs sr JOIN runs r ON r.id = sr.run_id
+             WHERE sr.sweep_id = ?1 AND r.status != 'done'",
+            [sweep_id],
+            |r| r.get(0),
+        )
+        .map_err(e)?;
+
+    let cells = cells(&runs, metric);
+    let effects = effects(&keys, &runs, metric);
+    let (classes, confusion) = match cells.first() {
+        Some(best) => best_cell_classes(store, &runs, best)?,
+        None => (Vec::new(), [[0; 7]; 7]),
+    };
+    Ok(Analysis {
+        sweep: name,
+        metric,
+        axes: keys,
+        runs,
+        cells,
+        effects,
+        classes,
+        confusion,
+        pending: pending as usize,
+    })
+}
+
+/// Groups runs into cells, best first, each compared with the best.
+pub fn cells(runs: &[RunResult], metric: RankMetric) -> Vec<Cell> {
+    let mut groups: Vec<(Vec<String>, Vec<usize>)> = Vec::new();
+    for (i, r) in runs.iter().enumerate() {
+        match groups.iter_mut().find(|g| g.0 == r.params) {
+            Some(g) => g.1.push(i),
+            None => groups.push((r.params.clone(), vec![i])),
+        }
+    }
+    let vals = |idx: &[usize], f: &dyn Fn(&RunResult) -> f64| -> Vec<f64> {
+        idx.iter().map(|&i| f(&runs[i])).collect()
+    };
+    let mut cells: Vec<Cell> = groups
+        .into_iter()
+        .map(|(params, idx)| {
+            let v = vals(&idx, &|r| metric.of(&r.val));
+            let t = vals(&idx, &|r| metric.of(&r.test));
+            Cell {
+                params,
+                val: Summary::of(&v).expect("a cell has a run"),
+                test: Summary::of(&t).expect("a cell has a run"),
+                runs: idx,
+                versus: Versus::Untested,
+            }
+        })
+        .collect();
+    let sign = if metric.higher_is_better() { -1.0 } else { 1.0 };
+    // Stable: equal means keep sweep order.
+    cells.sort_by(|a, b| (sign * a.val.mean).total_cmp(&(sign * b.val.mean)));
+    let Some(best) = cells.first() else {
+        return cells;
+    };
+    let best_vals = vals(&best.runs, &|r| metric.of(&r.val));
+    for (i, cell) in cells.iter_mut().enumerate() {
+        cell.versus = if i == 0 {
+            Versus::Best
+        } else {
+            match welch(&vals(&cell.runs, &|r| metric.of(&r.val)), &best_vals) {
+                Some(w) if w.p >= TIE_P => Versus::Tied(w),
+                Some(w) => Versus::Worse(w),
+                None => Versus::Untested,
+            }
+        };
+    }
+    cells
+}
+
+/// Per swept key, the metric at each of its values over every run with that value.
+pub fn effects(keys: &[String], runs: &[RunResult], metric: RankMetric) -> Vec<Effect> {
+    let mut out = Vec::new();
+    for (k, key) in keys.iter().enumerate() {
+        // A knob that only some runs have (focal's gamma when the loss is swept) is part of
+        // the cell, not an effect of its own: its `.kind` key carries the comparison.
+        if runs.iter().any(|r| r.params[k] == "-") {
+            continue;
+        }
+        let mut by_value: Vec<(String, Vec<f64>, Vec<f64>)> = Vec::new();
+        for r in runs {
+            let value = &r.params[k];
+            let at = match by_value.iter().position(|g| &g.0 == value) {
+                Some(i) => i,
+                None => {
+                    by_value.push((value.clone(), Vec::new(), Vec::new()));
+                    by_value.len() - 1
+                }
+            };
+            by_value[at].1.push(metric.of(&r.val));
+            by_value[at].2.push(metric.of(&r.test));
+        }
+        let Some(reference) = by_value.first().map(|g| (g.0.clone(), g.1.clone())) else {
+            continue;
+        };
+        let ref_mean = Summary::of(&reference.1).map_or(0.0, |s| s.mean);
+        for (value, v, t) in by_value {
+            let val = Summary::of(&v).expect("a value has a run");
+            out.push(Effect {
+                key: key.clone(),
+                value,
+                delta: val.mean - ref_mean,
+                val,
+                test: Summary::of(&t).expect("a value has a run"),
+                reference: reference.0.clone(),
+            });
+        }
+    }
+    out
+}
+
+type Classes = (Vec<ClassRow>, [[i64; 7]; 7]);
+
+fn best_cell_classes(
+    store: &Store,
+    runs: &[RunResult],
+    best: &Cell,
+) -> Result<Classes, ReportError> {
+    let conn = store.conn();
+    let e = |err| ReportError::Store(store.sqlite_error(err));
+    let n = best.runs.len() as f64;
+    let mut sums: HashMap<(String, i64), [f64; 4]> = HashMap::new();
+    let mut confusion = [[0i64; 7]; 7];
+    let mut metrics = conn
+        .prepare_cached(
+            "SELECT split, class_id, precision, recall, f1, support FROM class_metrics WHERE run_id = ?1",
+        )
+        .map_err(e)?;
+    let mut cm = conn
+        .prepare_cached(
+            "SELECT true_id, pred_id, count FROM confusion WHERE run_id = ?1 AND split = 'test'",
+        )
+        .map_err(e)?;
+    for &i in &best.runs {
+        let id = &runs[i].id;
+        let rows = metrics
+            .query_map([id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    [
+                        r.get::<_, f64>(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get::<_, i64>(5)? as f64,
+                    ],
+                ))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(e)?;
+        for (split, class, m) in rows {
+            let s = sums.entry((split, class)).or_insert([0.0; 4]);
+            for (acc, x) in s.iter_mut().zip(m) {
+                *acc += x;
+            }
+        }
+        let cells = cm
+            .query_map([id], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(e)?;
+        for (t, p, c) in cells {
+            if (0..7).contains(&t) && (0..7).contains(&p) {
+                confusion[t as usize][p as usize] += c;
+            }
+        }
+    }
+    let classes = Emotion::ALL
+        .iter()
+        .map(|&emotion| {
+            let c = i64::from(emotion.id());
+            let val = sums.get(&("val".into(), c)).copied().unwrap_or_default();
+            let test = sums.get(&("test".into(), c)).copied().unwrap_or_default();
+            ClassRow {
+                emotion,
+                val_f1: val[2] / n,
+                test_precision: test[0] / n,
+                test_recall: test[1] / n,
+                test_f1: test[2] / n,
+                support: test[3] / n,
+            }
+        })
+        .collect();
+    Ok((classes, confusion))
+}
+
+fn pm(metric: RankMetric, s: &Summary) -> String {
+    if s.n > 1 {
+        format!("{} ± {}", metric.show(s.mean), metric.show(s.sd))
+    } else {
+        metric.show(s.mean)
+    }
+}
+
+fn ci(metric: RankMetric, s: &Summary) -> String {
+    s.ci95.map_or_else(
+        || "-".into(),
+        |h| format!("[{}, {}]", metric.show(s.mean - h), metric.show(s.mean + h)),
+    )
+}
+
+fn num(v: f64) -> Value {
+    if v.is_finite() {
+        Value::from((v * 1e6).round() / 1e6)
+    } else {
+        Value::Null
+    }
+}
+
+/// One table of the report.
+pub struct Section {
+    pub name: &'static str,
+    pub title: String,
+    pub rows: Rows,
+}
+
+impl Analysis {
+    fn versus_text(&self, v: &Versus) -> (String, Option<f64>) {
+        match v {
+            Versus::Best => ("best".into(), None),
+            Versus::Tied(w) => (format!("tied (p={:.2})", w.p), Some(w.p)),
+            Versus::Worse(w) => (format!("worse (p={:.3})", w.p), Some(w.p)),
+            Versus::Untested => ("n<2, untested".into(), None),
+        }
+    }
+
+    /// Every row says what it was measured on: epochs, TTA, parameters.
+    fn cell_context(&self, cell: &Cell) -> (String, String, Value) {
+        let runs: Vec<&RunResult> = cell.runs.iter().map(|&i| &self.runs[i]).collect();
+        let mut epochs: Vec<u64> = runs.iter().map(|r| r.epochs).collect();
+        epochs.sort_unstable();
+        epochs.dedup();
+        let epochs = epochs
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join("/");
+        let mut tta: Vec<&str> = runs.iter().map(|r| r.tta.as_str()).collect();
+        tta.sort_unstable();
+        tta.dedup();
+        let params = runs
+            .first()
+            .and_then(|r| r.n_params)
+            .map_or(Value::Null, Value::from);
+        (epochs, tta.join("/"), params)
+    }
+
+    /// The report's tables; `human` formats numbers for reading (mean ± sd in one cell),
+    /// otherwise every number gets its own column.
+    pub fn sections(&self, top: Option<usize>, human: bool) -> Vec<Section> {
+        let m = self.metric;
+        let unit = m.unit();
+        let mut out = Vec::new();
+
+        // Cells.
+        let mut headers: Vec<String> = vec!["rank".into(), "vs best".into()];
+        headers.extend(self.axes.iter().cloned());
+        headers.push("n".into());
+        if human {
+            headers.extend([
+                format!("val {}{unit} mean ± sd", m.name()),
+                "val 95 % CI".into(),
+                format!("test {}{unit} mean ± sd", m.name()),
+            ]);
+        } else {
+            headers.extend(
+                [
+                    "val_mean",
+                    "val_sd",
+                    "val_ci_low",
+                    "val_ci_high",
+                    "p_vs_best",
+                    "test_mean",
+                    "test_sd",
+                ]
+                .map(String::from),
+            );
+        }
+        headers.extend(["epochs", "tta", "n_params"].map(String::from));
+        let mut rows = Rows::new(headers);
+        for (rank, cell) in self.cells.iter().enumerate() {
+            if top.is_some_and(|n| rank >= n) {
+                break;
+            }
+            let (versus, p) = self.versus_text(&cell.versus);
+            let mut row = vec![Value::from(rank + 1), Value::from(versus)];
+            row.extend(cell.params.iter().map(|p| Value::from(p.clone())));
+            row.push(Value::from(cell.val.n));
+            if human {
+                row.extend([
+                    Value::from(pm(m, &cell.val)),
+                    Value::from(ci(m, &cell.val)),
+                    Value::from(pm(m, &cell.test)),
+                ]);
+            } else {
+                let (lo, hi) = cell.val.ci95.map_or((Value::Null, Value::Null), |h| {
+                    (num(cell.val.mean - h), num(cell.val.mean + h))
+                });
+                row.extend([
+                    num(cell.val.mean),
+                    num(cell.val.sd),
+                    lo,
+                    hi,
+                    p.map_or(Value::Null, num),
+                    num(cell.test.mean),
+                    num(cell.test.sd),
+                ]);
+            }
+            let (epochs, tta, params) = self.cell_context(cell);
+            row.extend([Value::from(epochs), Value::from(tta), params]);
+            rows.push(row);
+        }
+        out.push(Section {
+            name: "cells",
+            title: format!(
+                "Cells (runs that differ only by seed), ranked by val {}; test beside, never used to rank",
+                m.name()
+            ),
+            rows,
+        });
+
+        // Per-axis effects.
+        if !self.effects.is_empty() {
+            let headers: Vec<String> = if human {
+                [
+                    "key",
+                    "value",
+                    "n",
+                    &format!("val {}{unit} mean ± sd", m.name()),
+                    "Δ vs first value",
+                    &format!("test {}{unit} mean", m.name()),
+                ]
+                .map(String::from)
+                .to_vec()
+            } else {
+                [
+                    "key",
+                    "value",
+                    "n",
+                    "val_mean",
+                    "val_sd",
+                    "delta",
+                    "reference",
+                    "test_mean",
+                ]
+                .map(String::from)
+                .to_vec()
+            };
+            let mut rows = Rows::new(headers);
+            for e in &self.effects {
+                let mut row = vec![
+                    Value::from(e.key.clone()),
+                    Value::from(e.value.clone()),
+                    Value::from(e.val.n),
+                ];
+                if human {
+                    let delta = if e.value == e.reference {
+                        "0 (reference)".to_string()
+                    } else {
+                        let d = m.show(e.delta);
+                        if e.delta >= 0.0 { format!("+{d}") } else { d }
+                    };
+                    row.extend([
+                        Value::from(pm(m, &e.val)),
+                        Value::from(delta),
+                        Value::from(m.show(e.test.mean)),
+                    ]);
+                } else {
+                    row.extend([
+                        num(e.val.mean),
+                        num(e.val.sd),
+                        num(e.delta),
+                        Value::from(e.reference.clone()),
+                        num(e.test.mean),
+                    ]);
+                }
+                rows.push(row);
+            }
+            out.push(Section {
+                name: "effects",
+                title: "Per-key effects: each value's mean over every run with it (the other keys marginalised)".into(),
+                rows,
+            });
+        }
+
+        // The best cell per class and its confusion matrix.
+        if let Some(best) = self.cells.first() {
+            let label = self
+                .axes
+                .iter()
+                .zip(&best.params)
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let mut rows = Rows::new(
+                [
+                    "emotion",
+                    "val F1",
+                    "test precision",
+                    "test recall",
+                    "test F1",
+                    "test support",
+                ]
+                .map(String::from),
+            );
+            for c in &self.classes {
+                let f = |v: f64| {
+                    if human {
+                        Value::from(format!("{v:.3}"))
+                    } else {
+                        num(v)
+                    }
+                };
+                rows.push(vec![
+                    Value::from(c.emotion.name()),
+                    f(c.val_f1),
+                    f(c.test_precision),
+                    f(c.test_recall),
+                    f(c.test_f1),
+                    num(c.support.round()),
+                ]);
+            }
+            out.push(Section {
+                name: "classes",
+                title: format!(
+                    "Best cell ({}), per class, mean over its {} run(s)",
+                    if label.is_empty() {
+                        "the only one".into()
+                    } else {
+                        label
+                    },
+                    best.runs.len()
+                ),
+                rows,
+            });
+            let mut headers = vec!["true \\ predicted".to_string()];
+            headers.extend(Emotion::ALL.iter().map(|e| e.name().to_string()));
+            let mut rows = Rows::new(headers);
+            for (t, e) in Emotion::ALL.iter().enumerate() {
+                let mut row = vec![Value::from(e.name())];
+                row.extend(self.confusion[t].iter().map(|&n| Value::from(n)));
+                rows.push(row);
+            }
+            out.push(Section {
+                name: "confusion",
+                title: "Best cell, test confusion matrix (counts summed over its runs)".into(),
+                rows,
+            });
+        }
+        out
+    }
+
+    /// Lines that say how to read the tables.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = vec![format!(
+            "sweep {}: {} finished run(s) in {} cell(s){}",
+            self.sweep,
+            self.runs.len(),
+            self.cells.len(),
+            if self.pending > 0 {
+                format!(", {} run(s) without results yet", self.pending)
+            } else {
+                String::new()
+            }
+        )];
+        notes.push(format!(
+            "ranked on the val split by {}; test (the held-out split) is shown, never used to rank or select",
+            self.metric.name()
+        ));
+        notes.push(format!(
+            "vs best: Welch's t-test of each cell's val {} over seeds against the best cell's; tied = p ≥ {TIE_P} (seed noise may explain the gap); needs ≥ 2 seeds per cell",
+            self.metric.name()
+        ));
+        let mut weakest: Vec<&ClassRow> = self.classes.iter().collect();
+        weakest.sort_by(|a, b| a.val_f1.total_cmp(&b.val_f1));
+        if weakest.len() >= 2 {
+            notes.push(format!(
+                "weakest classes of the best cell (val F1): {} {:.3}, {} {:.3}",
+                weakest[0].emotion.name(),
+                weakest[0].val_f1,
+                weakest[1].emotion.name(),
+                weakest[1].val_f1
+            ));
+        }
+        notes
+    }
+
+    pub fn render(&self, format: Format, top: Option<usize>) -> String {
+        let human = matches!(format, Format::Table | Format::Markdown);
+        let sections = self.sections(top, human);
+        let mut out = String::new();
+        match format {
+            Format::Table => {
+                for n in self.notes() {
+                    let _ = writeln!(out, "{n}");
+                }
+                for s in &sections {
+                    let _ = write!(out, "\n{}\n{}", s.title, s.rows.render(format));
+                }
+            }
+            Format::Markdown => {
+                let _ = writeln!(out, "# Report of sweep `{}`\n", self.sweep);
+                for n in self.notes() {
+                    let _ = writeln!(out, "- {n}");
+                }
+                for s in &sections {
+                    let _ = write!(out, "\n## {}\n\n{}", s.title, s.rows.render(format));
+                }
+            }
+            Format::Csv => {
+                // One CSV table per section, each after a `# section` line.
+                for (i, s) in sections.iter().enumerate() {
+                    if i > 0 {
+                        out.push('\n');
+                    }
+                    let _ = write!(out, "# {}\n{}", s.name, s.rows.render(format));
+                }
+            }
+            Format::Json => {
+                let mut obj = Map::new();
+                obj.insert("sweep".into(), json!(self.sweep));
+                obj.insert("metric".into(), json!(self.metric.name()));
+                obj.insert("notes".into(), json!(self.notes()));
+                for s in &sections {
+                    let rows: Vec<Value> = s
+                        .rows
+                        .rows
+                        .iter()
+                        .map(|r| {
+                            Value::Object(
+                                s.rows
+                                    .headers
+                                    .iter()
+                                    .cloned()
+                                    .zip(r.iter().cloned())
+                                    .collect(),
+                            )
+                        })
+                        .collect();
+                    obj.insert(s.name.into(), Value::Array(rows));
+                }
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&Value::Object(obj)).expect("JSON serialises")
+                );
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{RunRecord, SweepRecord};
+
+    fn result(id: &str, lr: &str, loss: &str, seed: u64, val: f64) -> RunResult {
+        let e = |a: f64| Eval {
+            accuracy: a,
+            macro_f1: a - 0.1,
+            loss: 2.0 - a,
+        };
+        RunResult {
+            id: id.into(),
+            seed,
+            params: vec![lr.into(), loss.into()],
+            val: e(val),
+            test: e(val + 0.01),
+            epochs: 30,
+            best_epoch: Some(20),
+            tta: "none".into(),
+            n_params: Some(1000),
+        }
+    }
+
+    /// lr × loss, three seeds each for three cells, one seed for the fourth.
+    fn runs() -> Vec<RunResult> {
+        vec![
+            result("a1", "0.001", "ce", 1, 0.60),
+            result("a2", "0.001", "ce", 2, 0.61),
+            result("a3", "0.001", "ce", 3, 0.62),
+            result("b1", "0.001", "focal", 1, 0.62),
+            result("b2", "0.001", "focal", 2, 0.63),
+            result("b3", "0.001", "focal", 3, 0.61),
+            result("c1", "0.01", "ce", 1, 0.50),
+            result("c2", "0.01", "ce", 2, 0.51),
+            result("c3", "0.01", "ce", 3, 0.52),
+            result("d1", "0.01", "focal", 1, 0.55),
+        ]
+    }
+
+    #[test]
+    fn cells_rank_on_val_and_flag_ties() {
+        let cells = cells(&runs(), RankMetric::ValAcc);
+        let order: Vec<Vec<String>> = cells.iter().map(|c| c.params.clone()).collect();
+        assert_eq!(order[0], ["0.001", "focal"]);
+        assert_eq!(order[1], ["0.001", "ce"]);
+        assert_eq!(order[3], ["0.01", "ce"]);
+        let best = &cells[0];
+        assert_eq!(best.versus, Versus::Best);
+        assert!((best.val.mean - 0.62).abs() < 1e-12 && (best.val.sd - 0.01).abs() < 1e-12);
+        // 0.62 ± t(.975, 2) · 0.01 / √3 = 0.62 ± 0.024841.
+        assert!((best.val.ci95.unwrap() - 0.024841).abs() < 1e-5);
+        // ce at 0.001 (0.61 ± 0.01 vs 0.62 ± 0.01): t = −1.2247, p = 0.2879 → tied.
+        match cells[1].versus {
+            Versus::Tied(w) => assert!((w.p - 0.2879).abs() < 1e-3, "{w:?}"),
+            other => panic!("expected a tie, got {other:?}"),
+        }
+        // One seed cannot be tested; 0.51 vs 0.62 with sd 0.01 each is clearly worse.
+        assert_eq!(cells[2].versus, Versus::Untested);
+        assert!(matches!(cells[3].versus, Versus::Worse(w) if w.p < 0.001));
+        // Loss ranks ascending: the same order as accuracy here (loss = 2 − acc).
+        let by_loss = super::cells(&runs(), RankMetric::ValLoss);
+        assert_eq!(by_loss[0].params, ["0.001", "focal"]);
+    }
+
+    #[test]
+    fn effects_marginalise_over_the_other_keys() {
+        let keys = vec!["lr".to_string(), "loss".to_string()];
+        let effects = effects(&keys, &runs(), RankMetric::ValAcc);
+        let get = |k: &str, v: &str| effects.iter().find(|e| e.key == k && e.value == v).unwrap();
+        // lr 0.001: six runs, mean 0.615; lr 0.01: four runs, mean (0.5+0.51+0.52+0.55)/4 = 0.52.
+        assert_eq!(get("lr", "0.001").val.n, 6);
+        assert!((get("lr", "0.001").val.mean - 0.615).abs() < 1e-12);
+        assert!((get("lr", "0.01").delta - (0.52 - 0.615)).abs() < 1e-12);
+        // loss ce: 0.6 0.61 0.62 0.5 0.51 0.52 → 0.56; focal: 0.62 0.63 0.61 0.55 → 0.6025.
+        assert_eq!(get("loss", "ce").delta, 0.0);
+        assert!((get("loss", "focal").delta - (0.6025 - 0.56)).abs() < 1e-12);
+        assert_eq!(get("loss", "focal").reference, "ce");
+    }
+
+    /// A database with the runs of [`runs`], per-class metrics and confusion matrices.
+    fn synthetic_db(dir: &std::path::Path) -> std::path::PathBuf {
+        let db = dir.join("db.sqlite");
+        let mut store = Store::open(&db).unwrap();
+        let rs = runs();
+        let record = SweepRecord {
+            name: "s".into(),
+            file: "s.toml".into(),
+            spec: String::new(),
+            data_path: "d".into(),
+            data_fingerprint: "f".into(),
+            axes: vec!["lr".into(), "loss".into()],
+        };
+        let records: Vec<RunRecord> = rs
+            .iter()
+            .map(|r| RunRecord {
+                id: r.id.clone(),
+                seed: r.seed,
+                config_json: "{}".into(),
+                model: "baseline".into(),
+                epochs: 30,
+                params: vec![
+                    (
+                        "lr".into(),
+                        Value::from(r.params[0].parse::<f64>().unwrap()),
+                    ),
+                    ("loss".into(), Value::from(r.params[1].clone())),
+                    ("tta".into(), Value::from("none")),
+                ],
+                artifact_dir: "x".into(),
+            })
+            .collect();
+        store.register_sweep(&record, &records).unwrap();
+        let c = store.conn();
+        for (i, r) in rs.iter().enumerate() {
+            c.execute(
+                "UPDATE runs SET status = 'done', epochs_done = 30, best_epoch = 20, params = 1000 WHERE id = ?1",
+                [&r.id],
+            )
+            .unwrap();
+            for (split, e) in [("val", r.val), ("test", r.test)] {
+                c.execute(
+                    "INSERT INTO evals (run_id, split, epoch, n, accuracy, loss, macro_precision, macro_recall, macro_f1)
+                     VALUES (?1, ?2, 20, 3589, ?3, ?4, 0.5, 0.5, ?5)",
+                    rusqlite::params![r.id, split, e.accuracy, e.loss, e.macro_f1],
+                )
+                .unwrap();
+                for class in 0..7i64 {
+                    let f1 = 0.1 * class as f64 + 0.01 * i as f64;
+                    c.execute(
+                        "INSERT INTO class_metrics (run_id, split, class_id, precision, recall, f1, support)
+                         VALUES (?1, ?2, ?3, ?4, ?4, ?4, 100)",
+                        rusqlite::params![r.id, split, class, f1],
+                    )
+                    .unwrap();
+                    c.execute(
+                        "INSERT INTO confusion (run_id, split, true_id, pred_id, count) VALUES (?1, ?2, ?3, ?3, 10)",
+                        rusqlite::params![r.id, split, class],
+                    )
+                    .unwrap();
+                }
+            }
+        }
+        // A run without results counts as pending.
+        drop(store);
+        db
+    }
+
+    #[test]
+    fn the_best_cell_per_class_and_every_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = synthetic_db(dir.path());
+        let store = Store::open_read_only(&db).unwrap();
+        let a = analyse(&store, None, RankMetric::ValAcc).unwrap();
+        assert_eq!(a.axes, ["lr", "loss"]);
+        assert_eq!(a.cells[0].params, ["0.001", "focal"]);
+        // The best cell is runs b1 b2 b3 (indices 3, 4, 5): F1 of class c = 0.1c + 0.01 · mean(3, 4, 5).
+        assert!(
+            (a.classes[2].test_f1 - 0.24).abs() < 1e-12,
+            "{:?}",
+            a.classes[2]
+        );
+        assert_eq!(a.confusion[4][4], 30);
+        assert!(
+            a.notes()
+                .iter()
+                .any(|n| n.contains("weakest classes") && n.contains("Angry"))
+        );
+
+        insta::assert_snapshot!("report_table", a.render(Format::Table, None));
+        insta::assert_snapshot!("report_markdown", a.render(Format::Markdown, Some(2)));
+        insta::assert_snapshot!("report_csv", a.render(Format::Csv, None));
+        let json: Value = serde_json::from_str(&a.render(Format::Json, None)).unwrap();
+        assert_eq!(json["cells"].as_array().unwrap().len(), 4);
+        assert_eq!(json["cells"][0]["vs best"], "best");
+        assert!((json["cells"][1]["p_vs_best"].as_f64().unwrap() - 0.2879).abs() < 1e-3);
+        assert_eq!(json["effects"].as_array().unwrap().len(), 4);
+        assert_eq!(json["classes"].as_array().unwrap().len(), 7);
+        insta::assert_snapshot!("report_json", a.render(Format::Json, None));
+    }
+}
