@@ -431,7 +431,7 @@ fn a_two_run_sweep_lands_in_sqlite_and_reports() {
         .map(|block| block.split("```").next().unwrap())
         .collect();
     assert!(
-        queries.len() >= 5,
+        queries.len() >= 10,
         "README has {} SQL examples",
         queries.len()
     );

@@ -858,7 +858,7 @@ mod tests {
             .map(|r| RunRecord {
                 id: r.id.clone(),
                 seed: r.seed,
-                config_json: "{}".into(),
+                config_json: format!("{{\"lr\":{},\"loss\":\"{}\"}}", r.params[0], r.params[1]),
                 model: "baseline".into(),
                 epochs: 30,
                 params: vec![
@@ -939,5 +939,29 @@ mod tests {
         assert_eq!(json["effects"].as_array().unwrap().len(), 4);
         assert_eq!(json["classes"].as_array().unwrap().len(), 7);
         insta::assert_snapshot!("report_json", a.render(Format::Json, None));
+
+        // The cell_stats view agrees (sqrt comes from fer-lab's connection).
+        let (n, mean, sd): (i64, f64, f64) = store
+            .conn()
+            .query_row(
+                "SELECT n, val_acc_mean, val_acc_sd FROM cell_stats ORDER BY val_acc_mean DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(n, 3);
+        assert!(
+            (mean - 0.62).abs() < 1e-9 && (sd - 0.01).abs() < 1e-6,
+            "{mean} {sd}"
+        );
+        let wide: f64 = store
+            .conn()
+            .query_row(
+                "SELECT lr FROM run_params_wide WHERE run_id = 'c1'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(wide, 0.01);
     }
 }

@@ -18,6 +18,10 @@ pub const FILES: &[(&str, &str)] = &[
         "0003_dashboard.sql",
         include_str!("../../migrations/0003_dashboard.sql"),
     ),
+    (
+        "0004_report_views.sql",
+        include_str!("../../migrations/0004_report_views.sql"),
+    ),
 ];
 
 /// Schema version of a database with every migration applied.
@@ -42,6 +46,14 @@ mod tests {
         (
             "0002_scheduler.sql",
             "3c2941f1be7e935073eec7d8a4aeb8cee8ee8acb2f53bdb3de06be601572cb99",
+        ),
+        (
+            "0003_dashboard.sql",
+            "7dbe67ce06ae70564fbc0864af8cefc16c1152eb3c2bcc5d9c782a18cad942a3",
+        ),
+        (
+            "0004_report_views.sql",
+            "2710cd1308b3dfcf59e87e43e5bee53de069ce91e1201a429f5ebb1740ecdf35",
         ),
     ];
 

@@ -186,6 +186,7 @@ impl Store {
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(|e| sqlite(path, e))?;
+        add_functions(&conn, path)?;
         conn.busy_timeout(Duration::from_secs(10))
             .and_then(|()| conn.pragma_update(None, "query_only", true))
             .map_err(|e| sqlite(path, e))?;
@@ -313,6 +314,7 @@ impl Store {
             )
             .map_err(e)?;
         }
+        wide_params_view(&tx).map_err(e)?;
         tx.commit().map_err(e)?;
         Ok(sweep_id)
     }
@@ -811,7 +813,48 @@ fn sqlite(path: &Path, source: rusqlite::Error) -> StoreError {
     }
 }
 
+/// `run_params_wide`: one row per run, one column per config key any run has. Its columns
+/// depend on the keys recorded so far, so it is rebuilt whenever a sweep is registered rather
+/// than fixed in a migration.
+fn wide_params_view(conn: &Connection) -> rusqlite::Result<()> {
+    let keys: Vec<String> = conn
+        .prepare("SELECT DISTINCT key FROM run_params ORDER BY key")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let columns: String = keys
+        .iter()
+        .map(|k| {
+            format!(
+                ",\n    max(CASE WHEN key = '{}' THEN coalesce(num, value) END) AS \"{}\"",
+                k.replace('\'', "''"),
+                k.replace('"', "\"\"")
+            )
+        })
+        .collect();
+    conn.execute_batch(&format!(
+        "DROP VIEW IF EXISTS run_params_wide;
+         CREATE VIEW run_params_wide AS SELECT run_id{columns}\nFROM run_params GROUP BY run_id;"
+    ))
+}
+
+/// SQL functions fer-lab's views and users' queries rely on that the bundled SQLite lacks
+/// (it is built without math functions): sqrt, for standard deviations.
+fn add_functions(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function(
+        "sqrt",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let x: Option<f64> = ctx.get(0)?;
+            Ok(x.filter(|x| *x >= 0.0).map(f64::sqrt))
+        },
+    )
+    .map_err(|e| sqlite(path, e))
+}
+
 fn configure(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    add_functions(conn, path)?;
     conn.busy_timeout(Duration::from_secs(30))
         .and_then(|()| conn.pragma_update(None, "journal_mode", "WAL"))
         .and_then(|()| conn.pragma_update(None, "synchronous", "NORMAL"))
