@@ -95,9 +95,13 @@ struct BenchArgs {
     /// Measure the dashboard instead: time to first frame and CPU use on a synthetic sweep.
     #[arg(long)]
     dashboard: bool,
-    /// With --dashboard: runs in the synthetic sweep.
-    #[arg(long, default_value_t = 500, requires = "dashboard")]
-    runs: usize,
+    /// Measure `fer-lab report` instead, on a synthetic sweep of --runs finished runs.
+    #[arg(long, conflicts_with = "dashboard")]
+    report: bool,
+    /// With --dashboard or --report: runs in the synthetic sweep (default 500, or 2000 with
+    /// --report).
+    #[arg(long)]
+    runs: Option<usize>,
     /// With --dashboard: epochs per run.
     #[arg(long, default_value_t = 50, requires = "dashboard")]
     epochs: usize,
@@ -319,11 +323,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })?;
             Ok(ExitCode::from(code as u8))
         }
+        Command::Bench(args) if args.report => {
+            let runs = args.runs.unwrap_or(2000);
+            if runs == 0 {
+                bail!("--runs must be ≥ 1");
+            }
+            let rows = fer_lab::report::bench::run(runs, 7).context("report benchmark")?;
+            println!("fer-lab report on a synthetic sweep of {runs} finished runs (7 repeats):");
+            print!("{}", rows.render(args.format));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(args) if args.dashboard => {
-            if args.runs == 0 || args.epochs < 2 || args.seconds <= 0.0 {
+            let runs = args.runs.unwrap_or(500);
+            if runs == 0 || args.epochs < 2 || args.seconds <= 0.0 {
                 bail!("--runs must be ≥ 1, --epochs ≥ 2 and --seconds > 0");
             }
-            let rows = fer_lab::dashboard::bench::run(args.runs, args.epochs, args.seconds)
+            let rows = fer_lab::dashboard::bench::run(runs, args.epochs, args.seconds)
                 .context("dashboard benchmark")?;
             print!("{}", rows.render(args.format));
             Ok(ExitCode::SUCCESS)

@@ -24,7 +24,8 @@ fn thread_cpu() -> Duration {
 }
 
 /// Fills `db` with a sweep of `runs` × `epochs`; the first `running` runs are left running.
-fn synthetic(
+/// Also what `fer-lab bench --report` times the report on.
+pub fn synthetic(
     db: &std::path::Path,
     runs: usize,
     epochs: usize,
@@ -37,13 +38,13 @@ fn synthetic(
         spec: String::new(),
         data_path: "data/fer2013".into(),
         data_fingerprint: "f".into(),
-        axes: vec!["lr".into(), "dropout".into()],
+        axes: vec!["lr".into(), "dropout".into(), "model.width".into()],
     };
     let records: Vec<RunRecord> = (0..runs)
         .map(|i| RunRecord {
             id: format!("{i:012x}"),
             seed: (i % 3) as u64 + 1,
-            config_json: "{}".into(),
+            config_json: format!("{{\"cell\":{}}}", i / 3),
             model: "baseline".into(),
             epochs,
             params: vec![
@@ -52,6 +53,8 @@ fn synthetic(
                     Value::from([1e-3, 3e-4, 1e-4, 3e-3][i / 3 % 4]),
                 ),
                 ("dropout".into(), Value::from(0.1 * (i / 12 % 6) as f64)),
+                // Cells of three seeds: every 72 runs another width.
+                ("model.width".into(), Value::from(8 * (1 + i / 72))),
             ],
             artifact_dir: "x".into(),
         })

@@ -4,6 +4,7 @@
 //! protocol forbids. Test metrics are shown beside, never used to order.
 
 pub mod analysis;
+pub mod bench;
 
 use crate::store::{Store, StoreError};
 use crate::table::Rows;
