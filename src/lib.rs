@@ -20,6 +20,7 @@ pub mod device;
 pub mod emotion;
 pub mod metrics;
 pub mod model;
+pub mod predict;
 pub mod progress;
 pub mod report;
 pub mod scheduler;

@@ -41,6 +41,10 @@ enum Command {
     Runs(RunsArgs),
     /// Run a read-only SQL query on the results database.
     Sql(SqlArgs),
+    /// Classify images with a trained run's best model.
+    Predict(PredictArgs),
+    /// Write a trained run's model and its config to hand it on.
+    Export(ExportArgs),
     /// Watch a running or finished sweep live in the terminal (read-only; any number at once).
     Dashboard(DashboardArgs),
     /// Measure training-step throughput of models on a device.
@@ -65,6 +69,47 @@ struct WorkerArgs {
     /// The sweep's pruning rule, as JSON.
     #[arg(long)]
     pruning: Option<String>,
+}
+
+/// Which trained run: `--run ID`, or the best finished run (on val) of a sweep.
+#[derive(Args)]
+struct RunChoice {
+    /// A run id (or a unique prefix of 4+ characters) from `fer-lab runs`.
+    #[arg(long, conflicts_with_all = ["best", "sweep"])]
+    run: Option<String>,
+    /// The best finished run on val accuracy (the default without --run).
+    #[arg(long)]
+    best: bool,
+    /// With --best: of this sweep (default: the most recently launched).
+    #[arg(long)]
+    sweep: Option<String>,
+}
+
+#[derive(Args)]
+struct PredictArgs {
+    /// Images (JPEG, PNG, BMP; any size: center-cropped and resized to 48×48 grayscale).
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    #[command(flatten)]
+    which: RunChoice,
+    /// Device: auto, cpu (flex), tch-cpu or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    #[command(flatten)]
+    db: DbArg,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    which: RunChoice,
+    /// Where to write the model (burn's burnpack format); `<out>.json` gets its config.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    db: DbArg,
 }
 
 #[derive(Args)]
@@ -265,6 +310,62 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Sweep(args) => sweep(args),
+        Command::Predict(args) => {
+            let store = Store::open_read_only(&args.db.db)?;
+            let run = fer_lab::predict::resolve(
+                &store,
+                args.which.run.as_deref(),
+                args.which.sweep.as_deref(),
+            )?;
+            let device: DeviceSpec = args.device.parse().map_err(anyhow::Error::msg)?;
+            let predictions = fer_lab::predict::predict(&run, &args.images, &device.device())?;
+            let mut headers = vec!["image".to_string(), "emotion".to_string()];
+            headers.extend(
+                fer_lab::emotion::Emotion::ALL
+                    .iter()
+                    .map(|e| e.name().to_string()),
+            );
+            let mut rows = fer_lab::table::Rows::new(headers);
+            for p in &predictions {
+                let mut row = vec![
+                    serde_json::Value::from(p.image.display().to_string()),
+                    serde_json::Value::from(p.emotion.name()),
+                ];
+                row.extend(
+                    p.probabilities
+                        .iter()
+                        .map(|&x| serde_json::Value::from((f64::from(x) * 1e4).round() / 1e4)),
+                );
+                rows.push(row);
+            }
+            if args.format == Format::Table {
+                println!(
+                    "run {}{}: probabilities of the seven classes",
+                    run.id,
+                    run.val_acc
+                        .map(|v| format!(" (val accuracy {:.2} %)", 100.0 * v))
+                        .unwrap_or_default()
+                );
+            }
+            print!("{}", rows.render(args.format));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export(args) => {
+            let store = Store::open_read_only(&args.db.db)?;
+            let run = fer_lab::predict::resolve(
+                &store,
+                args.which.run.as_deref(),
+                args.which.sweep.as_deref(),
+            )?;
+            let sidecar = fer_lab::predict::export(&run, &args.out, &DeviceSpec::Flex.device())?;
+            println!(
+                "run {}: model written to {}, its config to {}",
+                run.id,
+                args.out.display(),
+                sidecar.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Dashboard(args) => {
             fer_lab::dashboard::attach(&args.db.db, args.sweep.as_deref())
                 .with_context(|| format!("dashboard of {}", args.db.db.display()))?;

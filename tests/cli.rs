@@ -444,6 +444,44 @@ fn a_two_run_sweep_lands_in_sqlite_and_reports() {
         );
     }
 
+    // predict: the best run classifies a real test image; the seven probabilities sum to 1.
+    let image = fs::read_dir(mini().join("test/happy"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let image = image.to_str().unwrap();
+    let out: Value =
+        serde_json::from_str(&ok(t, &["predict", image, "--best", "--format", "json"])).unwrap();
+    let row = &out[0];
+    let sum: f64 = [
+        "Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral",
+    ]
+    .iter()
+    .map(|e| row[*e].as_f64().unwrap())
+    .sum();
+    assert!((sum - 1.0).abs() < 1e-3, "{row}");
+    assert!(row["emotion"].is_string());
+    let err = fails(t, &["predict", "README-missing.png", "--best"]);
+    assert!(err.contains("README-missing.png"), "{err}");
+    fs::write(t.join("not-an-image.jpg"), "hello").unwrap();
+    let err = fails(t, &["predict", "not-an-image.jpg"]);
+    assert!(
+        err.contains("not-an-image.jpg") && err.contains("not a readable image"),
+        "{err}"
+    );
+    let err = fails(t, &["predict", image, "--run", "ffffffff"]);
+    assert!(err.contains("no run `ffffffff`"), "{err}");
+    // export: the model and a JSON sidecar with what rebuilds it.
+    ok(t, &["export", "--best", "--out", "exported/model.bpk"]);
+    assert!(t.join("exported/model.bpk").is_file());
+    let meta: Value =
+        serde_json::from_str(&fs::read_to_string(t.join("exported/model.bpk.json")).unwrap())
+            .unwrap();
+    assert_eq!(meta["config"]["model"]["kind"], "baseline");
+    assert_eq!(meta["classes"][6], "Neutral");
+
     // Launching the same sweep again trains nothing.
     let again = ok(t, &["sweep", &file, "--set", "epochs=1", "--device", "cpu"]);
     assert!(again.contains("0 trained, 2 already done"), "{again}");
