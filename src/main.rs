@@ -245,6 +245,9 @@ struct ReportArgs {
     /// One row per run instead of cells over seeds, effects and the best cell's classes.
     #[arg(long)]
     runs: bool,
+    /// Compare two sweeps (best cells, tested over seeds) or two runs (ids or prefixes).
+    #[arg(long, num_args = 2, value_names = ["A", "B"], conflicts_with = "runs")]
+    compare: Option<Vec<String>>,
     /// Write the report to this file instead of stdout (written whole, or not at all).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -373,7 +376,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Report(args) => {
             let store = Store::open_read_only(&args.db.db)?;
-            let text = if args.runs {
+            let text = if let Some(pair) = &args.compare {
+                report::compare::compare(&store, &pair[0], &pair[1], args.metric, args.format)?
+            } else if args.runs {
                 let (name, rows, pending) =
                     report::leaderboard(&store, args.sweep.as_deref(), args.metric, args.top)?;
                 if pending > 0 {

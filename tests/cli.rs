@@ -444,6 +444,32 @@ fn a_two_run_sweep_lands_in_sqlite_and_reports() {
         );
     }
 
+    // Two runs side by side: metrics, the config keys that differ, per-class F1.
+    let ids: Vec<String> = ok(
+        t,
+        &["sql", "SELECT id FROM runs ORDER BY id", "--format", "csv"],
+    )
+    .lines()
+    .skip(1)
+    .map(String::from)
+    .collect();
+    let cmp: Value = serde_json::from_str(&ok(
+        t,
+        &[
+            "report",
+            "--compare",
+            &ids[0][..6],
+            &ids[1],
+            "--format",
+            "json",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(cmp["config_keys_that_differ"][0]["key"], "lr", "{cmp}");
+    assert_eq!(cmp["per-class_F1"].as_array().unwrap().len(), 7, "{cmp}");
+    let err = fails(t, &["report", "--compare", "tiny", &ids[0]]);
+    assert!(err.contains("two sweeps or two runs"), "{err}");
+
     // predict: the best run classifies a real test image; the seven probabilities sum to 1.
     let image = fs::read_dir(mini().join("test/happy"))
         .unwrap()

@@ -5,6 +5,7 @@
 
 pub mod analysis;
 pub mod bench;
+pub mod compare;
 
 use crate::store::{Store, StoreError};
 use crate::table::Rows;
@@ -23,6 +24,8 @@ pub enum ReportError {
     },
     #[error("{0}: no sweep recorded yet; run `fer-lab sweep FILE` first")]
     NoSweeps(String),
+    #[error("--compare {0}")]
+    Compare(String),
 }
 
 /// What a leaderboard is ordered by (val metrics only).
