@@ -245,6 +245,10 @@ struct ReportArgs {
     /// One row per run instead of cells over seeds, effects and the best cell's classes.
     #[arg(long)]
     runs: bool,
+    /// Also write the figures (learning curves, effects, confusion, per-class F1) as PNG and SVG
+    /// into this folder.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["runs", "compare"])]
+    plots: Option<PathBuf>,
     /// Compare two sweeps (best cells, tested over seeds) or two runs (ids or prefixes).
     #[arg(long, num_args = 2, value_names = ["A", "B"], conflicts_with = "runs")]
     compare: Option<Vec<String>>,
@@ -396,8 +400,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     rows.render(args.format)
                 }
             } else {
-                report::analysis::analyse(&store, args.sweep.as_deref(), args.metric)?
-                    .render(args.format, args.top)
+                let analysis =
+                    report::analysis::analyse(&store, args.sweep.as_deref(), args.metric)?;
+                let curves = if args.plots.is_some() || args.format == Format::Html {
+                    report::plots::curves(&store, &analysis)?
+                } else {
+                    Vec::new()
+                };
+                let figures = report::plots::figures(&analysis, &curves);
+                if let Some(dir) = &args.plots {
+                    let written = report::plots::write(dir, &figures)?;
+                    eprintln!(
+                        "{} figure files written to {}",
+                        written.len(),
+                        dir.display()
+                    );
+                }
+                if args.format == Format::Html {
+                    let svgs = figures
+                        .iter()
+                        .map(|f| f.svg().map(|svg| (f.name.clone(), svg)))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| anyhow::anyhow!("drawing a figure: {e}"))?;
+                    analysis.html(args.top, &svgs)
+                } else {
+                    analysis.render(args.format, args.top)
+                }
             };
             match &args.out {
                 Some(path) => write_atomically(path, text.as_bytes())

@@ -13,6 +13,8 @@ pub enum Format {
     Markdown,
     Csv,
     Json,
+    /// An HTML `<table>` (a whole self-contained page for `fer-lab report`).
+    Html,
 }
 
 /// A header and rows of JSON values (so JSON output keeps numbers as numbers).
@@ -88,6 +90,7 @@ impl Rows {
             Format::Markdown => self.to_markdown(),
             Format::Csv => self.to_csv(),
             Format::Json => self.to_json(),
+            Format::Html => self.to_html(),
         }
     }
 
@@ -110,6 +113,28 @@ impl Rows {
             }
         }
         format!("{table}\n")
+    }
+
+    fn to_html(&self) -> String {
+        let mut out = String::from("<table>\n<thead><tr>");
+        for h in &self.headers {
+            let _ = write!(out, "<th>{}</th>", html_escape(h));
+        }
+        out.push_str("</tr></thead>\n<tbody>\n");
+        for row in &self.rows {
+            out.push_str("<tr>");
+            for (i, v) in row.iter().enumerate() {
+                let class = if self.numeric_column(i) {
+                    " class=\"num\""
+                } else {
+                    ""
+                };
+                let _ = write!(out, "<td{class}>{}</td>", html_escape(&cell_text(v)));
+            }
+            out.push_str("</tr>\n");
+        }
+        out.push_str("</tbody>\n</table>\n");
+        out
     }
 
     fn to_markdown(&self) -> String {
@@ -167,6 +192,14 @@ impl Rows {
         s.push('\n');
         s
     }
+}
+
+/// Text made safe inside HTML elements and attributes.
+pub fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

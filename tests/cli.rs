@@ -444,6 +444,27 @@ fn a_two_run_sweep_lands_in_sqlite_and_reports() {
         );
     }
 
+    // Figures: PNG and SVG of the expected size; the HTML report embeds them with the tables.
+    ok(t, &["report", "--plots", "figures"]);
+    for name in ["curves", "effect-lr", "confusion", "class-f1"] {
+        let png = image::open(t.join(format!("figures/{name}.png"))).unwrap();
+        assert_eq!((png.width(), png.height()), (960, 600), "{name}.png");
+        let svg = fs::read_to_string(t.join(format!("figures/{name}.svg"))).unwrap();
+        assert!(
+            svg.contains("<svg") && svg.contains("width=\"960\""),
+            "{name}.svg"
+        );
+    }
+    ok(t, &["report", "--format", "html", "--out", "report.html"]);
+    let html = fs::read_to_string(t.join("report.html")).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
+    assert_eq!(html.matches("<svg").count(), 4, "four inline figures");
+    assert!(
+        html.contains("<table>") && html.contains("Welch"),
+        "tables and notes"
+    );
+    assert!(!html.contains("<?xml"), "no XML declarations inside HTML");
+
     // Two runs side by side: metrics, the config keys that differ, per-class F1.
     let ids: Vec<String> = ok(
         t,

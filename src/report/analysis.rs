@@ -695,7 +695,58 @@ impl Analysis {
         notes
     }
 
+    /// The report as one self-contained HTML page: notes, tables and the figures inline (SVG).
+    pub fn html(&self, top: Option<usize>, figures: &[(String, String)]) -> String {
+        use crate::table::html_escape;
+        let mut out = String::new();
+        let _ = write!(
+            out,
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>fer-lab report: {name}</title>\n<style>\n\
+             body {{ font-family: 'DejaVu Sans', sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}\n\
+             table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }}\n\
+             th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; }}\n\
+             th {{ background: #f0f3f8; }} td.num {{ text-align: right; }}\n\
+             figure {{ margin: 1em 0; }} figure svg {{ max-width: 100%; height: auto; }}\n\
+             </style>\n</head>\n<body>\n<h1>Report of sweep <code>{name}</code></h1>\n<ul>\n",
+            name = html_escape(&self.sweep)
+        );
+        for n in self.notes() {
+            let _ = writeln!(out, "<li>{}</li>", html_escape(&n));
+        }
+        out.push_str("</ul>\n");
+        for s in self.sections(top, true) {
+            let _ = write!(
+                out,
+                "<h2>{}</h2>\n{}",
+                html_escape(&s.title),
+                s.rows.render(Format::Html)
+            );
+        }
+        if !figures.is_empty() {
+            out.push_str("<h2>Figures</h2>\n");
+            for (name, svg) in figures {
+                // The SVG's own XML declaration is not allowed inside HTML.
+                let svg = svg.trim_start_matches(|c| c != '<');
+                let svg = match svg.strip_prefix("<?xml") {
+                    Some(rest) => rest.split_once("?>").map_or(rest, |(_, body)| body),
+                    None => svg,
+                };
+                let _ = writeln!(
+                    out,
+                    "<figure id=\"{}\">\n{}\n</figure>",
+                    html_escape(name),
+                    svg.trim()
+                );
+            }
+        }
+        out.push_str("</body>\n</html>\n");
+        out
+    }
+
     pub fn render(&self, format: Format, top: Option<usize>) -> String {
+        if format == Format::Html {
+            return self.html(top, &[]);
+        }
         let human = matches!(format, Format::Table | Format::Markdown);
         let sections = self.sections(top, human);
         let mut out = String::new();
@@ -726,6 +777,7 @@ impl Analysis {
                     let _ = write!(out, "# {}\n{}", s.name, s.rows.render(format));
                 }
             }
+            Format::Html => unreachable!("handled above"),
             Format::Json => {
                 let mut obj = Map::new();
                 obj.insert("sweep".into(), json!(self.sweep));

@@ -280,7 +280,7 @@ fn compare_runs(store: &Store, a: &str, b: &str, format: Format) -> Result<Strin
 fn render(format: Format, title: &str, notes: &[String], sections: Vec<(&str, Rows)>) -> String {
     let mut out = String::new();
     match format {
-        Format::Table | Format::Markdown => {
+        Format::Table | Format::Markdown | Format::Html => {
             let md = format == Format::Markdown;
             let _ = writeln!(out, "{}{title}", if md { "# " } else { "" });
             for n in notes {

@@ -6,6 +6,7 @@
 pub mod analysis;
 pub mod bench;
 pub mod compare;
+pub mod plots;
 
 use crate::store::{Store, StoreError};
 use crate::table::Rows;
@@ -26,6 +27,8 @@ pub enum ReportError {
     NoSweeps(String),
     #[error("--compare {0}")]
     Compare(String),
+    #[error("plot {0}")]
+    Plot(String),
 }
 
 /// What a leaderboard is ordered by (val metrics only).
