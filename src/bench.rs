@@ -120,3 +120,102 @@ pub fn run(
     }
     rows
 }
+
+/// What `fer-lab bench --stage` measures; the PyTorch reference (`bench/pytorch_reference.py`)
+/// has the same stages, so `bench/compare.sh` can put the two side by side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Stage {
+    /// Forward + backward + Adam on one fixed batch (synthetic pixels).
+    Step,
+    /// The data pipeline alone: a batch of real training images through fer-lab's loader with
+    /// its default augmentation, into a tensor.
+    Data,
+    /// Forward passes over the real validation split, no gradients.
+    Eval,
+}
+
+/// Peak resident memory of this process, MB.
+pub fn peak_rss_mb() -> f64 {
+    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+        .map(|u| u.max_rss() as f64 / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// One stage's measurement as the JSON line `bench/compare.sh` reads.
+pub fn stage_line(
+    stage: Stage,
+    spec: &ModelSpec,
+    batch: usize,
+    seconds: f64,
+    images: usize,
+    threads: usize,
+) -> Value {
+    serde_json::json!({
+        "side": "fer-lab",
+        "stage": format!("{stage:?}").to_lowercase(),
+        "model": spec.kind(),
+        "batch": batch,
+        "threads": threads,
+        "seconds": seconds,
+        "img_s": images as f64 / seconds,
+        "peak_rss_mb": (peak_rss_mb() * 10.0).round() / 10.0,
+    })
+}
+
+/// Median seconds per batch of the data pipeline on real training images.
+pub fn data_seconds(
+    data: &crate::data::FerData,
+    batch: usize,
+    warmup: usize,
+    steps: usize,
+    device: &Device,
+) -> f64 {
+    use burn::data::dataloader::batcher::Batcher;
+    let images = std::sync::Arc::new(data.train.clone());
+    let batcher = crate::data::batcher::FerBatcher::train(
+        images,
+        crate::data::augment::Augment::default(),
+        1,
+    );
+    let n = data.train.len();
+    let mut times = Vec::with_capacity(steps);
+    for step in 0..warmup + steps {
+        let items: Vec<crate::data::batcher::FerItem> = (0..batch)
+            .map(|i| crate::data::batcher::FerItem {
+                index: (step * 7919 + i * 104_729) % n,
+                epoch: 0,
+            })
+            .collect();
+        let started = Instant::now();
+        let b = batcher.batch(items, device);
+        // Materialise the tensor, as the training step would.
+        let _ = b.images.into_data();
+        if step >= warmup {
+            times.push(started.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// Seconds for one pass of `spec` (fresh weights) over the validation split; the second of two
+/// passes, so allocation warm-up is not counted.
+pub fn eval_seconds(
+    data: &crate::data::FerData,
+    spec: &ModelSpec,
+    batch: usize,
+    device: &Device,
+) -> f64 {
+    let config = RunConfig {
+        model: spec.clone(),
+        ..RunConfig::default()
+    };
+    device.seed(1);
+    let model = FerModel::new(&config, device);
+    let val = std::sync::Arc::new(data.val.clone());
+    let tta = crate::config::Tta::None;
+    crate::train::eval::evaluate(&model, &val, batch, tta, device);
+    let started = Instant::now();
+    crate::train::eval::evaluate(&model, &val, batch, tta, device);
+    started.elapsed().as_secs_f64()
+}

@@ -137,6 +137,13 @@ struct BenchArgs {
     device: String,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// A stage to measure as bench/compare.sh does (prints one JSON line): the training step,
+    /// the data pipeline on real images, or evaluation on the real val split.
+    #[arg(long, value_enum, conflicts_with_all = ["dashboard", "report"])]
+    stage: Option<fer_lab::bench::Stage>,
+    /// With --stage data|eval: the imported data.
+    #[arg(long, default_value = "data/fer2013")]
+    data: PathBuf,
     /// Measure the dashboard instead: time to first frame and CPU use on a synthetic sweep.
     #[arg(long)]
     dashboard: bool,
@@ -456,6 +463,50 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 pruning,
             })?;
             Ok(ExitCode::from(code as u8))
+        }
+        Command::Bench(args) if args.stage.is_some() => {
+            use fer_lab::bench::{self as b, Stage};
+            let stage = args.stage.expect("guarded");
+            let device: DeviceSpec = args.device.parse().map_err(anyhow::Error::msg)?;
+            let spec = match args.model.as_slice() {
+                [] => b::parse_model("baseline").map_err(anyhow::Error::msg)?,
+                [one] => b::parse_model(one).map_err(anyhow::Error::msg)?,
+                _ => bail!("--stage measures one --model at a time"),
+            };
+            if args.batch == 0 || args.steps == 0 {
+                bail!("--batch and --steps must be at least 1");
+            }
+            let threads = std::env::var("RAYON_NUM_THREADS")
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or_else(rayon::current_num_threads);
+            let dev = device.device();
+            let (seconds, images) = match stage {
+                Stage::Step => (
+                    b::train_step_seconds(&spec, args.batch, 3, args.steps, &dev),
+                    args.batch,
+                ),
+                Stage::Data | Stage::Eval => {
+                    let (data, _) = data::open(&args.data)
+                        .with_context(|| format!("--data {}", args.data.display()))?;
+                    if stage == Stage::Data {
+                        (
+                            b::data_seconds(&data, args.batch, 3, args.steps, &dev),
+                            args.batch,
+                        )
+                    } else {
+                        (
+                            b::eval_seconds(&data, &spec, args.batch, &dev),
+                            data.val.len(),
+                        )
+                    }
+                }
+            };
+            println!(
+                "{}",
+                b::stage_line(stage, &spec, args.batch, seconds, images, threads)
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) if args.report => {
             let runs = args.runs.unwrap_or(2000);
