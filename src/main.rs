@@ -35,7 +35,7 @@ enum Command {
     Data(DataCommand),
     /// Expand a sweep file into runs, train them and record everything.
     Sweep(SweepArgs),
-    /// Print a sweep's leaderboard (ranked on val, test shown beside).
+    /// What helped: cells over seeds with CIs and Welch tests, per-key effects, classes, plots.
     Report(ReportArgs),
     /// List runs with their status.
     Runs(RunsArgs),
@@ -47,7 +47,7 @@ enum Command {
     Export(ExportArgs),
     /// Watch a running or finished sweep live in the terminal (read-only; any number at once).
     Dashboard(DashboardArgs),
-    /// Measure training-step throughput of models on a device.
+    /// Measure speed: training step, data pipeline, evaluation (vs PyTorch: bench/compare.sh).
     Bench(BenchArgs),
     /// Train one run of a sweep (started by the scheduler, one process per run).
     #[command(hide = true)]
