@@ -4,7 +4,7 @@
 # fer-lab / PyTorch ratio.
 #
 #   bench/compare.sh [--model baseline|vgg] [--batch 64] [--threads 2] [--repeats 3]
-#                    [--stages "step data eval loop"] [--device cpu|tch-cpu]
+#                    [--stages "step data eval loop"] [--device cpu|tch-cpu|cuda:N]
 #                    [--fer-lab target/release/fer-lab] [--python python3] [--data data/fer2013]
 #
 # Stages: step (forward + backward + Adam on a fixed batch), data (the augmentation pipeline
@@ -41,6 +41,9 @@ case "$model" in
     *) echo "bench/compare.sh: --model baseline or vgg" >&2; exit 2 ;;
 esac
 
+# PyTorch runs on the same kind of device: the CPU for cpu / tch-cpu, the GPU for cuda:N.
+case "$device" in cuda:*) py_device=$device ;; *) py_device=cpu ;; esac
+
 out=${OUT:-bench/out}
 mkdir -p "$out"
 lines="$out/$(date -u +%Y%m%dT%H%M%SZ)-$model-b$batch-t$threads.jsonl"
@@ -75,7 +78,7 @@ for r in $(seq 1 "$repeats"); do
                 --data "$data" --steps 30 >> "$lines"
         fi
         "$python" -W ignore bench/pytorch_reference.py --stage "$stage" --model "$model" \
-            --batch "$batch" --threads "$threads" --data "$data" --steps 30 >> "$lines"
+            --batch "$batch" --threads "$threads" --data "$data" --steps 30 --device "$py_device" >> "$lines"
         echo "  round $r: $stage done" >&2
     done
 done

@@ -130,17 +130,25 @@ def report(stage, args, seconds, images, extra=None):
         "img_s": images / seconds if seconds > 0 else None,
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "torch": torch.__version__,
+        "device": str(args.torch_device),
     }
     line.update(extra or {})
     print(json.dumps(line), flush=True)
 
 
+def sync(device):
+    """Waits for queued GPU work, so a timer measures it (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def stage_step(args, model, train):
+    dev = args.torch_device
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(1)
     idx = torch.randperm(train[0].shape[0], generator=gen)[: args.batch]
-    x = train[0][idx].float() / 255.0
-    y = train[1][idx]
+    x = (train[0][idx].float() / 255.0).to(dev)
+    y = train[1][idx].to(dev)
     times = []
     model.train()
     for i in range(args.warmup + args.steps):
@@ -150,6 +158,7 @@ def stage_step(args, model, train):
         loss.backward()
         opt.step()
         loss.item()  # the synchronisation a real loop has
+        sync(dev)
         if i >= args.warmup:
             times.append(time.perf_counter() - t)
     median = statistics.median(times)
@@ -170,20 +179,21 @@ def stage_data(args, train):
     report("data", args, median, args.batch, {"median_ms": median * 1e3})
 
 
-def evaluate(model, val, batch):
+def evaluate(model, val, batch, dev):
     model.eval()
     correct = 0
     with torch.no_grad():
         for start in range(0, val[0].shape[0], batch):
-            x = val[0][start : start + batch].float() / 255.0
-            correct += (model(x).argmax(1) == val[1][start : start + batch]).sum().item()
+            x = (val[0][start : start + batch].float() / 255.0).to(dev)
+            y = val[1][start : start + batch].to(dev)
+            correct += (model(x).argmax(1) == y).sum().item()
     return correct / val[0].shape[0]
 
 
 def stage_eval(args, model, val):
-    evaluate(model, val, args.batch)  # warm-up
+    evaluate(model, val, args.batch, args.torch_device)  # warm-up
     t = time.perf_counter()
-    evaluate(model, val, args.batch)
+    evaluate(model, val, args.batch, args.torch_device)
     seconds = time.perf_counter() - t
     report("eval", args, seconds, val[0].shape[0])
 
@@ -196,10 +206,11 @@ def stage_loop(args, model, train, val):
     model.train()
     order = torch.randperm(n, generator=gen)
     total, correct, loss_sum = 0, 0, 0.0
+    dev = args.torch_device
     for start in range(0, n, args.batch):
         idx = order[start : start + args.batch]
-        x = augment(train[0][idx], gen)
-        y = train[1][idx]
+        x = augment(train[0][idx], gen).to(dev)
+        y = train[1][idx].to(dev)
         opt.zero_grad(set_to_none=True)
         out = model(x)
         loss = F.cross_entropy(out, y)
@@ -209,7 +220,7 @@ def stage_loop(args, model, train, val):
         correct += (out.argmax(1) == y).sum().item()
         total += len(idx)
     train_seconds = time.perf_counter() - t
-    acc = evaluate(model, val, args.batch)
+    acc = evaluate(model, val, args.batch, dev)
     seconds = time.perf_counter() - t
     report(
         "loop",
@@ -235,15 +246,16 @@ def main():
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--stage", default="step", choices=["step", "data", "loop", "eval"])
     p.add_argument("--data", default="data/fer2013", help="a fer-lab cache (fer-lab data import)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu or cuda:N (augmentation stays on the CPU, as fer-lab's)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(1)
-    if args.device != "cpu":
-        sys.exit("the reference measures the CPU here; GPU timing needs torch.cuda.synchronize() per step")
+    args.torch_device = torch.device(args.device)
+    if args.torch_device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit(f"--device {args.device}: this torch sees no CUDA GPU")
     train = read_split(args.data, "train")
     val = read_split(args.data, "val")
-    model = model_for(args.model, args.width)
+    model = model_for(args.model, args.width).to(args.torch_device)
     if args.stage == "step":
         stage_step(args, model, train)
     elif args.stage == "data":
