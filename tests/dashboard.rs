@@ -120,6 +120,24 @@ impl Pane {
     }
 }
 
+impl Pane {
+    /// Waits until the screen no longer contains `needle`; returns the screen.
+    fn wait_without(&self, needle: &str, limit: Duration) -> String {
+        let started = Instant::now();
+        loop {
+            let screen = self.capture();
+            if !screen.contains(needle) {
+                return screen;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "{needle:?} never went away; the screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 impl Drop for Pane {
     fn drop(&mut self) {
         let _ = self.tmux().arg("kill-server").status();
@@ -219,14 +237,22 @@ fn an_attached_dashboard_shows_the_sweep_and_quits_cleanly() {
         "the dashboard uses the alternate screen"
     );
 
-    // Keys: the second run, its details full screen, back, help, back.
+    // Keys: the second run, its details full screen, back, help, back. Each waits for the
+    // screen to change before the next key: an Escape followed at once by another key reads as
+    // Alt+key in any terminal, so the test leaves with Enter and `?` instead.
     pane.send(&["j"]);
     pane.send(&["Enter"]);
-    pane.wait_for(&["lr=0.003"], Duration::from_secs(10));
-    pane.send(&["Escape"]);
+    let details = pane.wait_without("Runs (2 of 2)", Duration::from_secs(10));
+    assert!(
+        details.contains("lr=0.003"),
+        "the second run, full screen:\n{details}"
+    );
+    pane.send(&["Enter"]);
+    pane.wait_for(&["Runs (2 of 2)"], Duration::from_secs(10));
     pane.send(&["?"]);
     pane.wait_for(&["Keys (Esc to close)"], Duration::from_secs(10));
-    pane.send(&["Escape"]);
+    pane.send(&["?"]);
+    pane.wait_without("Keys (Esc to close)", Duration::from_secs(10));
     // p pauses launching through the database, p again resumes.
     pane.send(&["p"]);
     pane.wait_for(&["PAUSED"], Duration::from_secs(10));
