@@ -211,8 +211,7 @@ pub fn eval_seconds(
         model: spec.clone(),
         ..RunConfig::default()
     };
-    device.seed(1);
-    let model = FerModel::new(&config, device);
+    let model = crate::train::init_model(&config, 1, device);
     let val = std::sync::Arc::new(data.val.clone());
     let tta = crate::config::Tta::None;
     crate::train::eval::evaluate(&model, &val, batch, tta, device);

@@ -85,6 +85,17 @@ struct RunChoice {
     sweep: Option<String>,
 }
 
+impl RunChoice {
+    fn resolve(&self, db: &Path) -> Result<fer_lab::predict::TrainedRun> {
+        let store = Store::open_read_only(db)?;
+        Ok(fer_lab::predict::resolve(
+            &store,
+            self.run.as_deref(),
+            self.sweep.as_deref(),
+        )?)
+    }
+}
+
 #[derive(Args)]
 struct PredictArgs {
     /// Images (JPEG, PNG, BMP; any size: center-cropped and resized to 48×48 grayscale).
@@ -345,12 +356,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Sweep(args) => sweep(args),
         Command::Predict(args) => {
-            let store = Store::open_read_only(&args.db.db)?;
-            let run = fer_lab::predict::resolve(
-                &store,
-                args.which.run.as_deref(),
-                args.which.sweep.as_deref(),
-            )?;
+            let run = args.which.resolve(&args.db.db)?;
             let device: DeviceSpec = args.device.parse().map_err(anyhow::Error::msg)?;
             let predictions = fer_lab::predict::predict(&run, &args.images, &device.device())?;
             let mut headers = vec!["image".to_string(), "emotion".to_string()];
@@ -385,12 +391,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Export(args) => {
-            let store = Store::open_read_only(&args.db.db)?;
-            let run = fer_lab::predict::resolve(
-                &store,
-                args.which.run.as_deref(),
-                args.which.sweep.as_deref(),
-            )?;
+            let run = args.which.resolve(&args.db.db)?;
             let sidecar = fer_lab::predict::export(&run, &args.out, &DeviceSpec::Flex.device())?;
             println!(
                 "run {}: model written to {}, its config to {}",
@@ -429,29 +430,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 let analysis =
                     report::analysis::analyse(&store, args.sweep.as_deref(), args.metric)?;
-                let curves = if args.plots.is_some() || args.format == Format::Html {
-                    report::plots::curves(&store, &analysis)?
-                } else {
-                    Vec::new()
-                };
-                let figures = report::plots::figures(&analysis, &curves);
-                if let Some(dir) = &args.plots {
-                    let written = report::plots::write(dir, &figures)?;
-                    eprintln!(
-                        "{} figure files written to {}",
-                        written.len(),
-                        dir.display()
-                    );
-                }
-                if args.format == Format::Html {
-                    let svgs = figures
-                        .iter()
-                        .map(|f| f.svg().map(|svg| (f.name.clone(), svg)))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(|e| anyhow::anyhow!("drawing a figure: {e}"))?;
-                    analysis.html(args.top, &svgs)
-                } else {
+                let html = args.format == Format::Html;
+                if args.plots.is_none() && !html {
                     analysis.render(args.format, args.top)
+                } else {
+                    // Figures only when asked for: they read every epoch of the top cells.
+                    let curves = report::plots::curves(&store, &analysis)?;
+                    let figures = report::plots::figures(&analysis, &curves);
+                    if let Some(dir) = &args.plots {
+                        let written = report::plots::write(dir, &figures)?;
+                        eprintln!(
+                            "{} figure files written to {}",
+                            written.len(),
+                            dir.display()
+                        );
+                    }
+                    if html {
+                        let svgs = figures
+                            .iter()
+                            .map(|f| f.svg().map(|svg| (f.name.clone(), svg)))
+                            .collect::<Result<Vec<_>, _>>()
+                            .map_err(|e| anyhow::anyhow!("drawing a figure: {e}"))?;
+                        analysis.html(args.top, &svgs)
+                    } else {
+                        analysis.render(args.format, args.top)
+                    }
                 }
             };
             match &args.out {

@@ -174,9 +174,9 @@ impl Rows {
         String::from_utf8(writer.into_inner().expect("in-memory flush")).expect("utf-8 cells")
     }
 
-    fn to_json(&self) -> String {
-        let objects: Vec<Value> = self
-            .rows
+    /// Each row as a JSON object keyed by the headers.
+    pub fn objects(&self) -> Vec<Value> {
+        self.rows
             .iter()
             .map(|row| {
                 Value::Object(
@@ -187,8 +187,11 @@ impl Rows {
                         .collect(),
                 )
             })
-            .collect();
-        let mut s = serde_json::to_string_pretty(&objects).expect("JSON values serialise");
+            .collect()
+    }
+
+    fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(&self.objects()).expect("JSON values serialise");
         s.push('\n');
         s
     }

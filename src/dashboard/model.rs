@@ -8,7 +8,7 @@
 //! are read once, when it has been evaluated.
 
 use crate::emotion::Emotion;
-use crate::store::{RunStatus, Store, StoreError};
+use crate::store::{EpochRow, RunStatus, Store, StoreError};
 use rusqlite::{Connection, params};
 use std::collections::HashMap;
 use std::path::Path;
@@ -39,18 +39,6 @@ pub struct SweepMeta {
     /// Unix seconds of the earliest start of any of its runs (for elapsed time).
     pub started: Option<f64>,
     pub paused: bool,
-}
-
-/// One epoch of a run's curves.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct EpochPoint {
-    pub epoch: usize,
-    pub train_loss: Option<f64>,
-    pub train_acc: Option<f64>,
-    pub val_loss: Option<f64>,
-    pub val_acc: Option<f64>,
-    pub lr: Option<f64>,
-    pub secs: Option<f64>,
 }
 
 /// A run as the runs table shows it.
@@ -105,7 +93,7 @@ pub struct Snapshot {
     pub axes: Vec<String>,
     /// Runs in sweep order.
     pub runs: Vec<RunView>,
-    pub curves: HashMap<String, Vec<EpochPoint>>,
+    pub curves: HashMap<String, Vec<EpochRow>>,
     /// The most recent events, oldest first.
     pub events: Vec<EventView>,
     pub details: HashMap<String, RunDetail>,
@@ -132,7 +120,7 @@ impl Snapshot {
             .reduce(f64::max)
     }
 
-    pub fn last_point(&self, id: &str) -> Option<&EpochPoint> {
+    pub fn last_point(&self, id: &str) -> Option<&EpochRow> {
         self.curves.get(id)?.last()
     }
 
@@ -175,14 +163,14 @@ impl Loader {
     /// Attaches to `sweep` (or the most recently launched sweep) in the database at `db`.
     /// A missing database, a newer schema or an unknown sweep is an error that says so.
     pub fn open(db: &Path, sweep: Option<&str>) -> Result<Loader, DashboardError> {
-        let store = Store::open_read_only(db)?;
+        let mut store = Store::open_read_only(db)?;
         if store.schema_version()? < crate::store::migrations::LATEST {
             // An older database: bring its schema up once (what any fer-lab command does), then
             // read it read-only like every other time.
             drop(store);
             Store::open(db)?;
+            store = Store::open_read_only(db)?;
         }
-        let store = Store::open_read_only(db)?;
         let (id, name) = crate::report::resolve_sweep(&store, sweep)?;
         let mut loader = Loader {
             conn: store.into_connection(),
@@ -276,10 +264,7 @@ impl Loader {
                  LEFT JOIN evals t ON t.run_id = r.id AND t.split = 'test'
                  WHERE sr.sweep_id = ?1 ORDER BY sr.position",
             )
-            .map_err(|source| DashboardError::Read {
-                path: self.path.clone(),
-                source,
-            })?;
+            .map_err(self.err())?;
         let axes = &self.snapshot.axes;
         let runs = stmt
             .query_map([id], |r| {
@@ -313,10 +298,7 @@ impl Loader {
                 })
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(|source| DashboardError::Read {
-                path: self.path.clone(),
-                source,
-            })?;
+            .map_err(self.err())?;
         drop(stmt);
         // A resumed run rewrote its epochs after the checkpoint: drop what it no longer has.
         for run in &runs {
@@ -334,22 +316,19 @@ impl Loader {
             .conn
             .prepare_cached(
                 "SELECT e.rowid, e.run_id, e.epoch, e.train_loss, e.train_acc, e.val_loss,
-                        e.val_acc, e.lr, e.secs
+                        e.val_acc, e.lr, e.secs, e.write_ms
                  FROM epochs e
                  WHERE e.rowid > ?1
                    AND e.run_id IN (SELECT run_id FROM sweep_runs WHERE sweep_id = ?2)
                  ORDER BY e.rowid",
             )
-            .map_err(|source| DashboardError::Read {
-                path: self.path.clone(),
-                source,
-            })?;
+            .map_err(self.err())?;
         let rows = stmt
             .query_map(params![self.last_epoch_rowid, id], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, String>(1)?,
-                    EpochPoint {
+                    EpochRow {
                         epoch: r.get::<_, i64>(2)? as usize,
                         train_loss: r.get(3)?,
                         train_acc: r.get(4)?,
@@ -357,14 +336,12 @@ impl Loader {
                         val_acc: r.get(6)?,
                         lr: r.get(7)?,
                         secs: r.get(8)?,
+                        write_ms: r.get(9)?,
                     },
                 ))
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(|source| DashboardError::Read {
-                path: self.path.clone(),
-                source,
-            })?;
+            .map_err(self.err())?;
         for (rowid, run, point) in rows {
             self.last_epoch_rowid = self.last_epoch_rowid.max(rowid);
             let curve = self.snapshot.curves.entry(run).or_default();
@@ -385,10 +362,7 @@ impl Loader {
                    AND e.run_id IN (SELECT run_id FROM sweep_runs WHERE sweep_id = ?2)
                  ORDER BY e.id DESC LIMIT ?3",
             )
-            .map_err(|source| DashboardError::Read {
-                path: self.path.clone(),
-                source,
-            })?;
+            .map_err(self.err())?;
         let mut rows = stmt
             .query_map(params![self.last_event_id, id, EVENTS_KEPT as i64], |r| {
                 Ok(EventView {
@@ -400,10 +374,7 @@ impl Loader {
                 })
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(|source| DashboardError::Read {
-                path: self.path.clone(),
-                source,
-            })?;
+            .map_err(self.err())?;
         rows.reverse();
         if let Some(last) = rows.last() {
             self.last_event_id = last.id;
@@ -507,7 +478,7 @@ impl Loader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{EpochRow, RunRecord, SweepRecord};
+    use crate::store::{RunRecord, SweepRecord};
 
     fn sweep(store: &mut Store, name: &str, runs: usize) -> i64 {
         let record = SweepRecord {

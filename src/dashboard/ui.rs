@@ -6,9 +6,10 @@
 //! runs table stays on top and Tab picks what the lower panel shows.
 
 use super::app::{App, Mode, Panel, Role};
-use super::model::{EpochPoint, RunView, Snapshot};
+use super::model::{RunView, Snapshot};
 use crate::emotion::Emotion;
-use crate::store::RunStatus;
+use crate::stats::Summary;
+use crate::store::{EpochRow, RunStatus};
 use ratatui::Frame;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
@@ -319,7 +320,7 @@ fn bounds(values: impl Iterator<Item = f64>) -> [f64; 2] {
     }
 }
 
-fn series(curve: &[EpochPoint], f: impl Fn(&EpochPoint) -> Option<f64>) -> Vec<(f64, f64)> {
+fn series(curve: &[EpochRow], f: impl Fn(&EpochRow) -> Option<f64>) -> Vec<(f64, f64)> {
     curve
         .iter()
         .filter_map(|p| f(p).filter(|v| v.is_finite()).map(|v| (p.epoch as f64, v)))
@@ -546,21 +547,13 @@ pub fn cells(s: &Snapshot) -> Vec<CellStats> {
     let mut out: Vec<CellStats> = groups
         .into_iter()
         .map(|(params, vals, tests)| {
-            let n = vals.len();
-            let mean = vals.iter().sum::<f64>() / n as f64;
-            let sd = if n > 1 {
-                (vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
-            } else {
-                0.0
-            };
-            let test_mean =
-                (!tests.is_empty()).then(|| tests.iter().sum::<f64>() / tests.len() as f64);
+            let val = Summary::of(&vals).expect("a cell has an evaluated run");
             CellStats {
                 params,
-                n,
-                mean,
-                sd,
-                test_mean,
+                n: val.n,
+                mean: val.mean,
+                sd: val.sd,
+                test_mean: Summary::of(&tests).map(|t| t.mean),
             }
         })
         .collect();
@@ -831,11 +824,11 @@ mod tests {
         }
     }
 
-    fn curve(epochs: usize, shift: f64) -> Vec<EpochPoint> {
+    fn curve(epochs: usize, shift: f64) -> Vec<EpochRow> {
         (1..=epochs)
             .map(|e| {
                 let t = e as f64;
-                EpochPoint {
+                EpochRow {
                     epoch: e,
                     train_loss: Some(1.8 - 0.6 * (1.0 - (-t / 4.0).exp()) - shift),
                     train_acc: Some(0.25 + 0.35 * (1.0 - (-t / 4.0).exp()) + shift),
@@ -843,6 +836,7 @@ mod tests {
                     val_acc: Some(0.3 + 0.28 * (1.0 - (-t / 3.0).exp()) + shift),
                     lr: Some(1e-3),
                     secs: Some(40.0 + t),
+                    write_ms: None,
                 }
             })
             .collect()

@@ -769,13 +769,7 @@ impl Analysis {
                 }
             }
             Format::Csv => {
-                // One CSV table per section, each after a `# section` line.
-                for (i, s) in sections.iter().enumerate() {
-                    if i > 0 {
-                        out.push('\n');
-                    }
-                    let _ = write!(out, "# {}\n{}", s.name, s.rows.render(format));
-                }
+                out = super::csv_sections(sections.iter().map(|s| (s.name, &s.rows)));
             }
             Format::Html => unreachable!("handled above"),
             Format::Json => {
@@ -784,22 +778,7 @@ impl Analysis {
                 obj.insert("metric".into(), json!(self.metric.name()));
                 obj.insert("notes".into(), json!(self.notes()));
                 for s in &sections {
-                    let rows: Vec<Value> = s
-                        .rows
-                        .rows
-                        .iter()
-                        .map(|r| {
-                            Value::Object(
-                                s.rows
-                                    .headers
-                                    .iter()
-                                    .cloned()
-                                    .zip(r.iter().cloned())
-                                    .collect(),
-                            )
-                        })
-                        .collect();
-                    obj.insert(s.name.into(), Value::Array(rows));
+                    obj.insert(s.name.into(), Value::Array(s.rows.objects()));
                 }
                 let _ = writeln!(
                     out,

@@ -297,32 +297,14 @@ fn render(format: Format, title: &str, notes: &[String], sections: Vec<(&str, Ro
             }
         }
         Format::Csv => {
-            for (i, (name, rows)) in sections.iter().enumerate() {
-                if i > 0 {
-                    out.push('\n');
-                }
-                let _ = write!(out, "# {name}\n{}", rows.render(format));
-            }
+            out = super::csv_sections(sections.iter().map(|(name, rows)| (*name, rows)));
         }
         Format::Json => {
             let mut obj = serde_json::Map::new();
             obj.insert("title".into(), Value::from(title));
             obj.insert("notes".into(), Value::from(notes.to_vec()));
             for (name, rows) in sections {
-                let list: Vec<Value> = rows
-                    .rows
-                    .iter()
-                    .map(|r| {
-                        Value::Object(
-                            rows.headers
-                                .iter()
-                                .cloned()
-                                .zip(r.iter().cloned())
-                                .collect(),
-                        )
-                    })
-                    .collect();
-                obj.insert(name.replace(' ', "_"), Value::Array(list));
+                obj.insert(name.replace(' ', "_"), Value::Array(rows.objects()));
             }
             let _ = writeln!(
                 out,

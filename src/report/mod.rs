@@ -32,6 +32,21 @@ pub enum ReportError {
 }
 
 /// What a leaderboard is ordered by (val metrics only).
+/// Several tables as CSV: one CSV table per section, each after a `# name` line.
+pub(crate) fn csv_sections<'a>(sections: impl IntoIterator<Item = (&'a str, &'a Rows)>) -> String {
+    let mut out = String::new();
+    for (i, (name, rows)) in sections.into_iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&format!(
+            "# {name}\n{}",
+            rows.render(crate::table::Format::Csv)
+        ));
+    }
+    out
+}
+
 /// Test metrics are deliberately not here: ranking on test would select on test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 #[value(rename_all = "snake_case")]
