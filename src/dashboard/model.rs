@@ -8,7 +8,7 @@
 //! are read once, when it has been evaluated.
 
 use crate::emotion::Emotion;
-use crate::store::{EpochRow, RunStatus, Store, StoreError};
+use crate::store::{EPOCH_COLUMNS, EpochRow, RunStatus, Store, StoreError};
 use rusqlite::{Connection, params};
 use std::collections::HashMap;
 use std::path::Path;
@@ -314,30 +314,20 @@ impl Loader {
         let id = self.snapshot.sweep.id;
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT e.rowid, e.run_id, e.epoch, e.train_loss, e.train_acc, e.val_loss,
-                        e.val_acc, e.lr, e.secs, e.write_ms
-                 FROM epochs e
-                 WHERE e.rowid > ?1
-                   AND e.run_id IN (SELECT run_id FROM sweep_runs WHERE sweep_id = ?2)
-                 ORDER BY e.rowid",
-            )
+            .prepare_cached(&format!(
+                "SELECT e.rowid, e.run_id, {EPOCH_COLUMNS}
+                     FROM epochs e
+                     WHERE e.rowid > ?1
+                       AND e.run_id IN (SELECT run_id FROM sweep_runs WHERE sweep_id = ?2)
+                     ORDER BY e.rowid"
+            ))
             .map_err(self.err())?;
         let rows = stmt
             .query_map(params![self.last_epoch_rowid, id], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, String>(1)?,
-                    EpochRow {
-                        epoch: r.get::<_, i64>(2)? as usize,
-                        train_loss: r.get(3)?,
-                        train_acc: r.get(4)?,
-                        val_loss: r.get(5)?,
-                        val_acc: r.get(6)?,
-                        lr: r.get(7)?,
-                        secs: r.get(8)?,
-                        write_ms: r.get(9)?,
-                    },
+                    EpochRow::from_row(r, 2)?,
                 ))
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())

@@ -780,11 +780,7 @@ impl Analysis {
                 for s in &sections {
                     obj.insert(s.name.into(), Value::Array(s.rows.objects()));
                 }
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string_pretty(&Value::Object(obj)).expect("JSON serialises")
-                );
+                out = super::json_document(obj);
             }
         }
         out

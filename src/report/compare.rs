@@ -306,11 +306,7 @@ fn render(format: Format, title: &str, notes: &[String], sections: Vec<(&str, Ro
             for (name, rows) in sections {
                 obj.insert(name.replace(' ', "_"), Value::Array(rows.objects()));
             }
-            let _ = writeln!(
-                out,
-                "{}",
-                serde_json::to_string_pretty(&Value::Object(obj)).expect("JSON serialises")
-            );
+            out = super::json_document(obj);
         }
     }
     out

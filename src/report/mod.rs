@@ -32,6 +32,13 @@ pub enum ReportError {
 }
 
 /// What a leaderboard is ordered by (val metrics only).
+/// A report as one pretty-printed JSON object.
+pub(crate) fn json_document(obj: serde_json::Map<String, Value>) -> String {
+    let mut text = serde_json::to_string_pretty(&Value::Object(obj)).expect("JSON serialises");
+    text.push('\n');
+    text
+}
+
 /// Several tables as CSV: one CSV table per section, each after a `# name` line.
 pub(crate) fn csv_sections<'a>(sections: impl IntoIterator<Item = (&'a str, &'a Rows)>) -> String {
     let mut out = String::new();

@@ -147,6 +147,26 @@ pub struct EpochRow {
     pub write_ms: Option<f64>,
 }
 
+/// The `epochs` columns an [`EpochRow`] is read from, in [`EpochRow::from_row`]'s order.
+pub const EPOCH_COLUMNS: &str =
+    "epoch, train_loss, train_acc, val_loss, val_acc, lr, secs, write_ms";
+
+impl EpochRow {
+    /// Reads [`EPOCH_COLUMNS`] from `r`, starting at column `first`.
+    pub fn from_row(r: &rusqlite::Row, first: usize) -> rusqlite::Result<EpochRow> {
+        Ok(EpochRow {
+            epoch: r.get::<_, i64>(first)? as usize,
+            train_loss: r.get(first + 1)?,
+            train_acc: r.get(first + 2)?,
+            val_loss: r.get(first + 3)?,
+            val_acc: r.get(first + 4)?,
+            lr: r.get(first + 5)?,
+            secs: r.get(first + 6)?,
+            write_ms: r.get(first + 7)?,
+        })
+    }
+}
+
 pub struct Store {
     conn: Connection,
     path: PathBuf,
@@ -613,24 +633,12 @@ impl Store {
     pub fn epoch_rows(&self, run_id: &str) -> Result<Vec<EpochRow>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT epoch, train_loss, train_acc, val_loss, val_acc, lr, secs, write_ms
-                 FROM epochs WHERE run_id = ?1 ORDER BY epoch",
-            )
+            .prepare(&format!(
+                "SELECT {EPOCH_COLUMNS} FROM epochs WHERE run_id = ?1 ORDER BY epoch"
+            ))
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map([run_id], |r| {
-                Ok(EpochRow {
-                    epoch: r.get::<_, i64>(0)? as usize,
-                    train_loss: r.get(1)?,
-                    train_acc: r.get(2)?,
-                    val_loss: r.get(3)?,
-                    val_acc: r.get(4)?,
-                    lr: r.get(5)?,
-                    secs: r.get(6)?,
-                    write_ms: r.get(7)?,
-                })
-            })
+            .query_map([run_id], |r| EpochRow::from_row(r, 0))
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
