@@ -197,6 +197,15 @@ impl Rows {
     }
 }
 
+/// Swept keys with their values, `lr=0.001 dropout=0.5`: how a cell or run is named.
+pub fn key_values(keys: &[String], values: &[String]) -> String {
+    keys.iter()
+        .zip(values)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Text made safe inside HTML elements and attributes.
 pub fn html_escape(text: &str) -> String {
     text.replace('&', "&amp;")

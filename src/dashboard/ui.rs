@@ -383,13 +383,7 @@ fn draw_run(frame: &mut Frame, app: &App, area: Rect, full: bool) {
         );
         return;
     };
-    let params = s
-        .axes
-        .iter()
-        .zip(&run.params)
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let params = crate::table::key_values(&s.axes, &run.params);
     let title = format!(" Run {} {} seed={} ", run.id, params, run.seed);
     let outer = block(title, app.panel == Panel::Run || full);
     let inner = outer.inner(area);

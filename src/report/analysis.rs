@@ -595,13 +595,7 @@ impl Analysis {
 
         // The best cell per class and its confusion matrix.
         if let Some(best) = self.cells.first() {
-            let label = self
-                .axes
-                .iter()
-                .zip(&best.params)
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(" ");
+            let label = crate::table::key_values(&self.axes, &best.params);
             let mut rows = Rows::new(
                 [
                     "emotion",

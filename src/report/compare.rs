@@ -103,13 +103,7 @@ fn compare_sweeps(a: &Analysis, b: &Analysis, format: Format) -> String {
             ]);
             continue;
         };
-        let label = an
-            .axes
-            .iter()
-            .zip(&best.params)
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let label = crate::table::key_values(&an.axes, &best.params);
         let r = |v: f64| Value::from((v * 1e4).round() / 1e4);
         rows.push(vec![
             Value::from(an.sweep.clone()),

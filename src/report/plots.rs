@@ -164,15 +164,23 @@ fn draw_curves<DB: DrawingBackend>(root: &Plot<DB>, curves: &[CellCurve]) -> Res
                 PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
             });
     }
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
+    root.present().map_err(err)
+}
+
+/// The series legend every figure with several series draws, boxed at `position`.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Result<(), String> {
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(position)
         .label_font(("sans-serif", 16))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
-        .map_err(err)?;
-    root.present().map_err(err)
+        .map_err(err)
 }
 
 /// One key's effect: its values' means with ±sd error bars.
@@ -365,14 +373,7 @@ fn draw_class_f1<DB: DrawingBackend>(root: &Plot<DB>, a: &Analysis) -> Result<()
             .label(name)
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 16, y + 6)], color.filled()));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font(("sans-serif", 16))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     root.present().map_err(err)
 }
 
