@@ -321,14 +321,7 @@ mod tests {
     /// every epoch it reached.
     fn synthetic_sweep(db: &Path, reached: [usize; 4]) -> i64 {
         let mut store = Store::open(db).unwrap();
-        let sweep = SweepRecord {
-            name: "s".into(),
-            file: "s.toml".into(),
-            spec: String::new(),
-            data_path: "d".into(),
-            data_fingerprint: "f".into(),
-            axes: vec![],
-        };
+        let sweep = SweepRecord::for_test("s", &[]);
         let runs: Vec<RunRecord> = (0..4)
             .map(|i| RunRecord {
                 id: format!("r{i}"),

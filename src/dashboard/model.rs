@@ -471,14 +471,7 @@ mod tests {
     use crate::store::{RunRecord, SweepRecord};
 
     fn sweep(store: &mut Store, name: &str, runs: usize) -> i64 {
-        let record = SweepRecord {
-            name: name.into(),
-            file: format!("{name}.toml"),
-            spec: String::new(),
-            data_path: "d".into(),
-            data_fingerprint: "f".into(),
-            axes: vec!["lr".into()],
-        };
+        let record = SweepRecord::for_test(name, &["lr"]);
         let runs: Vec<RunRecord> = (0..runs)
             .map(|i| RunRecord {
                 id: format!("{name}{i}"),

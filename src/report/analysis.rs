@@ -866,14 +866,7 @@ mod tests {
         let db = dir.join("db.sqlite");
         let mut store = Store::open(&db).unwrap();
         let rs = runs();
-        let record = SweepRecord {
-            name: "s".into(),
-            file: "s.toml".into(),
-            spec: String::new(),
-            data_path: "d".into(),
-            data_fingerprint: "f".into(),
-            axes: vec!["lr".into(), "loss".into()],
-        };
+        let record = SweepRecord::for_test("s", &["lr", "loss"]);
         let records: Vec<RunRecord> = rs
             .iter()
             .map(|r| RunRecord {

@@ -95,6 +95,21 @@ pub struct SweepRecord {
     pub axes: Vec<String>,
 }
 
+#[cfg(test)]
+impl SweepRecord {
+    /// A sweep record for tests: file `<name>.toml`, data `d`, fingerprint `f`.
+    pub(crate) fn for_test(name: &str, axes: &[&str]) -> SweepRecord {
+        SweepRecord {
+            name: name.into(),
+            file: format!("{name}.toml"),
+            spec: String::new(),
+            data_path: "d".into(),
+            data_fingerprint: "f".into(),
+            axes: axes.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+}
+
 /// A planned run as stored.
 #[derive(Debug, Clone)]
 pub struct RunRecord {
@@ -890,14 +905,7 @@ mod tests {
     use super::*;
 
     fn sample_sweep() -> (SweepRecord, Vec<RunRecord>) {
-        let sweep = SweepRecord {
-            name: "s".into(),
-            file: "s.toml".into(),
-            spec: "".into(),
-            data_path: "d".into(),
-            data_fingerprint: "f".into(),
-            axes: vec!["lr".into()],
-        };
+        let sweep = SweepRecord::for_test("s", &["lr"]);
         let runs = (0..2)
             .map(|i| RunRecord {
                 id: format!("run{i}"),
