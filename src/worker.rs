@@ -323,15 +323,7 @@ mod tests {
         let mut store = Store::open(db).unwrap();
         let sweep = SweepRecord::for_test("s", &[]);
         let runs: Vec<RunRecord> = (0..4)
-            .map(|i| RunRecord {
-                id: format!("r{i}"),
-                seed: 1,
-                config_json: "{}".into(),
-                model: "baseline".into(),
-                epochs: 9,
-                params: vec![],
-                artifact_dir: "x".into(),
-            })
+            .map(|i| RunRecord::for_test(format!("r{i}"), 1, 9, vec![]))
             .collect();
         let sweep_id = store.register_sweep(&sweep, &runs).unwrap();
         for (i, &epochs) in reached.iter().enumerate() {

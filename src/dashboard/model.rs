@@ -473,14 +473,13 @@ mod tests {
     fn sweep(store: &mut Store, name: &str, runs: usize) -> i64 {
         let record = SweepRecord::for_test(name, &["lr"]);
         let runs: Vec<RunRecord> = (0..runs)
-            .map(|i| RunRecord {
-                id: format!("{name}{i}"),
-                seed: 1,
-                config_json: "{}".into(),
-                model: "baseline".into(),
-                epochs: 5,
-                params: vec![("lr".into(), serde_json::Value::from(0.001 * (i + 1) as f64))],
-                artifact_dir: "x".into(),
+            .map(|i| {
+                RunRecord::for_test(
+                    format!("{name}{i}"),
+                    1,
+                    5,
+                    vec![("lr".into(), serde_json::Value::from(0.001 * (i + 1) as f64))],
+                )
             })
             .collect();
         store.register_sweep(&record, &runs).unwrap()

@@ -870,20 +870,20 @@ mod tests {
         let records: Vec<RunRecord> = rs
             .iter()
             .map(|r| RunRecord {
-                id: r.id.clone(),
-                seed: r.seed,
                 config_json: format!("{{\"lr\":{},\"loss\":\"{}\"}}", r.params[0], r.params[1]),
-                model: "baseline".into(),
-                epochs: 30,
-                params: vec![
-                    (
-                        "lr".into(),
-                        Value::from(r.params[0].parse::<f64>().unwrap()),
-                    ),
-                    ("loss".into(), Value::from(r.params[1].clone())),
-                    ("tta".into(), Value::from("none")),
-                ],
-                artifact_dir: "x".into(),
+                ..RunRecord::for_test(
+                    r.id.clone(),
+                    r.seed,
+                    30,
+                    vec![
+                        (
+                            "lr".into(),
+                            Value::from(r.params[0].parse::<f64>().unwrap()),
+                        ),
+                        ("loss".into(), Value::from(r.params[1].clone())),
+                        ("tta".into(), Value::from("none")),
+                    ],
+                )
             })
             .collect();
         store.register_sweep(&record, &records).unwrap();

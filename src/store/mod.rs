@@ -122,6 +122,27 @@ pub struct RunRecord {
     pub artifact_dir: String,
 }
 
+#[cfg(test)]
+impl RunRecord {
+    /// A baseline run record for tests: config `{}`, artifacts in `x`.
+    pub(crate) fn for_test(
+        id: impl Into<String>,
+        seed: u64,
+        epochs: usize,
+        params: Vec<(String, Value)>,
+    ) -> RunRecord {
+        RunRecord {
+            id: id.into(),
+            seed,
+            config_json: "{}".into(),
+            model: "baseline".into(),
+            epochs,
+            params,
+            artifact_dir: "x".into(),
+        }
+    }
+}
+
 /// Seconds since the Unix epoch, the unit of leases.
 pub fn now_unix() -> f64 {
     std::time::SystemTime::now()
@@ -907,14 +928,13 @@ mod tests {
     fn sample_sweep() -> (SweepRecord, Vec<RunRecord>) {
         let sweep = SweepRecord::for_test("s", &["lr"]);
         let runs = (0..2)
-            .map(|i| RunRecord {
-                id: format!("run{i}"),
-                seed: 1,
-                config_json: "{}".into(),
-                model: "baseline".into(),
-                epochs: 1,
-                params: vec![("lr".into(), Value::from(0.1 * f64::from(i + 1)))],
-                artifact_dir: "x".into(),
+            .map(|i| {
+                RunRecord::for_test(
+                    format!("run{i}"),
+                    1,
+                    1,
+                    vec![("lr".into(), Value::from(0.1 * f64::from(i + 1)))],
+                )
             })
             .collect();
         (sweep, runs)
