@@ -1,9 +1,10 @@
 //! `fer-lab bench`: training-step throughput of each model on a device — forward, backward and
-//! an Adam step on a fixed batch, timed after warm-up, median over the steps. Speed is a
+//! an Adam step on a fixed batch of real training images (synthetic pixels only when no data is
+//! imported), timed after warm-up, median over the steps. Speed is a
 //! benchmark, never a test: run it, read the table, write the numbers in docs/benchmarks.md.
 
 use crate::config::{ModelSpec, RunConfig};
-use crate::data::IMAGE_SIDE;
+use crate::data::{IMAGE_PIXELS, IMAGE_SIDE, SplitImages};
 use crate::model::{self, FerModel};
 use crate::table::Rows;
 use crate::train::loss::Loss;
@@ -33,12 +34,17 @@ pub fn parse_model(text: &str) -> Result<ModelSpec, String> {
 }
 
 /// Median seconds of one training step of `spec` at `batch`, over `steps` timed steps.
+///
+/// The batch is `batch` real training images from `train` when given: activations of real faces
+/// decide how branchy kernels such as max-pooling run (a synthetic periodic pattern made the
+/// pooling twice as cheap as on real data). Without data the pixels are synthetic.
 pub fn train_step_seconds(
     spec: &ModelSpec,
     batch: usize,
     warmup: usize,
     steps: usize,
     device: &Device,
+    train: Option<&SplitImages>,
 ) -> f64 {
     let device = device.clone().autodiff();
     let config = RunConfig {
@@ -49,14 +55,33 @@ pub fn train_step_seconds(
     let mut model = FerModel::new(&config, &device);
     let mut optim = AdamConfig::new().init();
     let loss = Loss::cross_entropy();
-    let pixels: Vec<f32> = (0..batch * IMAGE_SIDE * IMAGE_SIDE)
-        .map(|i| ((i * 7919) % 255) as f32 / 255.0)
-        .collect();
+    let (pixels, labels): (Vec<f32>, Vec<i64>) = match train.filter(|t| !t.is_empty()) {
+        Some(train) => {
+            // Spread over the split (a stride prime to its size), as a shuffled loader would.
+            let picks: Vec<usize> = (0..batch)
+                .map(|i| (i * 104_729 + 17) % train.len())
+                .collect();
+            let mut pixels = Vec::with_capacity(batch * IMAGE_PIXELS);
+            for &i in &picks {
+                pixels.extend(train.image(i).iter().map(|&p| f32::from(p) / 255.0));
+            }
+            let labels = picks
+                .iter()
+                .map(|&i| i64::from(train.label(i).id()))
+                .collect();
+            (pixels, labels)
+        }
+        None => (
+            (0..batch * IMAGE_PIXELS)
+                .map(|i| ((i * 7919) % 255) as f32 / 255.0)
+                .collect(),
+            (0..batch as i64).map(|i| i % 7).collect(),
+        ),
+    };
     let images = Tensor::<4>::from_data(
         TensorData::new(pixels, [batch, 1, IMAGE_SIDE, IMAGE_SIDE]),
         &device,
     );
-    let labels: Vec<i64> = (0..batch as i64).map(|i| i % 7).collect();
     let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &device);
     let mut times = Vec::with_capacity(steps);
     for step in 0..warmup + steps {
@@ -82,6 +107,7 @@ pub fn run(
     steps: usize,
     device: &Device,
     device_name: &str,
+    train: Option<&SplitImages>,
 ) -> Rows {
     let mut rows = Rows::new([
         "model",
@@ -99,7 +125,7 @@ pub fn run(
             ..RunConfig::default()
         };
         let size = model::size(&FerModel::new(&config, device), &config);
-        let secs = train_step_seconds(spec, batch, warmup, steps, device);
+        let secs = train_step_seconds(spec, batch, warmup, steps, device, train);
         let knobs = config
             .flatten()
             .into_iter()

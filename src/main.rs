@@ -152,7 +152,8 @@ struct BenchArgs {
     /// the data pipeline on real images, or evaluation on the real val split.
     #[arg(long, value_enum, conflicts_with_all = ["dashboard", "report"])]
     stage: Option<fer_lab::bench::Stage>,
-    /// With --stage data|eval: the imported data.
+    /// The imported data: real training images for the step, the loader for --stage data, the
+    /// val split for --stage eval.
     #[arg(long, default_value = "data/fer2013")]
     data: PathBuf,
     /// Measure the dashboard instead: time to first frame and CPU use on a synthetic sweep.
@@ -504,14 +505,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .and_then(|t| t.parse().ok())
                 .unwrap_or_else(rayon::current_num_threads);
             let dev = device.device();
+            let (data, _) = data::open(&args.data)
+                .with_context(|| format!("--data {}", args.data.display()))?;
             let (seconds, images) = match stage {
                 Stage::Step => (
-                    b::train_step_seconds(&spec, args.batch, 3, args.steps, &dev),
+                    b::train_step_seconds(
+                        &spec,
+                        args.batch,
+                        3,
+                        args.steps,
+                        &dev,
+                        Some(&data.train),
+                    ),
                     args.batch,
                 ),
                 Stage::Data | Stage::Eval => {
-                    let (data, _) = data::open(&args.data)
-                        .with_context(|| format!("--data {}", args.data.display()))?;
                     if stage == Stage::Data {
                         (
                             b::data_seconds(&data, args.batch, 3, args.steps, &dev),
@@ -565,6 +573,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if args.batch == 0 || args.steps == 0 {
                 bail!("--batch and --steps must be at least 1");
             }
+            // Real faces when the data is imported (see `train_step_seconds`), else synthetic.
+            let data = match data::open(&args.data) {
+                Ok((data, _)) => Some(data),
+                Err(e) => {
+                    eprintln!(
+                        "no data at {} ({e}): timing synthetic pixels",
+                        args.data.display()
+                    );
+                    None
+                }
+            };
             let rows = fer_lab::bench::run(
                 &models,
                 args.batch,
@@ -572,6 +591,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 args.steps,
                 &device.device(),
                 &device.to_string(),
+                data.as_ref().map(|d| &d.train),
             );
             print!("{}", rows.render(args.format));
             Ok(ExitCode::SUCCESS)

@@ -2,6 +2,7 @@
 //! attention modules (squeeze-and-excitation, CBAM).
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::MaxPool2d;
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::prelude::*;
 use burn::tensor::activation::sigmoid;
@@ -42,10 +43,25 @@ impl ConvBn {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut x = self.conv.forward(x);
-        if let Some(bn) = &self.bn {
-            x = bn.forward(x);
+        self.activate(self.normalized(x))
+    }
+
+    /// `pool(forward(x))`, computed as conv → batch norm → pool → ReLU: max-pooling and ReLU
+    /// commute (both are monotone), so ReLU and its backward run on a quarter of the values.
+    /// Outputs and gradients are the same.
+    pub fn forward_pooled(&self, x: Tensor<4>, pool: &MaxPool2d) -> Tensor<4> {
+        self.activate(pool.forward(self.normalized(x)))
+    }
+
+    fn normalized(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = self.conv.forward(x);
+        match &self.bn {
+            Some(bn) => bn.forward(x),
+            None => x,
         }
+    }
+
+    fn activate(&self, x: Tensor<4>) -> Tensor<4> {
         match &self.relu {
             Some(relu) => relu.forward(x),
             None => x,
@@ -130,5 +146,71 @@ impl Cbam {
 
     pub fn flops(channels: usize, side: usize) -> u64 {
         4 * super::dense_flops(channels, reduced(channels)) + super::conv_flops(7, 2, 1, side)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::pool::MaxPool2dConfig;
+
+    #[test]
+    fn pooling_before_relu_gives_the_same_values_and_gradients() {
+        let device = Device::flex().autodiff();
+        let mut block = ConvBn::new(3, 4, 3, 1, false, true, &device);
+        // Fixed weights (the device's seed is shared with tests running beside): channel 0 sums
+        // its window, so it is negative all over the first image and positive over the second;
+        // the other channels mix signs.
+        let weights: Vec<f32> = (0..4 * 3 * 3 * 3)
+            .map(|i| {
+                if i < 27 {
+                    0.1
+                } else {
+                    ((i * 31) % 17) as f32 / 8.0 - 1.0
+                }
+            })
+            .collect();
+        block.conv.weight = burn::module::Param::from_tensor(Tensor::from_data(
+            TensorData::new(weights, [4, 3, 3, 3]),
+            &device,
+        ));
+        block.conv.bias = Some(burn::module::Param::from_tensor(Tensor::zeros(
+            [4],
+            &device,
+        )));
+        let pool = MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init();
+        let per_image = 3 * 9 * 9;
+        let pixels: Vec<f32> = (0..2 * per_image)
+            .map(|i| ((i * 53) % 97) as f32 / 97.0 + if i < per_image { -2.0 } else { 1.0 })
+            .collect();
+        let x = Tensor::<4>::from_data(TensorData::new(pixels, [2, 3, 9, 9]), &device);
+        let run = |fused: bool| {
+            let x = x.clone().require_grad();
+            let y = if fused {
+                block.forward_pooled(x.clone(), &pool)
+            } else {
+                pool.forward(block.forward(x.clone()))
+            };
+            // Weighted, so every output position sends back a different gradient.
+            let n = y.shape().num_elements();
+            let weights = Tensor::<1>::from_data(
+                TensorData::new((0..n).map(|i| i as f32).collect::<Vec<_>>(), [n]),
+                &device,
+            )
+            .reshape(y.shape());
+            let grads = (y.clone() * weights).sum().backward();
+            (
+                y.into_data(),
+                x.grad(&grads).expect("input gradient").into_data(),
+            )
+        };
+        let (y_fused, g_fused) = run(true);
+        let (y_plain, g_plain) = run(false);
+        assert_eq!(y_fused.shape().to_vec(), vec![2, 4, 4, 4]);
+        y_fused.assert_eq(&y_plain, true);
+        g_fused.assert_eq(&g_plain, true);
+        // Some windows are all negative, so the test covers ReLU cutting gradients too.
+        let values = y_plain.try_to_vec::<f32>().unwrap();
+        assert!(values.contains(&0.0) && values.iter().any(|&v| v > 0.0));
     }
 }

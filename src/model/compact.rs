@@ -87,10 +87,11 @@ impl Compact {
 
     pub fn forward(&self, mut x: Tensor<4>) -> Tensor<2> {
         for block in self.convs.chunks(self.convs_per_block) {
-            for conv in block {
+            let (last, first) = block.split_last().expect("blocks are never empty");
+            for conv in first {
                 x = conv.forward(x);
             }
-            x = self.pool.forward(x);
+            x = last.forward_pooled(x, &self.pool);
         }
         let mut x = x.flatten(1, 3);
         for layer in &self.dense {

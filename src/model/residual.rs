@@ -122,7 +122,7 @@ impl ResNet {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut x = self.stem_pool.forward(self.stem.forward(x));
+        let mut x = self.stem.forward_pooled(x, &self.stem_pool);
         for block in &self.blocks {
             x = block.forward(x);
         }
