@@ -2,6 +2,7 @@
 //! Conv(32, 3×3)-ReLU-MaxPool-Conv(64, 3×3)-ReLU-MaxPool-Flatten-Dense(128)-ReLU-Dropout-Dense(7).
 //! Convolutions use Keras' default "valid" padding: 48 → 46 → 23 → 21 → 10.
 
+use super::conv::conv2d;
 use super::{CLASSES, SIDE, conv_flops, dense_flops};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
@@ -44,8 +45,8 @@ impl Baseline {
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         // relu(pool(x)) = pool(relu(x)): both are monotone, so ReLU runs on a quarter of the values.
-        let x = self.relu.forward(self.pool.forward(self.conv1.forward(x)));
-        let x = self.relu.forward(self.pool.forward(self.conv2.forward(x)));
+        let x = self.relu.forward(self.pool.forward(conv2d(&self.conv1, x)));
+        let x = self.relu.forward(self.pool.forward(conv2d(&self.conv2, x)));
         let x = x.flatten(1, 3);
         let x = self.relu.forward(self.fc1.forward(x));
         self.fc2.forward(self.dropout.forward(x))

@@ -7,6 +7,7 @@
 pub mod baseline;
 pub mod blocks;
 pub mod compact;
+pub mod conv;
 pub mod residual;
 pub mod vgg;
 
