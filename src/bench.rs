@@ -151,7 +151,7 @@ pub fn run(
 /// has the same stages, so `bench/compare.sh` can put the two side by side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Stage {
-    /// Forward + backward + Adam on one fixed batch (synthetic pixels).
+    /// Forward + backward + Adam on one fixed batch of real training images.
     Step,
     /// The data pipeline alone: a batch of real training images through fer-lab's loader with
     /// its default augmentation, into a tensor.
