@@ -245,3 +245,104 @@ pub fn eval_seconds(
     crate::train::eval::evaluate(&model, &val, batch, tta, device);
     started.elapsed().as_secs_f64()
 }
+
+/// Median milliseconds of `f` over `steps` calls after `warmup`; reading the result back waits
+/// for asynchronous devices.
+fn median_ms<const D: usize>(warmup: usize, steps: usize, mut f: impl FnMut() -> Tensor<D>) -> f64 {
+    let mut times = Vec::with_capacity(steps);
+    for i in 0..warmup + steps {
+        let started = Instant::now();
+        let _ = f().into_data();
+        if i >= warmup {
+            times.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// `fer-lab bench --conv`: the gradients of the baseline's two convolutions, burn's formulation
+/// against `model::conv`'s, and each layer's forward + backward both ways.
+pub fn conv_rows(device: &Device, batch: usize, steps: usize) -> Rows {
+    use crate::model::conv::{ValidConv, conv2d};
+    use burn::backend::Dispatch;
+    use burn::backend::ops::{ConvOptions, ModuleOps};
+    use burn::nn::conv::Conv2dConfig;
+    use burn::tensor::Distribution;
+
+    let mut rows = Rows::new(["layer", "what", "burn_ms", "fer_lab_ms", "speedup"]);
+    let mut push = |layer: &str, what: &str, burn: f64, ours: f64| {
+        rows.push(vec![
+            Value::from(layer),
+            Value::from(what),
+            Value::from((burn * 100.0).round() / 100.0),
+            Value::from((ours * 100.0).round() / 100.0),
+            Value::from((burn / ours * 100.0).round() / 100.0),
+        ]);
+    };
+    // The baseline's layers: 1 → 32 on the 48×48 image, 32 → 64 on the pooled 23×23 map.
+    for (c_in, c_out, side) in [(1, 32, IMAGE_SIDE), (32, 64, 23)] {
+        let layer = format!("{c_in}→{c_out}, {side}×{side}");
+        let out = side - 2;
+        let x = Tensor::<4>::random([batch, c_in, side, side], Distribution::Default, device);
+        let w = Tensor::<4>::random([c_out, c_in, 3, 3], Distribution::Default, device);
+        let b = Tensor::<1>::random([c_out], Distribution::Default, device);
+        let g = Tensor::<4>::random([batch, c_out, out, out], Distribution::Default, device);
+        let options = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
+        let dispatch = |t: &Tensor<4>| t.clone().into_dispatch();
+        let burn = median_ms(3, steps, || {
+            Tensor::<4>::from_dispatch(<Dispatch as ModuleOps<Dispatch>>::conv2d_weight_backward(
+                dispatch(&x),
+                dispatch(&w),
+                dispatch(&g),
+                options.clone(),
+            ))
+        });
+        let ours = median_ms(3, steps, || {
+            Tensor::<4>::from_dispatch(<Dispatch as ValidConv>::conv2d_valid_weight_grad(
+                dispatch(&x),
+                dispatch(&w),
+                dispatch(&g),
+                options.clone(),
+            ))
+        });
+        push(&layer, "weight gradient", burn, ours);
+        let burn = median_ms(3, steps, || {
+            Tensor::<1>::from_dispatch(<Dispatch as ModuleOps<Dispatch>>::conv2d_bias_backward(
+                dispatch(&x),
+                b.clone().into_dispatch(),
+                dispatch(&g),
+            ))
+        });
+        let ours = median_ms(3, steps, || {
+            g.clone()
+                .sum_dim(0)
+                .reshape([c_out, out * out])
+                .sum_dim(1)
+                .reshape([c_out])
+        });
+        push(&layer, "bias gradient", burn, ours);
+
+        // The layer in training: forward, then backward into its weight, bias and (after the
+        // first layer, whose input is the image) its input.
+        let autodiff = device.clone().autodiff();
+        let conv = Conv2dConfig::new([c_in, c_out], [3, 3]).init(&autodiff);
+        let xa = Tensor::<4>::from_data(x.to_data(), &autodiff);
+        let ga = Tensor::<4>::from_data(g.to_data(), &autodiff);
+        let train = |forward: &dyn Fn(Tensor<4>) -> Tensor<4>| {
+            median_ms(3, steps, || {
+                let input = if c_in > 1 {
+                    xa.clone().require_grad()
+                } else {
+                    xa.clone()
+                };
+                let grads = (forward(input) * ga.clone()).sum().backward();
+                conv.weight.val().grad(&grads).expect("weight gradient")
+            })
+        };
+        let burn = train(&|input| conv.forward(input));
+        let ours = train(&|input| conv2d(&conv, input));
+        push(&layer, "forward + backward", burn, ours);
+    }
+    rows
+}

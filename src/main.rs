@@ -159,6 +159,10 @@ struct BenchArgs {
     /// Measure the dashboard instead: time to first frame and CPU use on a synthetic sweep.
     #[arg(long)]
     dashboard: bool,
+    /// Time the gradients of the baseline's convolutions instead: burn's formulation against
+    /// fer-lab's (src/model/conv.rs), on --device at --batch.
+    #[arg(long, conflicts_with_all = ["dashboard", "report", "stage"])]
+    conv: bool,
     /// Measure `fer-lab report` instead, on a synthetic sweep of --runs finished runs.
     #[arg(long, conflicts_with = "dashboard")]
     report: bool,
@@ -537,6 +541,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 "{}",
                 b::stage_line(stage, &spec, args.batch, seconds, images, threads)
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) if args.conv => {
+            let device: DeviceSpec = args.device.parse().map_err(anyhow::Error::msg)?;
+            if args.batch == 0 || args.steps == 0 {
+                bail!("--batch and --steps must be at least 1");
+            }
+            println!(
+                "the baseline's convolutions on {device}, batch {}, median of {} calls:",
+                args.batch, args.steps
+            );
+            let rows = fer_lab::bench::conv_rows(&device.device(), args.batch, args.steps);
+            print!("{}", rows.render(args.format));
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) if args.report => {
