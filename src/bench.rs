@@ -264,7 +264,7 @@ fn median_ms<const D: usize>(warmup: usize, steps: usize, mut f: impl FnMut() ->
 /// `fer-lab bench --conv`: the gradients of the baseline's two convolutions, burn's formulation
 /// against `model::conv`'s, and each layer's forward + backward both ways.
 pub fn conv_rows(device: &Device, batch: usize, steps: usize) -> Rows {
-    use crate::model::conv::{ValidConv, conv2d};
+    use crate::model::conv::{ValidConv, bias_grad, conv2d};
     use burn::backend::Dispatch;
     use burn::backend::ops::{ConvOptions, ModuleOps};
     use burn::nn::conv::Conv2dConfig;
@@ -315,11 +315,7 @@ pub fn conv_rows(device: &Device, batch: usize, steps: usize) -> Rows {
             ))
         });
         let ours = median_ms(3, steps, || {
-            g.clone()
-                .sum_dim(0)
-                .reshape([c_out, out * out])
-                .sum_dim(1)
-                .reshape([c_out])
+            Tensor::<1>::from_dispatch(bias_grad::<Dispatch>(dispatch(&g)))
         });
         push(&layer, "bias gradient", burn, ours);
 

@@ -161,16 +161,21 @@ fn burn_backward<B: ValidConv>(
     input_grad: bool,
 ) -> ConvGrads<B> {
     let ConvSaved { x, weight, .. } = saved;
-    // Sum over the batch first: [B, C, H, W] → [1, C, H, W] reads the gradient once and leaves
-    // a contiguous tensor, so no transposed copy is needed.
-    let [_, c_out, h, w] = grad.shape().dims();
-    let per_pixel = B::float_sum_dim(grad.clone(), 0);
-    let flat = B::float_reshape(per_pixel, Shape::new([c_out, h * w]));
-    let bias = B::float_reshape(B::float_sum_dim(flat, 1), Shape::new([c_out]));
+    let bias = bias_grad::<B>(grad.clone());
     let dx = input_grad
         .then(|| B::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options.clone()));
     let dw = B::conv2d_valid_weight_grad(x, weight, grad, options);
     (dx, dw, bias)
+}
+
+/// The bias gradient of a convolution from its output gradient `[B, C, H, W]`. Summing over the
+/// batch first (`[1, C, H, W]`) reads the gradient once and leaves a contiguous tensor, so unlike
+/// burn's default no transposed copy is needed.
+pub fn bias_grad<B: Backend>(grad: FloatTensor<B>) -> FloatTensor<B> {
+    let [_, c_out, h, w] = grad.shape().dims();
+    let per_pixel = B::float_sum_dim(grad, 0);
+    let flat = B::float_reshape(per_pixel, Shape::new([c_out, h * w]));
+    B::float_reshape(B::float_sum_dim(flat, 1), Shape::new([c_out]))
 }
 
 impl ConvKernels for Flex {}
