@@ -178,6 +178,16 @@ struct BenchArgs {
     seconds: f64,
 }
 
+impl BenchArgs {
+    /// The device of a timed benchmark, after checking the sizes every timed mode uses.
+    fn timed_device(&self) -> Result<DeviceSpec> {
+        if self.batch == 0 || self.steps == 0 {
+            bail!("--batch and --steps must be at least 1");
+        }
+        self.device.parse().map_err(anyhow::Error::msg)
+    }
+}
+
 #[derive(Subcommand)]
 enum DataCommand {
     /// Import a FER-2013 download (CSV, folder tree, .zip or .tar.gz) into a fast cache.
@@ -495,15 +505,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(args) if args.stage.is_some() => {
             use fer_lab::bench::{self as b, Stage};
             let stage = args.stage.expect("guarded");
-            let device: DeviceSpec = args.device.parse().map_err(anyhow::Error::msg)?;
+            let device = args.timed_device()?;
             let spec = match args.model.as_slice() {
                 [] => b::parse_model("baseline").map_err(anyhow::Error::msg)?,
                 [one] => b::parse_model(one).map_err(anyhow::Error::msg)?,
                 _ => bail!("--stage measures one --model at a time"),
             };
-            if args.batch == 0 || args.steps == 0 {
-                bail!("--batch and --steps must be at least 1");
-            }
             let threads = std::env::var("RAYON_NUM_THREADS")
                 .ok()
                 .and_then(|t| t.parse().ok())
@@ -544,10 +551,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) if args.conv => {
-            let device: DeviceSpec = args.device.parse().map_err(anyhow::Error::msg)?;
-            if args.batch == 0 || args.steps == 0 {
-                bail!("--batch and --steps must be at least 1");
-            }
+            let device = args.timed_device()?;
             println!(
                 "the baseline's convolutions on {device}, batch {}, median of {} calls:",
                 args.batch, args.steps
@@ -577,7 +581,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => {
-            let device: DeviceSpec = args.device.parse().map_err(anyhow::Error::msg)?;
+            let device = args.timed_device()?;
             let models = if args.model.is_empty() {
                 fer_lab::bench::default_models()
             } else {
@@ -587,9 +591,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(anyhow::Error::msg)?
             };
-            if args.batch == 0 || args.steps == 0 {
-                bail!("--batch and --steps must be at least 1");
-            }
             // Real faces when the data is imported (see `train_step_seconds`), else synthetic.
             let data = match data::open(&args.data) {
                 Ok((data, _)) => Some(data),
