@@ -95,8 +95,7 @@ pub fn train_step_seconds(
             times.push(started.elapsed().as_secs_f64());
         }
     }
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+    median(times)
 }
 
 /// The table `fer-lab bench` prints.
@@ -221,8 +220,7 @@ pub fn data_seconds(
             times.push(started.elapsed().as_secs_f64());
         }
     }
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+    median(times)
 }
 
 /// Seconds for one pass of `spec` (fresh weights) over the validation split; the second of two
@@ -246,6 +244,12 @@ pub fn eval_seconds(
     started.elapsed().as_secs_f64()
 }
 
+/// The median of timed samples (the upper one of an even count).
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
 /// Median milliseconds of `f` over `steps` calls after `warmup`; reading the result back waits
 /// for asynchronous devices.
 fn median_ms<const D: usize>(warmup: usize, steps: usize, mut f: impl FnMut() -> Tensor<D>) -> f64 {
@@ -257,8 +261,7 @@ fn median_ms<const D: usize>(warmup: usize, steps: usize, mut f: impl FnMut() ->
             times.push(started.elapsed().as_secs_f64() * 1e3);
         }
     }
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+    median(times)
 }
 
 /// `fer-lab bench --conv`: the gradients of the baseline's two convolutions, burn's formulation
