@@ -6,10 +6,10 @@
 //! rule) where burn uses the biased one.
 
 use super::conv;
-use burn::nn::conv::Conv2d;
-use burn::nn::pool::MaxPool2d;
 #[cfg(any(feature = "tch", test))]
 use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
+use burn::nn::pool::MaxPool2d;
 use burn::nn::{BatchNorm, Linear, Relu};
 use burn::prelude::*;
 
@@ -111,8 +111,10 @@ mod torch {
     }
 
     /// The region's outputs: its value, then the running statistics of its training norms.
-    fn run(region: Region, inputs: Vec<DispatchTensor>) -> Vec<DispatchTensor> {
-        <Dispatch as TorchNative>::region(inputs, region)
+    fn run(region: Region, mut inputs: Vec<DispatchTensor>) -> Vec<DispatchTensor> {
+        let rest = inputs.split_off(1);
+        let x = inputs.pop().expect("the region's input");
+        <Dispatch as TorchNative>::region(x, rest, region)
     }
 
     /// The region of `layers` on LibTorch; `Err(x)` elsewhere, or for a layer it cannot express.

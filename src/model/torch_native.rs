@@ -166,8 +166,13 @@ impl Region {
 /// The extension: a region on LibTorch (with or without autodiff), and the loss.
 #[backend_extension(LibTorch, Autodiff)]
 pub trait TorchNative: Backend {
-    /// The region's output, then its updated batch-norm statistics.
-    fn region(inputs: Vec<FloatTensor<Self>>, region: Region) -> Vec<FloatTensor<Self>>;
+    /// The region's output, then its updated batch-norm statistics. `x` is its input value,
+    /// `rest` every step's tensors in order.
+    fn region(
+        x: FloatTensor<Self>,
+        rest: Vec<FloatTensor<Self>>,
+        region: Region,
+    ) -> Vec<FloatTensor<Self>>;
 
     /// Mean cross-entropy of logits `[B, C]` against class ids `[B]`, with label smoothing.
     fn cross_entropy(
@@ -182,8 +187,11 @@ fn wrap(tensor: T) -> TchTensor {
 }
 
 impl TorchNative for LibTorch {
-    fn region(inputs: Vec<TchTensor>, region: Region) -> Vec<TchTensor> {
-        let inputs: Vec<T> = inputs.iter().map(|t| t.tensor.shallow_clone()).collect();
+    fn region(x: TchTensor, rest: Vec<TchTensor>, region: Region) -> Vec<TchTensor> {
+        let inputs: Vec<T> = std::iter::once(&x)
+            .chain(&rest)
+            .map(|t| t.tensor.shallow_clone())
+            .collect();
         let (out, stats) = tch::no_grad(|| region.apply(&inputs));
         std::iter::once(out).chain(stats).map(wrap).collect()
     }
@@ -282,7 +290,12 @@ macro_rules! by_arity {
 }
 
 impl<C: CheckpointStrategy> TorchNative for Autodiff<LibTorch, C> {
-    fn region(inputs: Vec<FloatTensor<Self>>, region: Region) -> Vec<FloatTensor<Self>> {
+    fn region(
+        x: FloatTensor<Self>,
+        rest: Vec<FloatTensor<Self>>,
+        region: Region,
+    ) -> Vec<FloatTensor<Self>> {
+        let inputs: Vec<_> = std::iter::once(x).chain(rest).collect();
         assert_eq!(inputs.len(), region.arity(), "inputs of {region:?}");
         let forward = |inputs: &[T]| region.apply(inputs);
         by_arity!(inputs.len(), inputs, forward, [1 2 3 4 5 6 7 8 9 10 11])
