@@ -21,7 +21,6 @@ pub mod emotion;
 pub mod metrics;
 pub mod model;
 pub mod predict;
-pub mod process;
 pub mod progress;
 pub mod report;
 pub mod scheduler;

@@ -345,7 +345,6 @@ mod tests {
             classes: vec![],
             confusion: [[0; 7]; 7],
             pending: 0,
-            never_learned: vec![],
         }
     }
 
