@@ -66,6 +66,10 @@ mod tests {
             "0004_report_views.sql",
             "2710cd1308b3dfcf59e87e43e5bee53de069ce91e1201a429f5ebb1740ecdf35",
         ),
+        (
+            "0005_resume_and_order.sql",
+            "d29e47551827521604558f91fedfb75950fd013dc5a3a8037c2bab25b3024012",
+        ),
     ];
 
     #[test]

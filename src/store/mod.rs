@@ -1030,9 +1030,15 @@ fn without_comments(sql: &str) -> &str {
     let mut rest = sql.trim_start();
     loop {
         if let Some(after) = rest.strip_prefix("--") {
-            rest = after.split_once('\n').map_or("", |(_, next)| next).trim_start();
+            rest = after
+                .split_once('\n')
+                .map_or("", |(_, next)| next)
+                .trim_start();
         } else if let Some(after) = rest.strip_prefix("/*") {
-            rest = after.split_once("*/").map_or("", |(_, next)| next).trim_start();
+            rest = after
+                .split_once("*/")
+                .map_or("", |(_, next)| next)
+                .trim_start();
         } else {
             return rest;
         }
@@ -1381,6 +1387,45 @@ mod tests {
         assert_eq!(wall, 5.0, "the last heartbeat's time is kept");
         assert!(store.retry_run("run0", "again").unwrap());
         assert_eq!(store.run_state("run0").unwrap().unwrap().failures, 0);
+    }
+
+    #[test]
+    fn the_leaderboard_is_best_first_and_runs_at_chance_are_known() {
+        use crate::metrics::{Confusion, Evaluation};
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        let sweep = SweepRecord::for_test("s", &[]);
+        let runs: Vec<RunRecord> = ["chance", "good", "unfinished", "half"]
+            .iter()
+            .map(|id| RunRecord::for_test(*id, 1, 1, vec![]))
+            .collect();
+        let sweep_id = store.register_sweep(&sweep, &runs).unwrap();
+        // Two faces of each class; `right` of each class predicted right, the rest as class 0.
+        let eval = |right: usize| {
+            let mut c = Confusion::default();
+            for class in 0..7 {
+                for k in 0..2 {
+                    c.add(class, if k < right { class } else { 0 });
+                }
+            }
+            Evaluation::from_confusion(c, 1.0)
+        };
+        for (id, right) in [("chance", 0), ("good", 2), ("half", 1)] {
+            let e = eval(right);
+            store
+                .finish_run(id, 1, 1.0, &[("val", &e, 14), ("test", &e, 14)])
+                .unwrap();
+        }
+        let order: Vec<Value> = store
+            .query("SELECT run FROM leaderboard", &[])
+            .unwrap()
+            .rows
+            .into_iter()
+            .map(|r| r[0].clone())
+            .collect();
+        assert_eq!(order, ["good", "half", "chance", "unfinished"]);
+        // Predicting class 0 for every face: 1/7 balanced accuracy, a run that never learned.
+        assert_eq!(store.never_learned(sweep_id).unwrap(), ["chance"]);
     }
 
     #[test]
