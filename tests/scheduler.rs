@@ -305,14 +305,26 @@ fn checkpoint(dir: &Path) -> i64 {
         .unwrap_or(0)
 }
 
-/// A running worker (pid, run id) whose current attempt saved a checkpoint newer than the one
-/// it resumed from, among `only` when given: killing it costs the run no retry.
+/// Whether `pid` is a live process, not a zombie: right after a scheduler is killed, the
+/// database still names its dead workers until the relaunch takes their runs over.
+fn alive(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X")
+    })
+}
+
+/// A live worker (pid, run id) whose current attempt saved a checkpoint newer than the one
+/// it resumed from, among `only` when given: killing it costs the run no retry. Its heartbeat
+/// must be newer than its launch: until then `resumed_from` is the previous attempt's.
 fn progressed_worker(db: &Path, only: Option<&str>) -> Option<(i64, String)> {
     let conn = open(db);
     let mut stmt = conn
         .prepare(&format!(
             "SELECT worker_pid, id, artifact_dir, coalesce(resumed_from, 0) FROM runs
                  WHERE status = 'running' AND worker_pid IS NOT NULL AND epochs_done < {EPOCHS}
+                   AND (julianday(heartbeat_at) - 2440587.5) * 86400.0 >= launched_at
                  ORDER BY id"
         ))
         .unwrap();
@@ -322,7 +334,7 @@ fn progressed_worker(db: &Path, only: Option<&str>) -> Option<(i64, String)> {
         .map(Result::unwrap)
         .collect();
     rows.into_iter()
-        .filter(|(_, id, _, _)| only.is_none_or(|o| o == id))
+        .filter(|(pid, id, _, _)| only.is_none_or(|o| o == id) && alive(*pid))
         .find(|(_, _, dir, from)| checkpoint(&db.parent().unwrap().join(dir)) > *from)
         .map(|(pid, id, _, _)| (pid, id))
 }
@@ -339,7 +351,7 @@ fn a_scheduler_death_costs_no_retry_and_wall_time_adds_up() {
     let limit = Duration::from_secs(900);
 
     let mut sweep = start_sweep(t, "db.sqlite");
-    let (_, dir) = killable_worker(&db, limit);
+    let (first_pid, dir) = killable_worker(&db, limit);
     // A run's folder is named by its id.
     let run = dir.file_name().unwrap().to_str().unwrap().to_string();
     sweep.kill().unwrap();
@@ -348,7 +360,9 @@ fn a_scheduler_death_costs_no_retry_and_wall_time_adds_up() {
     let sweep = start_sweep(t, "db.sqlite");
     let started = Instant::now();
     let pid = loop {
-        if let Some((pid, _)) = progressed_worker(&db, Some(&run)) {
+        if let Some((pid, _)) = progressed_worker(&db, Some(&run))
+            && pid != first_pid
+        {
             break pid;
         }
         assert!(started.elapsed() < limit, "run {run} never resumed");

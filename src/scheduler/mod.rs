@@ -532,7 +532,7 @@ pub fn run_sweep(
                             store.requeue(&r.run, &format!("failure {failures}: {why}"))?;
                             queue.push_back(r.run.clone());
                             log(&format!(
-                                "{}: FAILED (failure {failures} of {} allowed), retrying: {why}",
+                                "{}: FAILED (failure {failures} of at most {}), retrying: {why}",
                                 label(&r.run),
                                 opts.max_retries + 1
                             ));
