@@ -21,6 +21,7 @@ pub mod emotion;
 pub mod metrics;
 pub mod model;
 pub mod predict;
+pub mod process;
 pub mod progress;
 pub mod report;
 pub mod scheduler;

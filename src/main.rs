@@ -8,7 +8,7 @@ use fer_lab::device::DeviceSpec;
 use fer_lab::progress::Progress;
 use fer_lab::report::{self, RankMetric};
 use fer_lab::scheduler;
-use fer_lab::store::{DEFAULT_DB, Store};
+use fer_lab::store::{DEFAULT_DB, Store, StoreError};
 use fer_lab::sweep::Sweep;
 use fer_lab::table::Format;
 use std::io::IsTerminal;
@@ -69,6 +69,8 @@ struct WorkerArgs {
     /// The sweep's pruning rule, as JSON.
     #[arg(long)]
     pruning: Option<String>,
+    #[arg(long)]
+    keep_checkpoints: bool,
 }
 
 /// Which trained run: `--run ID`, or the best finished run (on val) of a sweep.
@@ -236,7 +238,8 @@ struct SweepArgs {
     /// a run allows, up to 8).
     #[arg(long)]
     per_device: Option<usize>,
-    /// Attempts after the first for a failed or crashed run (default 1).
+    /// Retries of a run after a failure that counts: its own error, or a crash before it saved
+    /// a new checkpoint; a killed scheduler never counts (default 1).
     #[arg(long)]
     max_retries: Option<u32>,
     /// Retry runs that failed in earlier launches (they resume from their last checkpoint).
@@ -248,6 +251,11 @@ struct SweepArgs {
     /// Stop the sweep at the first failed run.
     #[arg(long)]
     fail_fast: bool,
+    /// Keep each finished run's epoch checkpoints beside best.bpk (removed by default once the
+    /// run is done; a run resumes from them only while it trains). Overrides [resources]
+    /// keep_checkpoints.
+    #[arg(long)]
+    keep_checkpoints: bool,
     /// Print progress lines (and a bar per running run) instead of opening the dashboard.
     /// Implied when stdout is not a terminal.
     #[arg(long)]
@@ -312,6 +320,10 @@ struct SqlArgs {
     query: String,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Stop the query after this many seconds (a runaway recursive query otherwise runs until
+    /// killed).
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<f64>,
     #[command(flatten)]
     db: DbArg,
 }
@@ -342,8 +354,73 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(exit_code(&e))
         }
+    }
+}
+
+/// 2 is for bad input; the machine failing at what was asked (a full disk, an I/O error) is a
+/// runtime error, 1.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    let runtime = e.chain().any(|cause| {
+        store_error(cause).is_some_and(StoreError::is_runtime)
+            || cause
+                .downcast_ref::<cache::CacheError>()
+                .is_some_and(cache::CacheError::is_runtime)
+            || cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(cache::is_runtime_io)
+    });
+    if runtime { 1 } else { 2 }
+}
+
+/// The store error inside `cause`, also behind the error types that wrap one transparently
+/// (which hide it from an error chain).
+fn store_error<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a StoreError> {
+    use fer_lab::dashboard::DashboardError;
+    use fer_lab::predict::PredictError;
+    use fer_lab::report::ReportError;
+    let of_report = |r: &'a ReportError| match r {
+        ReportError::Store(s) => Some(s),
+        _ => None,
+    };
+    if let Some(s) = cause.downcast_ref::<StoreError>() {
+        return Some(s);
+    }
+    if let Some(r) = cause.downcast_ref::<ReportError>() {
+        return of_report(r);
+    }
+    match cause.downcast_ref::<PredictError>() {
+        Some(PredictError::Store(s)) => return Some(s),
+        Some(PredictError::Report(r)) => return of_report(r),
+        _ => {}
+    }
+    match cause.downcast_ref::<DashboardError>() {
+        Some(DashboardError::Store(s)) => Some(s),
+        Some(DashboardError::Report(r)) => of_report(r),
+        _ => None,
+    }
+}
+
+/// A table for stdout: on a terminal, fitted to its width.
+fn render_for_stdout(rows: &fer_lab::table::Rows, format: Format) -> String {
+    if format == Format::Table
+        && std::io::stdout().is_terminal()
+        && let Ok((width, _)) = ratatui::crossterm::terminal::size()
+    {
+        return rows.render_fitted(width);
+    }
+    rows.render(format)
+}
+
+/// Writes a command's result to stdout. A full disk or a closed terminal is an error with
+/// one message (exit 1), not a panic; a reader that stopped early (`| head`) is not an error.
+fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing to stdout"),
     }
 }
 
@@ -402,7 +479,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         .unwrap_or_default()
                 );
             }
-            print!("{}", rows.render(args.format));
+            emit(&rows.render(args.format))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Export(args) => {
@@ -475,14 +552,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             match &args.out {
                 Some(path) => write_atomically(path, text.as_bytes())
                     .with_context(|| format!("writing the report to {}", path.display()))?,
-                None => print!("{text}"),
+                None => emit(&text)?,
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Runs(args) => {
             let store = Store::open_read_only(&args.db.db)?;
             let rows = report::runs(&store, args.sweep.as_deref(), args.status.as_deref())?;
-            print!("{}", rows.render(args.format));
+            emit(&render_for_stdout(&rows, args.format))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker(args) => {
@@ -499,6 +576,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 data: args.data,
                 sweep_id: args.sweep_id,
                 pruning,
+                keep_checkpoints: args.keep_checkpoints,
             })?;
             Ok(ExitCode::from(code as u8))
         }
@@ -615,9 +693,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Sql(args) => {
+            let limit = match args.timeout {
+                Some(t) if !(t.is_finite() && t > 0.0) => {
+                    bail!("--timeout {t}: give a number of seconds greater than 0")
+                }
+                Some(t) => Some(std::time::Duration::from_secs_f64(t)),
+                None => None,
+            };
             let store = Store::open_read_only(&args.db.db)?;
-            let rows = store.query(&args.query, &[])?;
-            print!("{}", rows.render(args.format));
+            let rows = match limit {
+                Some(limit) => store.query_for(&args.query, limit),
+                None => store.query(&args.query, &[]),
+            };
+            let rows = match rows {
+                Err(e @ StoreError::Timeout(_)) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+                other => other?,
+            };
+            emit(&render_for_stdout(&rows, args.format))?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -625,8 +720,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 fn data_import(src: &Path, out: &Path, opts: import::ImportOptions) -> Result<ExitCode> {
     let started = std::time::Instant::now();
+    // Ctrl-C or SIGTERM: remove the half-written cache's temporary folder, then stop.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .context("installing the Ctrl-C handler")?;
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            let _no_more_writes = cache::abandon_write();
+            eprintln!("interrupted: no cache written");
+            std::process::exit(130);
+        }
+    });
     let data = import::import(src, opts)?;
-    cache::write(out, &data).with_context(|| format!("writing the cache to {}", out.display()))?;
+    let written = cache::write(out, &data)
+        .with_context(|| format!("writing the cache to {}", out.display()))?;
+    for stale in &written.removed_stale {
+        println!(
+            "removed {}, left by an import that was killed",
+            stale.display()
+        );
+    }
     print_data_summary(&data);
     println!(
         "wrote {} ({} images) in {:.1}s",
@@ -754,8 +869,14 @@ fn sweep(args: SweepArgs) -> Result<ExitCode> {
         .map(|s| parse_set(s))
         .collect::<Result<Vec<_>>>()?;
     let sweep = Sweep::load(&args.file, &overrides, args.data.as_deref())?;
-    let (data, imported) = data::open(&sweep.data)
-        .with_context(|| format!("data of sweep {} ({})", sweep.name, args.file.display()))?;
+    let (data, imported) = data::open(&sweep.data).with_context(|| match &args.data {
+        Some(_) => format!("--data of sweep {}", sweep.name),
+        None => format!(
+            "data of sweep {} ({}; a relative path there is read from the file's folder)",
+            sweep.name,
+            args.file.display()
+        ),
+    })?;
     let results_dir = match args.db.db.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -783,15 +904,7 @@ fn sweep(args: SweepArgs) -> Result<ExitCode> {
     for warning in &data.manifest.warnings {
         println!("data warning: {warning}");
     }
-    if args.dry_run {
-        // Read the database only if it exists: a dry run never creates or writes anything.
-        let store = Store::open_read_only(&args.db.db).ok();
-        let rows = scheduler::plan_table(&sweep, &planned, |id| {
-            store.as_ref().and_then(|s| s.run_status(id).ok().flatten())
-        });
-        print!("{}", rows.render(Format::Table));
-        return Ok(ExitCode::SUCCESS);
-    }
+    // What the launch would refuse, a dry run refuses too.
     let found = scheduler::devices::discover();
     let devices_text = match (&args.devices, &sweep.resources.devices) {
         (Some(d), _) => d.clone(),
@@ -803,6 +916,20 @@ fn sweep(args: SweepArgs) -> Result<ExitCode> {
     let per_device = args.per_device.or(sweep.resources.per_device);
     if per_device == Some(0) {
         bail!("--per-device 0 runs nothing");
+    }
+    if args.dry_run {
+        // A dry run never creates or writes anything; it reads the statuses of a database
+        // that exists, and refuses one the launch would refuse.
+        let store = match Store::open_read_only(&args.db.db) {
+            Ok(store) => Some(store),
+            Err(StoreError::NoDatabase(_) | StoreError::EmptyDatabase(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let rows = scheduler::plan_table(&sweep, &planned, |id| {
+            store.as_ref().and_then(|s| s.run_status(id).ok().flatten())
+        });
+        print!("{}", rows.render(Format::Table));
+        return Ok(ExitCode::SUCCESS);
     }
     const GPU_CAP: usize = 8;
     let slots = scheduler::devices::slots(&devices, per_device, GPU_CAP, &found);
@@ -826,10 +953,7 @@ fn sweep(args: SweepArgs) -> Result<ExitCode> {
     if args.retry_failed {
         for p in &planned {
             if store.run_status(&p.id)? == Some(fer_lab::store::RunStatus::Failed) {
-                store.requeue(&p.id, "--retry-failed")?;
-                store
-                    .conn()
-                    .execute("UPDATE runs SET attempts = 0 WHERE id = ?1", [&p.id])?;
+                store.retry_run(&p.id, "--retry-failed")?;
             }
         }
     }
@@ -850,6 +974,8 @@ fn sweep(args: SweepArgs) -> Result<ExitCode> {
             .or(sweep.resources.max_retries)
             .unwrap_or(1),
         fail_fast: args.fail_fast,
+        keep_checkpoints: args.keep_checkpoints
+            || sweep.resources.keep_checkpoints.unwrap_or(false),
         pruning: sweep.pruning,
         data: sweep.data.clone(),
         stagger: std::time::Duration::from_millis(500),
@@ -894,9 +1020,9 @@ fn sweep(args: SweepArgs) -> Result<ExitCode> {
     );
     let (_, rows, _) =
         report::leaderboard(&store, Some(&sweep.name), RankMetric::ValAcc, Some(10))?;
-    print!("{}", rows.render(Format::Table));
+    emit(&render_for_stdout(&rows, Format::Table))?;
     for (id, why) in &summary.failed {
-        eprintln!("failed: run {id}: {why}");
+        eprintln!("failed: run {id}: {}", fer_lab::table::printable(why));
     }
     Ok(if summary.interrupted > 0 {
         ExitCode::from(130)

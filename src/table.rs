@@ -99,11 +99,25 @@ impl Rows {
             && self.rows.iter().any(|r| r[i].is_number())
     }
 
+    /// The terminal table, its cells wrapped so that no line is wider than `width` (a wider
+    /// table wraps line by line on a terminal and cannot be read).
+    pub fn render_fitted(&self, width: u16) -> String {
+        let mut table = self.table();
+        table
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_width(width);
+        format!("{table}\n")
+    }
+
     fn to_table(&self) -> String {
+        format!("{}\n", self.table())
+    }
+
+    fn table(&self) -> Table {
         let mut table = new_table();
-        table.set_header(&self.headers);
+        table.set_header(self.headers.iter().map(|h| printable(h)));
         for row in &self.rows {
-            table.add_row(row.iter().map(cell_text));
+            table.add_row(row.iter().map(|v| printable(&cell_text(v))));
         }
         for i in 0..self.headers.len() {
             if self.numeric_column(i)
@@ -112,7 +126,7 @@ impl Rows {
                 col.set_cell_alignment(CellAlignment::Right);
             }
         }
-        format!("{table}\n")
+        table
     }
 
     fn to_html(&self) -> String {
@@ -138,9 +152,10 @@ impl Rows {
     }
 
     fn to_markdown(&self) -> String {
-        let escape = |s: String| s.replace('|', "\\|");
+        let escape = |s: &str| printable(s).replace('|', "\\|");
         let mut out = String::new();
-        let _ = writeln!(out, "| {} |", self.headers.join(" | "));
+        let headers: Vec<String> = self.headers.iter().map(|h| escape(h)).collect();
+        let _ = writeln!(out, "| {} |", headers.join(" | "));
         let seps: Vec<&str> = (0..self.headers.len())
             .map(|i| {
                 if self.numeric_column(i) {
@@ -152,7 +167,7 @@ impl Rows {
             .collect();
         let _ = writeln!(out, "| {} |", seps.join(" | "));
         for row in &self.rows {
-            let cells: Vec<String> = row.iter().map(|v| escape(cell_text(v))).collect();
+            let cells: Vec<String> = row.iter().map(|v| escape(&cell_text(v))).collect();
             let _ = writeln!(out, "| {} |", cells.join(" | "));
         }
         out
@@ -206,6 +221,20 @@ pub fn key_values(keys: &[String], values: &[String]) -> String {
         .join(" ")
 }
 
+/// Text safe to print on a terminal: control characters (an escape sequence in a name or a
+/// query's result would recolour or rewrite the screen) shown as `\u{1b}`; line breaks kept.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Text made safe inside HTML elements and attributes.
 pub fn html_escape(text: &str) -> String {
     text.replace('&', "&amp;")
@@ -237,6 +266,39 @@ mod tests {
         let json: Value = serde_json::from_str(&r.render(Format::Json)).unwrap();
         assert_eq!(json[0]["val_acc"], json!(0.51234));
         assert_eq!(json[1]["val_acc"], Value::Null);
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_terminal() {
+        let mut r = Rows::new(["na\u{1b}me"]);
+        r.push(vec![json!("\u{1b}[31mred\u{7}\ttab")]);
+        for format in [Format::Table, Format::Markdown] {
+            let out = r.render(format);
+            assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
+            assert!(out.contains("\\u{1b}[31mred\\u{7}\\u{9}tab"), "{out}");
+            assert!(out.contains("na\\u{1b}me"), "{out}");
+        }
+    }
+
+    #[test]
+    fn a_fitted_table_is_no_wider_than_asked() {
+        let mut r = Rows::new(["run", "params", "val_acc"]);
+        r.push(vec![
+            json!("3f9c2a1b0d4e"),
+            json!("lr=0.001 dropout=0.5 augment.rotation=10 loss.kind=focal loss.gamma=2"),
+            json!(0.61234),
+        ]);
+        assert!(
+            r.render(Format::Table)
+                .lines()
+                .any(|l| l.chars().count() > 60)
+        );
+        let fitted = r.render_fitted(60);
+        assert!(fitted.lines().all(|l| l.chars().count() <= 60), "{fitted}");
+        assert!(
+            fitted.contains("0.6123") && fitted.contains("3f9c2a1b0d4e"),
+            "{fitted}"
+        );
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub struct WorkerArgs {
     pub data: PathBuf,
     pub sweep_id: i64,
     pub pruning: Option<Pruning>,
+    /// Keep the epoch checkpoints once the run is done. They are what a resume needs while it
+    /// trains; afterwards only `best.bpk` is used (by `predict`, `export`), and the optimizer
+    /// state makes them most of a run's disk use.
+    pub keep_checkpoints: bool,
 }
 
 struct StoredRun {
@@ -130,7 +134,7 @@ pub fn run(args: WorkerArgs) -> Result<i32, WorkerError> {
             data.short_fingerprint(),
             &stored.fingerprint[..stored.fingerprint.len().min(16)]
         );
-        store.end_run(&args.run, RunStatus::Failed, 0.0, Some(&why), None)?;
+        store.end_run(&args.run, RunStatus::Failed, None, Some(&why), None)?;
         return Ok(0);
     }
     let device = args.device.device();
@@ -138,13 +142,16 @@ pub fn run(args: WorkerArgs) -> Result<i32, WorkerError> {
     let resume_from = (stored.epochs_done > 0)
         .then(|| train::resumable_epoch(&stored.artifact_dir, stored.epochs_done))
         .flatten();
-    store.start_attempt(
+    let earlier_wall = store.start_attempt(
         &args.run,
         &args.device.to_string(),
         size.params,
         size.flops,
         resume_from,
     )?;
+    // The run's training time over all its attempts, a killed one's up to its last heartbeat.
+    let attempt_started = std::time::Instant::now();
+    let wall = move || earlier_wall + attempt_started.elapsed().as_secs_f64();
     if let Some(e) = resume_from {
         println!("  resuming from the checkpoint of epoch {e}");
     }
@@ -167,7 +174,8 @@ pub fn run(args: WorkerArgs) -> Result<i32, WorkerError> {
                 } else {
                     if let Ok(store) = Store::open(&db) {
                         let done = store.run_state(&run).ok().flatten().map(|s| s.epochs_done);
-                        let _ = store.end_run(&run, RunStatus::Interrupted, 0.0, None, done);
+                        let _ =
+                            store.end_run(&run, RunStatus::Interrupted, Some(wall()), None, done);
                     }
                     std::process::exit(143);
                 }
@@ -190,7 +198,7 @@ pub fn run(args: WorkerArgs) -> Result<i32, WorkerError> {
             let pid = std::process::id();
             let mut first_step_written = false;
             while alive.load(Ordering::SeqCst) {
-                store.heartbeat(&run, pid, LEASE_SECS)?;
+                store.heartbeat(&run, pid, LEASE_SECS, wall())?;
                 let split = *progress.split.lock().expect("progress lock");
                 store.set_progress(
                     &run,
@@ -254,7 +262,6 @@ pub fn run(args: WorkerArgs) -> Result<i32, WorkerError> {
         resume_from,
         progress,
     };
-    let started = std::time::Instant::now();
     let gate = Mutex::new(Some(gate));
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         train::train_run(
@@ -274,25 +281,35 @@ pub fn run(args: WorkerArgs) -> Result<i32, WorkerError> {
     });
     alive.store(false, Ordering::SeqCst);
     let _ = heartbeat.join();
-    let wall = started.elapsed().as_secs_f64();
+    let wall = wall();
     match outcome {
         Ok(outcome) => {
             store.finish_run(
                 &args.run,
                 outcome.best_epoch,
-                outcome.wall_secs,
+                wall,
                 &[
                     ("val", &outcome.val, data.val.len()),
                     ("test", &outcome.test, data.test.len()),
                 ],
             )?;
+            // Only once the run is recorded done: until then a resume may need them.
+            if !args.keep_checkpoints {
+                // The folder train::resumable_epoch reads.
+                let checkpoints = stored.artifact_dir.join("checkpoint");
+                if let Err(e) = std::fs::remove_dir_all(&checkpoints)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    eprintln!("could not remove {}: {e}", checkpoints.display());
+                }
+            }
             println!(
                 "  done: best epoch {}  val acc {:.4}  test acc {:.4}  test macro-F1 {:.4}  ({:.0}s)",
                 outcome.best_epoch,
                 outcome.val.accuracy,
                 outcome.test.accuracy,
                 outcome.test.macro_f1,
-                outcome.wall_secs
+                wall
             );
         }
         Err(TrainError::Store(e)) => return Err(e.into()),
@@ -305,7 +322,7 @@ pub fn run(args: WorkerArgs) -> Result<i32, WorkerError> {
                 TrainError::Interrupted { epoch } => (RunStatus::Interrupted, Some(*epoch), None),
                 _ => (RunStatus::Failed, None, Some(e.to_string())),
             };
-            store.end_run(&args.run, status, wall, error.as_deref(), epoch)?;
+            store.end_run(&args.run, status, Some(wall), error.as_deref(), epoch)?;
             println!("  {}: {e}", status.as_str());
         }
     }

@@ -643,10 +643,324 @@ fn shipped_sweep_files_parse_and_plan_their_documented_runs() {
             ": {documented} run{} (",
             if documented == 1 { "" } else { "s" }
         );
+        // Its `data` is read from the file's folder, so it plans from any directory.
+        if path.ends_with("quickstart.toml") {
+            let out = ok(tmp.path(), &["sweep", path.to_str().unwrap(), "--dry-run"]);
+            assert!(out.contains(&planned), "{out}");
+        }
         assert!(
             out.contains(&planned),
             "{}: documented {documented} runs, planned:\n{out}",
             path.display()
         );
     }
+}
+
+fn sha256(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(fs::read(path).unwrap()))
+}
+
+/// Every command that only reads, pointed at `db`.
+fn readers(db: &str) -> Vec<Vec<String>> {
+    let face = fs::read_dir(mini().join("test/happy"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    [
+        vec!["dashboard", "--db", db],
+        vec!["report", "--db", db],
+        vec!["runs", "--db", db],
+        vec!["sql", "SELECT 1", "--db", db],
+        vec!["predict", face.to_str().unwrap(), "--db", db],
+        vec!["export", "--out", "model.bpk", "--db", db],
+    ]
+    .into_iter()
+    .map(|args| args.into_iter().map(String::from).collect())
+    .collect()
+}
+
+#[test]
+fn readers_never_create_or_migrate_a_database_that_is_not_fer_labs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    fs::write(t.join("empty.sqlite"), b"").unwrap();
+    let foreign = rusqlite::Connection::open(t.join("foreign.sqlite")).unwrap();
+    foreign
+        .execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL); INSERT INTO invoices (total) VALUES (9.5);")
+        .unwrap();
+    drop(foreign);
+    fs::write(t.join("notes.txt"), "not a database at all\n".repeat(200)).unwrap();
+    // A fer-lab database of schema 3: older than readers read.
+    let older = rusqlite::Connection::open(t.join("older.sqlite")).unwrap();
+    for file in [
+        "0001_initial.sql",
+        "0002_scheduler.sql",
+        "0003_dashboard.sql",
+    ] {
+        let sql = fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations")
+                .join(file),
+        )
+        .unwrap();
+        older.execute_batch(&sql).unwrap();
+    }
+    older.pragma_update(None, "user_version", 3).unwrap();
+    drop(older);
+
+    let cases = [
+        ("empty.sqlite", "an empty database with no fer-lab results"),
+        (
+            "foreign.sqlite",
+            "a SQLite database that fer-lab did not write (it holds tables invoices)",
+        ),
+        ("notes.txt", "not a SQLite database"),
+        (
+            "older.sqlite",
+            "written by an older fer-lab (schema version 3; this one reads 4 or newer); run `fer-lab sweep` once to upgrade it",
+        ),
+    ];
+    for (file, expected) in cases {
+        let before = sha256(&t.join(file));
+        for args in readers(file) {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = fer_lab(t, &args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert!(
+                err.contains(file) && err.contains(expected),
+                "{args:?}: {err}"
+            );
+            assert_eq!(err.trim().lines().count(), 1, "one message: {err}");
+            assert_eq!(sha256(&t.join(file)), before, "{args:?} changed {file}");
+        }
+        // Nothing beside it either (a journal or WAL file would mean a write was attempted).
+        for suffix in ["-wal", "-shm", "-journal"] {
+            assert!(
+                !t.join(format!("{file}{suffix}")).exists(),
+                "{file}{suffix}"
+            );
+        }
+    }
+    assert!(!t.join("model.bpk").exists());
+
+    // A sweep writes only into fer-lab's own files: someone else's database and a text file
+    // are refused untouched; the older fer-lab database is upgraded.
+    let sweep = write_sweep(
+        t,
+        "tiny",
+        &format!(
+            "data = \"{}\"\n[base]\nepochs = 1\nbatch_size = 32\n",
+            mini().display()
+        ),
+    );
+    for file in ["foreign.sqlite", "notes.txt"] {
+        let before = sha256(&t.join(file));
+        let out = fer_lab(t, &["sweep", &sweep, "--no-tui", "--db", file]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(file), "{err}");
+        assert_eq!(sha256(&t.join(file)), before, "sweep changed {file}");
+    }
+    let out = ok(t, &["sweep", &sweep, "--no-tui", "--db", "older.sqlite"]);
+    assert!(out.contains("1 trained"), "{out}");
+    ok(t, &["runs", "--db", "older.sqlite"]);
+
+    // A finished run keeps best.bpk; its epoch checkpoints go, unless asked to stay.
+    let run_dir = |root: &Path| {
+        fs::read_dir(root.join("tiny"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path()
+    };
+    let trimmed = run_dir(t);
+    assert!(trimmed.join("best.bpk").is_file());
+    assert!(
+        !trimmed.join("checkpoint").exists(),
+        "epoch checkpoints left"
+    );
+    ok(
+        t,
+        &[
+            "sweep",
+            &sweep,
+            "--no-tui",
+            "--keep-checkpoints",
+            "--db",
+            "kept/db.sqlite",
+        ],
+    );
+    assert!(run_dir(&t.join("kept")).join("checkpoint").is_dir());
+}
+
+/// `.<out>.tmp-<pid>` folders beside `out` in `dir`.
+fn temp_folders(dir: &Path, out: &str) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!(".{out}.tmp-")))
+        .collect()
+}
+
+#[test]
+fn an_interrupted_import_leaves_no_temporary_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    // A CSV big enough that writing its cache takes a while: the mini CSV's rows, repeated.
+    let mini_csv = fs::read_to_string(fixtures().join("fer2013-mini.csv")).unwrap();
+    let (header, rows) = mini_csv.split_once('\n').unwrap();
+    let mut big = fs::File::create(t.join("big.csv")).unwrap();
+    writeln!(big, "{header}").unwrap();
+    for _ in 0..150 {
+        big.write_all(rows.trim_end().as_bytes()).unwrap();
+        big.write_all(b"\n").unwrap();
+    }
+    drop(big);
+
+    for (signal, name) in [
+        (nix::sys::signal::Signal::SIGTERM, "term"),
+        (nix::sys::signal::Signal::SIGINT, "int"),
+    ] {
+        // Catching the import while its temporary folder exists is a race; a few tries make
+        // it certain without making the test slow.
+        let mut caught = false;
+        for attempt in 0..5 {
+            let out = format!("{name}{attempt}");
+            let mut child = Command::new(env!("CARGO_BIN_EXE_fer-lab"))
+                .args(["data", "import", "big.csv", "--out", &out])
+                .current_dir(t)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let status = loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    break status;
+                }
+                if !temp_folders(t, &out).is_empty() {
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal)
+                        .unwrap();
+                    break child.wait().unwrap();
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            };
+            assert!(
+                temp_folders(t, &out).is_empty(),
+                "{signal}: temp folder left"
+            );
+            if status.code() == Some(130) {
+                assert!(!t.join(&out).exists(), "{signal}: a half cache");
+                caught = true;
+                break;
+            }
+            assert!(status.success(), "{signal}: {status:?}");
+        }
+        assert!(caught, "{signal}: never caught the import mid-write");
+    }
+
+    // SIGKILL cannot be caught: the next import of the same cache removes what it left, and
+    // leaves a live import's folder alone.
+    let dead = {
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    };
+    let stale = t.join(format!(".cache.tmp-{dead}"));
+    fs::create_dir_all(&stale).unwrap();
+    fs::write(stale.join("train.bin"), vec![0u8; 4096]).unwrap();
+    let live = t.join(format!(".cache.tmp-{}", std::process::id()));
+    fs::create_dir_all(&live).unwrap();
+    let other = t.join(format!(".other.tmp-{dead}"));
+    fs::create_dir_all(&other).unwrap();
+    let csv = fixtures().join("fer2013-mini.csv");
+    let out = ok(
+        t,
+        &["data", "import", csv.to_str().unwrap(), "--out", "cache"],
+    );
+    assert!(out.contains("left by an import that was killed"), "{out}");
+    assert!(!stale.exists(), "the dead import's folder was removed");
+    assert!(live.exists(), "a live import's folder is not touched");
+    assert!(other.exists(), "another cache's folders are not touched");
+    assert!(t.join("cache/manifest.json").is_file());
+}
+
+#[test]
+fn small_mistakes_and_a_full_disk_each_get_one_clear_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    fer_lab::store::Store::open(&t.join("db.sqlite")).unwrap();
+    let code = |args: &[&str]| fer_lab(t, args).status.code();
+
+    // A dry run refuses the devices the launch refuses.
+    let quickstart = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/quickstart.toml");
+    let quickstart = quickstart.to_str().unwrap();
+    let mut devices = vec!["tpu", "cpu,cpu"];
+    if !cfg!(feature = "tch") {
+        devices.push("cuda:0");
+    }
+    for device in devices {
+        let args = ["sweep", quickstart, "--dry-run", "--devices", device];
+        let err = fails(t, &args);
+        assert_eq!(code(&args), Some(2));
+        assert!(err.contains(device), "{device}: {err}");
+    }
+
+    let err = fails(t, &["sql", "", "--db", "db.sqlite"]);
+    assert!(err.contains("the query is empty"), "{err}");
+    assert!(!err.contains("misuse"), "{err}");
+
+    // A runaway query stops at --timeout: a runtime failure, not bad input.
+    let runaway =
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+    let started = std::time::Instant::now();
+    let out = fer_lab(
+        t,
+        &["sql", runaway, "--timeout", "0.5", "--db", "db.sqlite"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("ran longer than 500ms"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert_eq!(
+        code(&["sql", "SELECT 1", "--timeout", "0", "--db", "db.sqlite"]),
+        Some(2)
+    );
+
+    // What a query returns is shown, not obeyed by the terminal.
+    let out = ok(
+        t,
+        &[
+            "sql",
+            "SELECT char(27) || '[31mred' AS x",
+            "--db",
+            "db.sqlite",
+        ],
+    );
+    assert!(
+        !out.contains('\u{1b}') && out.contains("\\u{1b}[31mred"),
+        "{out}"
+    );
+
+    // A full disk is the machine's failure (exit 1), said once.
+    let full = fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fer-lab"))
+        .args(["sql", "SELECT 1", "--db", "db.sqlite"])
+        .current_dir(t)
+        .stdout(full)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(err.matches("No space left on device").count(), 1, "{err}");
 }

@@ -339,11 +339,11 @@ fn attaching_to_the_wrong_database_fails_clearly() {
     assert!(err.contains("no such database"), "{err}");
     assert!(!missing.exists(), "attaching creates nothing");
 
-    // A database written by a newer fer-lab.
+    // A database written by a newer fer-lab: its tables, a schema version beyond ours.
     let newer = tmp.path().join("newer.sqlite");
+    drop(fer_lab::store::Store::open(&newer).unwrap());
     let conn = rusqlite::Connection::open(&newer).unwrap();
-    conn.execute_batch("CREATE TABLE t (x); PRAGMA user_version = 99;")
-        .unwrap();
+    conn.execute_batch("PRAGMA user_version = 99;").unwrap();
     drop(conn);
     let (code, err) = attach(&newer, None);
     assert_eq!(code, Some(2));

@@ -223,6 +223,203 @@ fn killed_workers_and_a_killed_scheduler_lose_nothing_and_resume_exactly() {
     assert!(wait(start_sweep(t, "kill-scheduler.sqlite"), limit).success());
     let relaunched = assert_complete(&t.join("kill-scheduler.sqlite"));
     assert_eq!(relaunched, reference);
+
+    chaos(t, &reference, limit);
+}
+
+/// Random SIGKILLs of workers and of the scheduler, relaunching the same command each time and
+/// never passing --retry-failed: the sweep ends as the undisturbed `reference` did.
+fn chaos(t: &Path, reference: &[(String, i64, f64, f64)], limit: Duration) {
+    // Seeded: after 1–3 more epoch rows, SIGKILL a worker (one whose attempt saved a new
+    // checkpoint, see below) or the scheduler, and relaunch the same command after a
+    // scheduler kill. A worker killed before it saved anything counts as a failure by
+    // design (that is what a crash loop looks like), so the chaos leaves those out.
+    let db = t.join("chaos.sqlite");
+    let mut rng = XorShift(0x5eed_f00d_2013);
+    let mut sweep = start_sweep(t, "chaos.sqlite");
+    let (mut worker_kills, mut scheduler_kills) = (0, 0);
+    let started = Instant::now();
+    for _ in 0..6 {
+        let target =
+            count(&db_or_wait(&db, limit), "SELECT count(*) FROM epochs") + 1 + rng.below(3) as i64;
+        let kill_scheduler = rng.below(2) == 0;
+        let victim = loop {
+            if let Some(status) = sweep.try_wait().unwrap() {
+                panic!("the sweep ended ({status}) before the chaos did");
+            }
+            let epochs = count(&db, "SELECT count(*) FROM epochs");
+            if epochs >= target {
+                if kill_scheduler {
+                    break None;
+                }
+                if let Some((pid, _)) = progressed_worker(&db, None) {
+                    break Some(pid);
+                }
+            }
+            assert!(started.elapsed() < limit, "chaos never saw {target} epochs");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        match victim {
+            Some(pid) => {
+                sigkill(pid);
+                worker_kills += 1;
+            }
+            None => {
+                sweep.kill().unwrap();
+                sweep.wait().unwrap();
+                scheduler_kills += 1;
+                sweep = start_sweep(t, "chaos.sqlite");
+            }
+        }
+    }
+    assert!(worker_kills >= 1 && scheduler_kills >= 1);
+    assert!(wait(sweep, limit).success(), "the last relaunch gave up");
+    assert_eq!(assert_complete(&db), reference);
+    let failures = count(&db, "SELECT coalesce(sum(failures), 0) FROM runs");
+    assert_eq!(failures, 0, "a kill counted as a run's failure");
+}
+
+fn sigkill(pid: i64) {
+    // The process may have ended on its own a moment ago: that is not the test's failure.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+fn count(db: &Path, query: &str) -> i64 {
+    open(db).query_row(query, [], |r| r.get(0)).unwrap()
+}
+
+/// The newest complete epoch checkpoint in a run's folder.
+fn checkpoint(dir: &Path) -> i64 {
+    (1..=EPOCHS)
+        .rev()
+        .find(|e| {
+            ["model", "optim", "scheduler"].iter().all(|n| {
+                dir.join("checkpoint")
+                    .join(format!("{n}-{e}.bpk"))
+                    .is_file()
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// Whether `pid` is a live process, not a zombie: right after a scheduler is killed, the
+/// database still names its dead workers until the relaunch takes their runs over.
+fn alive(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X")
+    })
+}
+
+/// A live worker (pid, run id) whose current attempt saved a checkpoint newer than the one
+/// it resumed from, among `only` when given: killing it costs the run no retry. Its heartbeat
+/// must be newer than its launch: until then `resumed_from` is the previous attempt's.
+fn progressed_worker(db: &Path, only: Option<&str>) -> Option<(i64, String)> {
+    let conn = open(db);
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT worker_pid, id, artifact_dir, coalesce(resumed_from, 0) FROM runs
+                 WHERE status = 'running' AND worker_pid IS NOT NULL AND epochs_done < {EPOCHS}
+                   AND (julianday(heartbeat_at) - 2440587.5) * 86400.0 >= launched_at
+                 ORDER BY id"
+        ))
+        .unwrap();
+    let rows: Vec<(i64, String, String, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    rows.into_iter()
+        .filter(|(pid, id, _, _)| only.is_none_or(|o| o == id) && alive(*pid))
+        .find(|(_, _, dir, from)| checkpoint(&db.parent().unwrap().join(dir)) > *from)
+        .map(|(pid, id, _, _)| (pid, id))
+}
+
+#[test]
+fn a_scheduler_death_costs_no_retry_and_wall_time_adds_up() {
+    // On a relaunch after a killed scheduler, the resumed run's first worker crash used to
+    // exhaust max_retries (the lost launch counted as an attempt): `failed … not retried`,
+    // exit 1 on every later launch.
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    sweep_file(t);
+    let db = t.join("db.sqlite");
+    let limit = Duration::from_secs(900);
+
+    let mut sweep = start_sweep(t, "db.sqlite");
+    let (first_pid, dir) = killable_worker(&db, limit);
+    // A run's folder is named by its id.
+    let run = dir.file_name().unwrap().to_str().unwrap().to_string();
+    sweep.kill().unwrap();
+    sweep.wait().unwrap();
+
+    let sweep = start_sweep(t, "db.sqlite");
+    let started = Instant::now();
+    let pid = loop {
+        if let Some((pid, _)) = progressed_worker(&db, Some(&run))
+            && pid != first_pid
+        {
+            break pid;
+        }
+        assert!(started.elapsed() < limit, "run {run} never resumed");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // Long enough after its checkpoint for a heartbeat to record the time trained so far.
+    std::thread::sleep(Duration::from_millis(2500));
+    sigkill(pid);
+    assert!(
+        wait(sweep, limit).success(),
+        "the relaunch gave up on {run}"
+    );
+    assert_complete(&db);
+    let conn = open(&db);
+    let (attempts, failures): (i64, i64) = conn
+        .query_row(
+            "SELECT attempts, failures FROM runs WHERE id = ?1",
+            [&run],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((attempts, failures), (3, 0), "three launches, no failure");
+    // Every run's wall time covers the epochs it kept, from every attempt (each killed
+    // attempt may miss the last heartbeat's 2 s).
+    let short: Vec<(String, f64, f64)> = conn
+        .prepare(
+            "SELECT r.id, r.wall_secs, sum(e.secs) FROM runs r JOIN epochs e ON e.run_id = r.id
+             GROUP BY r.id HAVING r.wall_secs + 2.0 * (r.attempts - 1) < sum(e.secs)",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(short.is_empty(), "wall_secs short of the epochs: {short:?}");
+}
+
+/// A small seeded generator: the chaos below is the same on every run of the test.
+struct XorShift(u64);
+
+impl XorShift {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// `db`, once the sweep has created it.
+fn db_or_wait(db: &Path, limit: Duration) -> PathBuf {
+    poll(
+        db,
+        "SELECT count(*), 0 FROM sweeps HAVING count(*) > 0",
+        limit,
+    );
+    db.to_path_buf()
 }
 
 #[test]

@@ -353,6 +353,7 @@ mod tests {
             attempts: 0,
             val_acc: None,
             test_acc: None,
+            never_learned: false,
         }
     }
 

@@ -19,12 +19,9 @@ pub enum DashboardError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),
-    #[error("{path}: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: rusqlite::Error,
-    },
+    // SQLite's message is part of this one, not a `source`: anyhow would print it twice.
+    #[error("{path}: {err}")]
+    Read { path: String, err: rusqlite::Error },
     #[error("the terminal: {0}")]
     Terminal(#[from] std::io::Error),
 }
@@ -38,6 +35,9 @@ pub struct SweepMeta {
     pub data_path: String,
     /// Unix seconds of the earliest start of any of its runs (for elapsed time).
     pub started: Option<f64>,
+    /// Unix seconds of the latest end of any of its runs: where the clock of an ended sweep
+    /// stops.
+    pub last_end: Option<f64>,
     pub paused: bool,
 }
 
@@ -63,6 +63,8 @@ pub struct RunView {
     pub attempts: u32,
     pub val_acc: Option<f64>,
     pub test_acc: Option<f64>,
+    /// Finished at chance (see [`crate::store::NEVER_LEARNED_BELOW`]).
+    pub never_learned: bool,
 }
 
 /// Per-class val metrics and the val confusion matrix of a run's best checkpoint.
@@ -109,6 +111,16 @@ impl Snapshot {
 
     pub fn count(&self, status: RunStatus) -> usize {
         self.runs.iter().filter(|r| r.status == status).count()
+    }
+
+    /// Nothing is queued or training: the sweep has ended (or was stopped), as far as the
+    /// database says.
+    pub fn ended(&self) -> bool {
+        !self.runs.is_empty()
+            && self
+                .runs
+                .iter()
+                .all(|r| !matches!(r.status, RunStatus::Queued | RunStatus::Running))
     }
 
     /// The best val accuracy of any epoch of a run so far.
@@ -161,16 +173,10 @@ pub struct Loader {
 
 impl Loader {
     /// Attaches to `sweep` (or the most recently launched sweep) in the database at `db`.
-    /// A missing database, a newer schema or an unknown sweep is an error that says so.
+    /// A missing, empty or foreign database, a schema too old or too new, or an unknown sweep
+    /// is an error that says so; the file is never created or migrated.
     pub fn open(db: &Path, sweep: Option<&str>) -> Result<Loader, DashboardError> {
-        let mut store = Store::open_read_only(db)?;
-        if store.schema_version()? < crate::store::migrations::LATEST {
-            // An older database: bring its schema up once (what any fer-lab command does), then
-            // read it read-only like every other time.
-            drop(store);
-            Store::open(db)?;
-            store = Store::open_read_only(db)?;
-        }
+        let store = Store::open_read_only(db)?;
         let (id, name) = crate::report::resolve_sweep(&store, sweep)?;
         let mut loader = Loader {
             conn: store.into_connection(),
@@ -191,9 +197,9 @@ impl Loader {
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> DashboardError + '_ {
-        |source| DashboardError::Read {
+        |err| DashboardError::Read {
             path: self.path.clone(),
-            source,
+            err,
         }
     }
 
@@ -226,23 +232,37 @@ impl Loader {
 
     fn read_sweep(&mut self) -> Result<(), DashboardError> {
         let id = self.snapshot.sweep.id;
-        let (name, file, data_path, paused, started): (String, String, String, bool, Option<f64>) =
-            self.conn
-                .query_row(
-                    "SELECT name, file, data_path, paused,
-                        (SELECT min(r.launched_at) FROM runs r
-                           JOIN sweep_runs sr ON sr.run_id = r.id AND sr.sweep_id = s.id)
-                     FROM sweeps s WHERE id = ?1",
-                    [id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-                )
-                .map_err(self.err())?;
+        type Row = (String, String, String, bool, Option<f64>, Option<f64>);
+        // finished_at is ISO text: julianday() turns it into unix seconds like launched_at.
+        let (name, file, data_path, paused, started, last_end): Row = self
+            .conn
+            .query_row(
+                "SELECT name, file, data_path, paused, min(r.launched_at),
+                        (julianday(max(r.finished_at)) - 2440587.5) * 86400.0
+                 FROM sweeps s
+                 LEFT JOIN sweep_runs sr ON sr.sweep_id = s.id
+                 LEFT JOIN runs r ON r.id = sr.run_id
+                 WHERE s.id = ?1 GROUP BY s.id",
+                [id],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                },
+            )
+            .map_err(self.err())?;
         self.snapshot.sweep = SweepMeta {
             id,
             name,
             file,
             data_path,
             started,
+            last_end,
             paused,
         };
         self.snapshot.axes = crate::report::axes(&self.conn, id).map_err(self.err())?;
@@ -258,7 +278,7 @@ impl Loader {
             .prepare_cached(
                 "SELECT r.id, sr.position, r.status, r.seed, r.slot, r.epochs_done, r.epochs_planned,
                         r.split, r.items_done, r.items_total, r.best_epoch, r.error, r.attempts,
-                        v.accuracy, t.accuracy
+                        v.accuracy, t.accuracy, v.macro_recall
                  FROM sweep_runs sr JOIN runs r ON r.id = sr.run_id
                  LEFT JOIN evals v ON v.run_id = r.id AND v.split = 'val'
                  LEFT JOIN evals t ON t.run_id = r.id AND t.split = 'test'
@@ -269,7 +289,7 @@ impl Loader {
         let runs = stmt
             .query_map([id], |r| {
                 let id: String = r.get(0)?;
-                let status: String = r.get(2)?;
+                let status = RunStatus::parse(&r.get::<_, String>(2)?).unwrap_or(RunStatus::Queued);
                 let params = axes
                     .iter()
                     .map(|k| {
@@ -280,7 +300,7 @@ impl Loader {
                     .collect();
                 Ok(RunView {
                     position: r.get::<_, i64>(1)? as usize + 1,
-                    status: RunStatus::parse(&status).unwrap_or(RunStatus::Queued),
+                    status,
                     seed: r.get::<_, i64>(3)? as u64,
                     params,
                     slot: r.get(4)?,
@@ -294,6 +314,9 @@ impl Loader {
                     attempts: r.get::<_, i64>(12)? as u32,
                     val_acc: r.get(13)?,
                     test_acc: r.get(14)?,
+                    never_learned: status == RunStatus::Done
+                        && r.get::<_, Option<f64>>(15)?
+                            .is_some_and(|v| v < crate::store::NEVER_LEARNED_BELOW),
                     id,
                 })
             })
@@ -453,14 +476,14 @@ impl Loader {
     /// The sweep's pause flag, written through a short-lived writable connection: the loader's
     /// own connection stays read-only.
     pub fn set_paused(&self, paused: bool) -> Result<(), DashboardError> {
-        let store = Store::open(Path::new(&self.path))?;
+        let store = Store::open_existing(Path::new(&self.path))?;
         store.set_paused(self.snapshot.sweep.id, paused)?;
         Ok(())
     }
 
     /// Puts a failed run back in the queue (see [`Store::retry_run`]).
     pub fn retry(&self, run: &str) -> Result<bool, DashboardError> {
-        let store = Store::open(Path::new(&self.path))?;
+        let store = Store::open_existing(Path::new(&self.path))?;
         Ok(store.retry_run(run, "retried from the dashboard")?)
     }
 }
@@ -565,13 +588,35 @@ mod tests {
     }
 
     #[test]
+    fn an_ended_sweep_is_known_with_the_time_it_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db.sqlite");
+        let mut store = Store::open(&db).unwrap();
+        sweep(&mut store, "s", 2);
+        store.claim_run("s0", "cpu#1", 20.0).unwrap();
+        let mut loader = Loader::open(&db, None).unwrap();
+        assert!(!loader.snapshot.ended());
+        assert_eq!(loader.snapshot.sweep.last_end, None);
+        store
+            .end_run("s0", RunStatus::Failed, None, Some("boom"), None)
+            .unwrap();
+        store
+            .end_run("s1", RunStatus::Pruned, None, None, Some(1))
+            .unwrap();
+        assert!(loader.refresh().unwrap());
+        assert!(loader.snapshot.ended());
+        let end = loader.snapshot.sweep.last_end.unwrap();
+        assert!((end - crate::store::now_unix()).abs() < 60.0, "{end}");
+    }
+
+    #[test]
     fn retry_requeues_only_failed_runs() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("db.sqlite");
         let mut store = Store::open(&db).unwrap();
         let id = sweep(&mut store, "s", 2);
         store
-            .end_run("s0", RunStatus::Failed, 1.0, Some("boom"), None)
+            .end_run("s0", RunStatus::Failed, Some(1.0), Some("boom"), None)
             .unwrap();
         let loader = Loader::open(&db, None).unwrap();
         assert!(loader.retry("s0").unwrap());

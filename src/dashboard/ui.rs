@@ -116,20 +116,35 @@ fn draw_header(frame: &mut Frame, app: &App, area: Rect) {
     let mut title = vec![
         Span::styled("fer-lab ", Style::new().bold().fg(Color::Cyan)),
         Span::styled(s.sweep.name.clone(), Style::new().bold()),
-        Span::raw(format!("  {}  data {}", s.sweep.file, s.sweep.data_path)),
     ];
+    // The state comes before the file and data, which a narrow terminal cuts off.
     if s.sweep.paused {
+        title.push(Span::raw("  "));
         title.push(Span::styled(
-            "  PAUSED",
+            "PAUSED",
             Style::new().bold().fg(Color::Black).bg(Color::Yellow),
         ));
     }
-    if let Role::Running { finished: true } = app.role {
+    // An attached dashboard has no scheduler to ask: the database says when all has ended.
+    let ended = match app.role {
+        Role::Running { finished } => finished,
+        Role::Attached => s.ended(),
+    };
+    if ended {
+        let interrupted = s.count(RunStatus::Interrupted);
         title.push(Span::styled(
-            "  finished",
+            if interrupted > 0 {
+                format!("  stopped ({interrupted} left for the next launch)")
+            } else {
+                "  finished".to_string()
+            },
             Style::new().bold().fg(Color::Green),
         ));
     }
+    title.push(Span::raw(format!(
+        "  {}  data {}",
+        s.sweep.file, s.sweep.data_path
+    )));
     let mut counts: Vec<Span> = Vec::new();
     for status in STATUSES {
         let n = s.count(status);
@@ -149,10 +164,13 @@ fn draw_header(frame: &mut Frame, app: &App, area: Rect) {
     }
     counts.push(Span::raw(format!("of {}", s.runs.len())));
     if let Some(start) = s.sweep.started {
-        counts.push(Span::raw(format!(
-            "  · elapsed {}",
-            duration(app.now - start)
-        )));
+        // An ended sweep's clock stops at its last run's end.
+        let end = if ended {
+            s.sweep.last_end.unwrap_or(app.now)
+        } else {
+            app.now
+        };
+        counts.push(Span::raw(format!("  · elapsed {}", duration(end - start))));
     }
     if s.count(RunStatus::Queued) + s.count(RunStatus::Running) > 0
         && let Some(eta) = s.eta_secs()
@@ -417,7 +435,13 @@ fn draw_run(frame: &mut Frame, app: &App, area: Rect, full: bool) {
     if run.attempts > 1 {
         info.push(Span::raw(format!("  attempt {}", run.attempts)));
     }
-    let error_lines = if run.error.is_some() { 3 } else { 0 };
+    // An error in red; a run that finished without learning gets the reason in its place.
+    let note = match (&run.error, run.never_learned) {
+        (Some(error), _) => Some((error.as_str(), Color::Red)),
+        (None, true) => Some((crate::store::NEVER_LEARNED, Color::Yellow)),
+        (None, false) => None,
+    };
+    let error_lines = if note.is_some() { 3 } else { 0 };
     let detail = s.details.get(&run.id);
     let detail_height = if detail.is_some() && inner.height >= 20 {
         9
@@ -444,17 +468,20 @@ fn draw_run(frame: &mut Frame, app: &App, area: Rect, full: bool) {
             series(curve, |p| p.val_loss),
         );
         let acc = (series(curve, |p| p.train_acc), series(curve, |p| p.val_acc));
+        // A column between the charts: the accuracy chart's y labels otherwise touch the loss
+        // chart's last points.
         let [left, right] =
             Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
+                .spacing(1)
                 .areas(charts_area);
         let epochs = run.epochs_planned.max(curve.len());
         frame.render_widget(chart("loss", &loss.0, &loss.1, epochs, 1.0), left);
         frame.render_widget(chart("accuracy %", &acc.0, &acc.1, epochs, 100.0), right);
     }
-    if let Some(error) = &run.error {
+    if let Some((text, color)) = note {
         frame.render_widget(
-            Paragraph::new(error.as_str())
-                .style(Style::new().fg(Color::Red))
+            Paragraph::new(text)
+                .style(Style::new().fg(color))
                 .wrap(Wrap { trim: true }),
             error_area,
         );
@@ -815,6 +842,7 @@ mod tests {
             attempts: 1,
             val_acc: None,
             test_acc: None,
+            never_learned: false,
         }
     }
 
@@ -864,6 +892,7 @@ mod tests {
             file: "experiments/loss.toml".into(),
             data_path: "data/fer2013".into(),
             started: Some(NOW - 3725.0),
+            last_end: None,
             paused: false,
         }
     }
@@ -942,6 +971,8 @@ mod tests {
         s.runs.push(diverged);
         s.events
             .push(event(3, &s.runs[6].id, "failed", "out of memory"));
+        // It ended 10 minutes ago: its clock says 52 minutes, not 1h02m and counting.
+        s.sweep.last_end = Some(NOW - 600.0);
         s
     }
 
@@ -982,6 +1013,29 @@ mod tests {
             render(s.clone(), Role::Attached, (80, 24), 6)
         );
         insta::assert_snapshot!("finished_200x60", render(s, Role::Attached, (200, 60), 6));
+    }
+
+    #[test]
+    fn an_attached_dashboard_knows_when_the_sweep_ended() {
+        let s = finished_with_failures();
+        let out = render(s.clone(), Role::Attached, (80, 24), 0);
+        let header: Vec<&str> = out.lines().take(2).collect();
+        assert!(header[0].contains("finished"), "{out}");
+        assert!(header[1].contains("elapsed 52m05s"), "{out}");
+        let mut still = s;
+        still.runs[0].status = RunStatus::Running;
+        let out = render(still, Role::Attached, (80, 24), 0);
+        let header: Vec<&str> = out.lines().take(2).collect();
+        assert!(!header[0].contains("finished"), "{out}");
+        assert!(header[1].contains("elapsed 1h02m"), "{out}");
+    }
+
+    #[test]
+    fn a_run_that_never_learned_says_so() {
+        let mut s = finished_with_failures();
+        s.runs[0].never_learned = true;
+        let out = render(s, Role::Attached, (120, 40), 0);
+        assert!(out.contains("never learned: val at chance"), "{out}");
     }
 
     #[test]

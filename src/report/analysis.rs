@@ -137,6 +137,8 @@ pub struct Analysis {
     pub confusion: [[i64; 7]; 7],
     /// Runs of the sweep without results (not done).
     pub pending: usize,
+    /// Finished runs that stayed at chance (see [`crate::store::NEVER_LEARNED_BELOW`]).
+    pub never_learned: Vec<String>,
 }
 
 /// Reads a sweep's finished runs and analyses them.
@@ -223,6 +225,7 @@ pub fn analyse(
         classes,
         confusion,
         pending: pending as usize,
+        never_learned: store.never_learned(sweep_id)?,
     })
 }
 
@@ -675,6 +678,14 @@ impl Analysis {
             "vs best: Welch's t-test of each cell's val {} over seeds against the best cell's; tied = p ≥ {TIE_P} (seed noise may explain the gap); needs ≥ 2 seeds per cell",
             self.metric.name()
         ));
+        if !self.never_learned.is_empty() {
+            notes.push(format!(
+                "{} run(s) {}: {}",
+                self.never_learned.len(),
+                crate::store::NEVER_LEARNED,
+                self.never_learned.join(", ")
+            ));
+        }
         let mut weakest: Vec<&ClassRow> = self.classes.iter().collect();
         weakest.sort_by(|a, b| a.val_f1.total_cmp(&b.val_f1));
         if weakest.len() >= 2 {

@@ -345,6 +345,7 @@ mod tests {
             classes: vec![],
             confusion: [[0; 7]; 7],
             pending: 0,
+            never_learned: vec![],
         }
     }
 

@@ -260,6 +260,7 @@ pub fn runs(store: &Store, sweep: Option<&str>, status: Option<&str>) -> Result<
     )?;
     // Swept keys and values of every sweep that appears, read once per sweep.
     let mut swept: HashMap<i64, (Vec<String>, SweptValues)> = HashMap::new();
+    let mut never_learned: std::collections::HashSet<String> = Default::default();
     for r in &data.rows {
         let sid = r[10].as_i64().unwrap_or(0);
         if let std::collections::hash_map::Entry::Vacant(slot) = swept.entry(sid) {
@@ -267,6 +268,7 @@ pub fn runs(store: &Store, sweep: Option<&str>, status: Option<&str>) -> Result<
             let values =
                 swept_values(store.conn(), sid, &keys).map_err(|e| store.sqlite_error(e))?;
             slot.insert((keys, values));
+            never_learned.extend(store.never_learned(sid)?);
         }
     }
     let mut rows = Rows::new([
@@ -280,6 +282,7 @@ pub fn runs(store: &Store, sweep: Option<&str>, status: Option<&str>) -> Result<
         "device",
         "wall_secs",
         "error",
+        "note",
     ]);
     for r in &data.rows {
         let (sweep_axes, values) = &swept[&r[10].as_i64().unwrap_or(0)];
@@ -301,6 +304,11 @@ pub fn runs(store: &Store, sweep: Option<&str>, status: Option<&str>) -> Result<
             .as_f64()
             .map(|w| Value::from((w * 10.0).round() / 10.0))
             .unwrap_or(Value::Null);
+        let note = if never_learned.contains(&run) {
+            Value::from(crate::store::NEVER_LEARNED)
+        } else {
+            Value::Null
+        };
         rows.push(vec![
             Value::from(run),
             r[1].clone(),
@@ -312,6 +320,7 @@ pub fn runs(store: &Store, sweep: Option<&str>, status: Option<&str>) -> Result<
             r[7].clone(),
             wall,
             r[9].clone(),
+            note,
         ]);
     }
     Ok(rows)

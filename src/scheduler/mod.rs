@@ -11,7 +11,7 @@ pub mod devices;
 pub mod pruning;
 
 use crate::data::FerData;
-use crate::store::{RunRecord, RunStatus, Store, StoreError, SweepRecord, now_unix};
+use crate::store::{RunRecord, RunState, RunStatus, Store, StoreError, SweepRecord, now_unix};
 use crate::sweep::{PlannedRun, Sweep, run_id};
 use crate::table::Rows;
 use devices::Slot;
@@ -142,9 +142,11 @@ pub struct SweepSummary {
 #[derive(Clone)]
 pub struct Options {
     pub slots: Vec<Slot>,
-    /// Attempts after the first that a failed or crashed run gets.
+    /// Retries after a failure that counts (see the reaping in [`run_sweep`]).
     pub max_retries: u32,
     pub fail_fast: bool,
+    /// Keep a finished run's epoch checkpoints (see [`crate::worker::WorkerArgs`]).
+    pub keep_checkpoints: bool,
     pub pruning: Option<Pruning>,
     /// The data the workers load (the sweep's, or `--data`).
     pub data: PathBuf,
@@ -200,21 +202,35 @@ struct Running {
     slot: Slot,
     started: Instant,
     first_step_seen: bool,
+    /// The newest complete checkpoint when it was launched: a worker that dies after saving a
+    /// newer one made progress.
+    checkpoint_at_launch: Option<usize>,
 }
 
 fn signal(child: &Child, sig: nix::sys::signal::Signal) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig);
 }
 
-fn pid_alive(pid: i64) -> bool {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+/// Why a run that looks alive is not launched yet, for the line a relaunch prints while it
+/// waits instead of sitting silent for up to a lease.
+fn waiting_for(state: &RunState, now: f64) -> String {
+    let left = state.lease_expires.map_or(0.0, |t| (t - now).max(0.0));
+    match state.worker_pid {
+        Some(pid) => format!(
+            "held by a live worker (pid {pid}) of another launch; waiting for it to end, or at most {left:.0} s for its lease to expire"
+        ),
+        None => format!(
+            "launched by another scheduler whose worker has not reported yet; waiting for it, or at most {left:.0} s for its lease to expire"
+        ),
+    }
 }
 
 /// The last lines of a worker's stderr log, for the error a crash records.
 fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(3)..].join(" | ")
+    // A crashed worker's stderr may hold anything; this text reaches the terminal.
+    crate::table::printable(&lines[lines.len().saturating_sub(3)..].join(" | "))
 }
 
 fn spawn_worker(
@@ -246,6 +262,9 @@ fn spawn_worker(
         .arg("--data")
         .arg(&opts.data)
         .args(["--sweep-id", &sweep_id.to_string()]);
+    if opts.keep_checkpoints {
+        cmd.arg("--keep-checkpoints");
+    }
     if let Some(p) = &opts.pruning {
         cmd.args([
             "--pruning",
@@ -331,23 +350,31 @@ pub fn run_sweep(
             RunStatus::Diverged => summary
                 .diverged
                 .push((p.id.clone(), state.error.unwrap_or_default())),
-            RunStatus::Failed if state.attempts > opts.max_retries => {
+            RunStatus::Failed if state.failures > opts.max_retries => {
                 log(&format!(
                     "{}: failed {} times, not retried (--retry-failed to retry)",
                     label(&p.id),
-                    state.attempts
+                    state.failures
                 ));
                 summary
                     .failed
                     .push((p.id.clone(), state.error.unwrap_or_default()));
             }
             RunStatus::Running
-                if !state.lease_expired(now) && state.worker_pid.is_none_or(pid_alive) =>
+                if !state.lease_expired(now)
+                    && state.worker_pid.is_none_or(crate::process::alive) =>
             {
+                log(&format!("{}: {}", label(&p.id), waiting_for(&state, now)));
                 foreign.push(p.id.clone());
             }
             RunStatus::Running => {
-                store.requeue(&p.id, "its worker stopped renewing its lease")?;
+                // The launch that ran it died (or its worker did, unseen): not the run's
+                // failure, so it does not count against max_retries.
+                store.requeue(&p.id, "its worker is gone: the launch that ran it stopped")?;
+                log(&format!(
+                    "{}: its worker is gone (the last launch was stopped); resuming it",
+                    label(&p.id)
+                ));
                 queue.push_back(p.id.clone());
             }
             RunStatus::Queued | RunStatus::Interrupted | RunStatus::Failed => {
@@ -405,13 +432,7 @@ pub fn run_sweep(
                     let _ = r.child.kill();
                     let _ = r.child.wait();
                     let done = store.run_state(&r.run)?.map(|s| s.epochs_done);
-                    store.end_run(
-                        &r.run,
-                        RunStatus::Interrupted,
-                        r.started.elapsed().as_secs_f64(),
-                        None,
-                        done,
-                    )?;
+                    store.end_run(&r.run, RunStatus::Interrupted, None, None, done)?;
                 }
                 summary.interrupted += running.len() + queue.len();
                 running.clear();
@@ -451,7 +472,8 @@ pub fn run_sweep(
                 }
                 RunStatus::Failed | RunStatus::Running | RunStatus::Queued => {
                     // Failed as recorded by the worker, or the worker died without recording.
-                    let why = if state.status == RunStatus::Failed {
+                    let recorded = state.status == RunStatus::Failed;
+                    let why = if recorded {
                         state.error.clone().unwrap_or_default()
                     } else {
                         format!(
@@ -460,45 +482,70 @@ pub fn run_sweep(
                         )
                     };
                     let oom = why.to_ascii_lowercase().contains("out of memory");
-                    if oom && let crate::device::DeviceSpec::Cuda(_) = r.slot.device {
+                    let on_gpu = matches!(r.slot.device, crate::device::DeviceSpec::Cuda(_));
+                    let neighbours = running
+                        .iter()
+                        .filter(|o| o.slot.device == r.slot.device)
+                        .count();
+                    let checkpoint = crate::train::resumable_epoch(
+                        &by_id[r.run.as_str()].artifact_dir,
+                        state.epochs_done,
+                    );
+                    let progressed = checkpoint > r.checkpoint_at_launch;
+                    // What counts against max_retries (the README's crash-safety paragraph):
+                    // the worker's own error, and a death that saved no new checkpoint (a crash
+                    // that would recur). A death after progress resumes uncounted: each such
+                    // retry is at least one epoch further, so it cannot loop. Out of GPU memory
+                    // counts only when the run was alone on its GPU.
+                    let counts = if oom && on_gpu {
+                        neighbours == 0
+                    } else {
+                        recorded || !progressed
+                    };
+                    if oom && on_gpu && neighbours > 0 {
                         // Fewer neighbours on that GPU, and the run goes back in the queue as it was.
-                        let neighbours = running
-                            .iter()
-                            .filter(|o| o.slot.device == r.slot.device)
-                            .count();
-                        gpu_capacity.insert(r.slot.device.to_string(), neighbours.max(1));
+                        gpu_capacity.insert(r.slot.device.to_string(), neighbours);
                         store.requeue(&r.run, "out of GPU memory: fewer runs per GPU")?;
                         queue.push_front(r.run.clone());
                         log(&format!(
                             "{}: out of GPU memory, requeued with fewer neighbours",
                             label(&r.run)
                         ));
-                    } else if state.attempts <= opts.max_retries && stop_level == 0 {
+                    } else if !counts {
+                        let epoch = checkpoint.unwrap_or(0);
                         store.requeue(
                             &r.run,
-                            &format!("attempt {} failed: {why}", state.attempts),
+                            &format!("{why}; resumes from epoch {epoch}, not counted as a failure"),
                         )?;
-                        queue.push_back(r.run.clone());
-                        log(&format!(
-                            "{}: FAILED (attempt {}), retrying: {why}",
-                            label(&r.run),
-                            state.attempts
-                        ));
-                    } else {
-                        if state.status != RunStatus::Failed {
-                            store.end_run(
-                                &r.run,
-                                RunStatus::Failed,
-                                r.started.elapsed().as_secs_f64(),
-                                Some(&why),
-                                None,
-                            )?;
+                        if stop_level == 0 {
+                            queue.push_back(r.run.clone());
+                            log(&format!(
+                                "{}: worker died after the checkpoint of epoch {epoch}; resuming: {why}",
+                                label(&r.run)
+                            ));
+                        } else {
+                            summary.interrupted += 1;
                         }
-                        log(&format!("{}: FAILED: {why}", label(&r.run)));
-                        summary.failed.push((r.run.clone(), why));
-                        if opts.fail_fast && stop_level == 0 {
-                            log("--fail-fast: stopping the sweep");
-                            stop.store(1, Ordering::SeqCst);
+                    } else {
+                        let failures = store.count_failure(&r.run)?;
+                        if failures <= opts.max_retries && stop_level == 0 {
+                            store.requeue(&r.run, &format!("failure {failures}: {why}"))?;
+                            queue.push_back(r.run.clone());
+                            log(&format!(
+                                "{}: FAILED (failure {failures} of at most {}), retrying: {why}",
+                                label(&r.run),
+                                opts.max_retries + 1
+                            ));
+                        } else {
+                            if !recorded {
+                                store.end_run(&r.run, RunStatus::Failed, None, Some(&why), None)?;
+                            }
+                            log(&format!("{}: FAILED: {why}", label(&r.run)));
+                            summary.failed.push((r.run.clone(), why));
+                            if opts.fail_fast && stop_level == 0 {
+                                log("--fail-fast: stopping the sweep");
+                                stop.store(1, Ordering::SeqCst);
+                            }
                         }
                     }
                 }
@@ -510,8 +557,13 @@ pub fn run_sweep(
         let mut still = Vec::new();
         for id in foreign.drain(..) {
             match store.run_state(&id)? {
-                Some(s) if s.status == RunStatus::Running && s.lease_expired(now) => {
-                    store.requeue(&id, "its worker stopped renewing its lease")?;
+                Some(s)
+                    if s.status == RunStatus::Running
+                        && (s.lease_expired(now)
+                            || s.worker_pid.is_some_and(|p| !crate::process::alive(p))) =>
+                {
+                    store.requeue(&id, "its worker is gone: the launch that ran it stopped")?;
+                    log(&format!("{}: its worker is gone; resuming it", label(&id)));
                     queue.push_back(id);
                 }
                 Some(s) if s.status == RunStatus::Running => still.push(id),
@@ -553,6 +605,10 @@ pub fn run_sweep(
                 }
                 let id = queue.pop_front().expect("queue is not empty");
                 let p = by_id[id.as_str()];
+                let checkpoint_at_launch = crate::train::resumable_epoch(
+                    &p.artifact_dir,
+                    store.run_state(&id)?.map_or(0, |s| s.epochs_done),
+                );
                 let attempt = store.claim_run(&id, &slot.name(), crate::worker::LEASE_SECS)?;
                 log(&format!(
                     "{}: training on {}{}",
@@ -565,16 +621,21 @@ pub fn run_sweep(
                     }
                 ));
                 match spawn_worker(&exe, &db, sweep_id, p, *slot, opts) {
-                    Ok(child) => running.push(Running {
-                        child,
-                        run: id,
-                        slot: *slot,
-                        started: Instant::now(),
-                        first_step_seen: false,
-                    }),
+                    Ok(child) => {
+                        store.set_worker_pid(&id, child.id())?;
+                        running.push(Running {
+                            child,
+                            run: id,
+                            slot: *slot,
+                            started: Instant::now(),
+                            first_step_seen: false,
+                            checkpoint_at_launch,
+                        })
+                    }
                     Err(e) => {
                         let why = format!("could not start a worker: {e}");
-                        store.end_run(&id, RunStatus::Failed, 0.0, Some(&why), None)?;
+                        store.count_failure(&id)?;
+                        store.end_run(&id, RunStatus::Failed, None, Some(&why), None)?;
                         log(&format!("{}: FAILED: {why}", label(&id)));
                         summary.failed.push((id, why));
                     }

@@ -22,10 +22,21 @@ pub const FILES: &[(&str, &str)] = &[
         "0004_report_views.sql",
         include_str!("../../migrations/0004_report_views.sql"),
     ),
+    (
+        "0005_resume_and_order.sql",
+        include_str!("../../migrations/0005_resume_and_order.sql"),
+    ),
 ];
 
 /// Schema version of a database with every migration applied.
 pub const LATEST: usize = FILES.len();
+
+/// The oldest schema readers (`report`, `runs`, `sql`, the dashboard, `predict`) read as it
+/// is, since readers never migrate. They query the views of 0004; 0005 adds the scheduler's
+/// failure count (no reader uses it) and orders the leaderboard view (readers sort their
+/// own rows), so a version-4 database reads correctly. Raise this when a migration adds
+/// something a reader queries.
+pub const READABLE_FROM: usize = 4;
 
 pub fn migrations() -> Migrations<'static> {
     Migrations::new(FILES.iter().map(|(_, sql)| M::up(sql)).collect())
@@ -54,6 +65,10 @@ mod tests {
         (
             "0004_report_views.sql",
             "2710cd1308b3dfcf59e87e43e5bee53de069ce91e1201a429f5ebb1740ecdf35",
+        ),
+        (
+            "0005_resume_and_order.sql",
+            "d29e47551827521604558f91fedfb75950fd013dc5a3a8037c2bab25b3024012",
         ),
     ];
 

@@ -14,19 +14,45 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// A finished run whose val balanced accuracy (macro recall) stays below this learned nothing:
+/// chance over the seven classes is 1/7, and a network that predicts one class for every face
+/// scores exactly that. Readers flag such runs, so that a newcomer reads "never learned" (a
+/// too-high learning rate, too few epochs) rather than "fer-lab is broken".
+pub const NEVER_LEARNED_BELOW: f64 = 1.0 / 7.0 + 0.03;
+
+/// What readers print beside a run that never learned.
+pub const NEVER_LEARNED: &str = "never learned: val at chance (1/7); try a lower lr or more epochs";
+
 /// Default database path, relative to the working directory.
 pub const DEFAULT_DB: &str = "results/fer-lab.sqlite";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{path}: {source}")]
-    Sqlite {
-        path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
-    },
+    // SQLite's message is part of this one, not a `source`: anyhow would print it twice.
+    #[error("{path}: {err}")]
+    Sqlite { path: PathBuf, err: rusqlite::Error },
     #[error("{0}: no such database (run a sweep first, or pass --db)")]
     NoDatabase(PathBuf),
+    #[error(
+        "{0}: not a SQLite database, so not fer-lab's results (pass --db with the file a sweep wrote)"
+    )]
+    NotADatabase(PathBuf),
+    #[error(
+        "{0}: an empty database with no fer-lab results in it (run a sweep first, or pass --db)"
+    )]
+    EmptyDatabase(PathBuf),
+    #[error(
+        "{path}: a SQLite database that fer-lab did not write (it holds {tables}); fer-lab leaves it alone: pass --db with fer-lab's results file"
+    )]
+    Foreign { path: PathBuf, tables: String },
+    #[error(
+        "{path}: written by an older fer-lab (schema version {found}; this one reads {readable} or newer); run `fer-lab sweep` once to upgrade it"
+    )]
+    OlderSchema {
+        path: PathBuf,
+        found: usize,
+        readable: usize,
+    },
     #[error(
         "{path}: schema version {found} is newer than this fer-lab knows ({known}); upgrade fer-lab"
     )]
@@ -39,10 +65,28 @@ pub enum StoreError {
     Migration { path: PathBuf, why: String },
     #[error("fer-lab sql is read-only: {0}")]
     ReadOnly(String),
+    #[error("the query is empty: give one SQL statement, e.g. \"SELECT * FROM leaderboard\"")]
+    EmptyQuery,
+    #[error("the query ran longer than {0:?} and was stopped (raise --timeout, or narrow it)")]
+    Timeout(Duration),
     #[error("{path}: {sql_error}")]
     Query { path: PathBuf, sql_error: String },
     #[error("{0}: cannot create its folder: {1}")]
     Folder(PathBuf, std::io::Error),
+}
+
+impl StoreError {
+    /// Whether the machine, not the input, failed: a full disk or an I/O error while writing.
+    pub fn is_runtime(&self) -> bool {
+        match self {
+            StoreError::Sqlite { err, .. } => matches!(
+                err.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure)
+            ),
+            StoreError::Folder(_, e) => crate::data::cache::is_runtime_io(e),
+            _ => false,
+        }
+    }
 }
 
 /// Lifecycle of a run.
@@ -155,7 +199,10 @@ pub fn now_unix() -> f64 {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunState {
     pub status: RunStatus,
+    /// Launches, including those lost to a scheduler's death.
     pub attempts: u32,
+    /// Failures that count against `max_retries` (see the scheduler).
+    pub failures: u32,
     pub lease_expires: Option<f64>,
     pub worker_pid: Option<i64>,
     pub epochs_done: usize,
@@ -213,40 +260,74 @@ fn now_sql() -> &'static str {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database and brings its schema up to date.
+    /// Opens (creating if needed) the database and brings its schema up to date: what commands
+    /// that write (`sweep`, its workers) use. A file that is not fer-lab's is refused untouched.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
         {
             std::fs::create_dir_all(parent).map_err(|e| StoreError::Folder(parent.into(), e))?;
         }
+        // A zero-byte file is an empty SQLite database: fer-lab may make it its own.
+        let has_content = path.metadata().is_ok_and(|m| m.len() > 0);
         let mut conn = Connection::open(path).map_err(|e| sqlite(path, e))?;
+        if has_content {
+            // Before `configure`, which already writes (WAL mode).
+            match inspect(&conn, path)? {
+                Contents::Empty => {}
+                Contents::FerLab(v) => newer_refused(v, path)?,
+                Contents::Foreign(tables) => {
+                    return Err(StoreError::Foreign {
+                        path: path.into(),
+                        tables,
+                    });
+                }
+            }
+        }
         configure(&conn, path)?;
         check_version(&conn, path)?;
         migrations::migrations()
             .to_latest(&mut conn)
-            .map_err(|e| StoreError::Migration {
-                path: path.into(),
-                why: e.to_string(),
-            })?;
+            .map_err(|e| migration_error(path, e))?;
         Ok(Store {
             conn,
             path: path.into(),
         })
     }
 
-    /// Opens an existing database read-only: what `sql`, `report` and `runs` use.
+    /// Opens an existing fer-lab database read-only: what `sql`, `report`, `runs`, `predict`,
+    /// `export` and the dashboard use. Readers never create or migrate: an empty or foreign
+    /// file, or one too old to read, is an error that says so, and the file is left as it was.
     pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
         if !path.is_file() {
             return Err(StoreError::NoDatabase(path.into()));
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(|e| sqlite(path, e))?;
-        add_functions(&conn, path)?;
         conn.busy_timeout(Duration::from_secs(10))
             .and_then(|()| conn.pragma_update(None, "query_only", true))
             .map_err(|e| sqlite(path, e))?;
-        check_version(&conn, path)?;
+        readable(&conn, path)?;
+        add_functions(&conn, path)?;
+        Ok(Store {
+            conn,
+            path: path.into(),
+        })
+    }
+
+    /// Opens an existing fer-lab database for a small write (a dashboard's pause flag or
+    /// retry) without creating or migrating it.
+    pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::NoDatabase(path.into()));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| sqlite(path, e))?;
+        conn.busy_timeout(Duration::from_secs(30))
+            .and_then(|()| conn.pragma_update(None, "foreign_keys", true))
+            .map_err(|e| sqlite(path, e))?;
+        readable(&conn, path)?;
+        add_functions(&conn, path)?;
         Ok(Store {
             conn,
             path: path.into(),
@@ -386,7 +467,8 @@ impl Store {
 
     /// A worker starts (or resumes) a run on `device`. A fresh start clears everything an earlier
     /// attempt recorded; a resume from epoch `e` keeps epochs 1..=e and drops the rest, so no
-    /// epoch row is ever duplicated or left from a lost attempt.
+    /// epoch row is ever duplicated or left from a lost attempt. The wall time of earlier
+    /// attempts is kept (only `--restart` forgets it) and returned: this attempt adds to it.
     pub fn start_attempt(
         &mut self,
         id: &str,
@@ -394,7 +476,7 @@ impl Store {
         params: usize,
         flops: u64,
         resume_from: Option<usize>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<f64, StoreError> {
         let path = self.path.clone();
         let e = |err| sqlite(&path, err);
         let kept = resume_from.unwrap_or(0) as i64;
@@ -412,7 +494,7 @@ impl Store {
             &format!(
                 "UPDATE runs SET status = 'running', device = ?2, params = ?3, flops = ?4,
                      started_at = coalesce(CASE WHEN ?5 > 0 THEN started_at END, {now}),
-                     finished_at = NULL, wall_secs = NULL, error = NULL, stopped_epoch = NULL,
+                     finished_at = NULL, error = NULL, stopped_epoch = NULL,
                      epochs_done = ?5, best_epoch = NULL, resumed_from = nullif(?5, 0),
                      first_step_at = NULL
                  WHERE id = ?1",
@@ -428,7 +510,13 @@ impl Store {
             )
             .map_err(e)?;
         }
-        tx.commit().map_err(e)
+        let wall: Option<f64> = tx
+            .query_row("SELECT wall_secs FROM runs WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .map_err(e)?;
+        tx.commit().map_err(e)?;
+        Ok(wall.unwrap_or(0.0))
     }
 
     /// The scheduler takes a queued run for a worker: status running, one more attempt, a
@@ -459,19 +547,51 @@ impl Store {
         Ok(attempts as u32)
     }
 
-    /// The worker's heartbeat: it is alive and holds the run for `lease_secs` more.
-    pub fn heartbeat(&self, id: &str, pid: u32, lease_secs: f64) -> Result<(), StoreError> {
+    /// The worker's heartbeat: it is alive and holds the run for `lease_secs` more, and the run
+    /// has trained `wall_secs` in all (so a killed attempt's time is not lost).
+    pub fn heartbeat(
+        &self,
+        id: &str,
+        pid: u32,
+        lease_secs: f64,
+        wall_secs: f64,
+    ) -> Result<(), StoreError> {
         self.conn
             .execute(
                 &format!(
-                    "UPDATE runs SET worker_pid = ?2, lease_expires = ?3, heartbeat_at = {}
+                    "UPDATE runs SET worker_pid = ?2, lease_expires = ?3, wall_secs = ?4,
+                         heartbeat_at = {}
                      WHERE id = ?1 AND status = 'running'",
                     now_sql()
                 ),
-                params![id, pid, now_unix() + lease_secs],
+                params![id, pid, now_unix() + lease_secs, wall_secs],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    /// The scheduler records the pid of the worker it just started, so that a later launch can
+    /// tell a dead worker from a live one before the worker's first heartbeat.
+    pub fn set_worker_pid(&self, id: &str, pid: u32) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE runs SET worker_pid = ?2 WHERE id = ?1 AND status = 'running'",
+                params![id, pid],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// One more failure of a run that counts against its retries; returns how many it has.
+    pub fn count_failure(&self, id: &str) -> Result<u32, StoreError> {
+        self.conn
+            .query_row(
+                "UPDATE runs SET failures = failures + 1 WHERE id = ?1 RETURNING failures",
+                [id],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u32)
+            .map_err(|e| self.err(e))
     }
 
     /// Where a running run is inside its current split (from the worker's heartbeat).
@@ -523,7 +643,8 @@ impl Store {
                 .map_err(e)?;
         }
         tx.execute(
-            "UPDATE runs SET status = 'queued', attempts = 0, epochs_done = 0, best_epoch = NULL,
+            "UPDATE runs SET status = 'queued', attempts = 0, failures = 0, epochs_done = 0,
+                 best_epoch = NULL,
                  error = NULL, stopped_epoch = NULL, resumed_from = NULL, finished_at = NULL,
                  wall_secs = NULL, worker_pid = NULL, lease_expires = NULL
              WHERE id = ?1",
@@ -558,7 +679,7 @@ impl Store {
         let changed = self
             .conn
             .execute(
-                "UPDATE runs SET status = 'queued', attempts = 0, error = NULL, stopped_epoch = NULL,
+                "UPDATE runs SET status = 'queued', failures = 0, error = NULL, stopped_epoch = NULL,
                      worker_pid = NULL, lease_expires = NULL
                  WHERE id = ?1 AND status IN ('failed', 'diverged')",
                 [id],
@@ -605,7 +726,7 @@ impl Store {
     pub fn run_state(&self, id: &str) -> Result<Option<RunState>, StoreError> {
         self.conn
             .query_row(
-                "SELECT status, attempts, lease_expires, worker_pid, epochs_done, error
+                "SELECT status, attempts, lease_expires, worker_pid, epochs_done, error, failures
                  FROM runs WHERE id = ?1",
                 [id],
                 |r| {
@@ -617,6 +738,7 @@ impl Store {
                         worker_pid: r.get(3)?,
                         epochs_done: r.get::<_, i64>(4)? as usize,
                         error: r.get(5)?,
+                        failures: r.get::<_, i64>(6)? as u32,
                     })
                 },
             )
@@ -770,19 +892,21 @@ impl Store {
     }
 
     /// Marks a run as ended without results (`failed`, `diverged`, `pruned`, `interrupted`),
-    /// with the epoch it stopped at when known.
+    /// with the epoch it stopped at when known. `wall_secs` None keeps the time the worker's
+    /// heartbeat last recorded (when the worker is gone and only the scheduler knows).
     pub fn end_run(
         &self,
         id: &str,
         status: RunStatus,
-        wall_secs: f64,
+        wall_secs: Option<f64>,
         error: Option<&str>,
         stopped_epoch: Option<usize>,
     ) -> Result<(), StoreError> {
         self.conn
             .execute(
                 &format!(
-                    "UPDATE runs SET status = ?2, wall_secs = ?3, error = ?4, finished_at = {},
+                    "UPDATE runs SET status = ?2, wall_secs = coalesce(?3, wall_secs), error = ?4,
+                         finished_at = {},
                          stopped_epoch = ?5, worker_pid = NULL, lease_expires = NULL
                      WHERE id = ?1",
                     now_sql()
@@ -804,6 +928,53 @@ impl Store {
         self.record_event(id, status.as_str(), detail.as_deref())
     }
 
+    /// [`Store::query`], stopped with [`StoreError::Timeout`] once it has run for `limit`.
+    pub fn query_for(&self, sql: &str, limit: Duration) -> Result<Rows, StoreError> {
+        let handle = self.conn.get_interrupt_handle();
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let timer = std::thread::spawn(move || {
+            let expired = matches!(
+                wait.recv_timeout(limit),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+            );
+            if expired {
+                handle.interrupt();
+            }
+            expired
+        });
+        let result = self.query(sql, &[]);
+        let _ = done.send(());
+        let expired = timer.join().unwrap_or(false);
+        match result {
+            Err(StoreError::Query { sql_error, .. })
+                if expired && sql_error.contains("interrupt") =>
+            {
+                Err(StoreError::Timeout(limit))
+            }
+            other => other,
+        }
+    }
+
+    /// The finished runs of a sweep that never learned (see [`NEVER_LEARNED_BELOW`]), in sweep
+    /// order.
+    pub fn never_learned(&self, sweep_id: i64) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT r.id FROM sweep_runs sr JOIN runs r ON r.id = sr.run_id
+                 JOIN evals v ON v.run_id = r.id AND v.split = 'val'
+                 WHERE sr.sweep_id = ?1 AND r.status = ?2 AND v.macro_recall < ?3
+                 ORDER BY sr.position",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map(
+            params![sweep_id, RunStatus::Done.as_str(), NEVER_LEARNED_BELOW],
+            |r| r.get(0),
+        )
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.err(e))
+    }
+
     /// Runs one SQL statement and returns its rows. On a read-only store, writes are refused.
     pub fn query(&self, sql: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Rows, StoreError> {
         let query_err = |e: rusqlite::Error| {
@@ -820,6 +991,10 @@ impl Store {
                 }
             }
         };
+        // SQLite prepares such a text to no statement, and stepping it says "API misuse".
+        if without_comments(sql).trim().is_empty() {
+            return Err(StoreError::EmptyQuery);
+        }
         let mut stmt = self.conn.prepare(sql).map_err(query_err)?;
         if !stmt.readonly() && self.conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
             return Err(StoreError::ReadOnly(format!(
@@ -850,10 +1025,30 @@ impl Store {
     }
 }
 
-fn sqlite(path: &Path, source: rusqlite::Error) -> StoreError {
+/// `sql` without its leading whitespace and comments (`-- …` lines, `/* … */`).
+fn without_comments(sql: &str) -> &str {
+    let mut rest = sql.trim_start();
+    loop {
+        if let Some(after) = rest.strip_prefix("--") {
+            rest = after
+                .split_once('\n')
+                .map_or("", |(_, next)| next)
+                .trim_start();
+        } else if let Some(after) = rest.strip_prefix("/*") {
+            rest = after
+                .split_once("*/")
+                .map_or("", |(_, next)| next)
+                .trim_start();
+        } else {
+            return rest;
+        }
+    }
+}
+
+fn sqlite(path: &Path, err: rusqlite::Error) -> StoreError {
     StoreError::Sqlite {
         path: path.into(),
-        source,
+        err,
     }
 }
 
@@ -914,10 +1109,104 @@ fn check_version(conn: &Connection, path: &Path) -> Result<(), StoreError> {
             known: migrations::LATEST,
         }),
         Ok(_) => Ok(()),
-        Err(e) => Err(StoreError::Migration {
+        Err(e) => Err(migration_error(path, e)),
+    }
+}
+
+/// rusqlite_migration's own Display is a debug dump of the query; say what SQLite said.
+fn migration_error(path: &Path, e: rusqlite_migration::Error) -> StoreError {
+    match e {
+        rusqlite_migration::Error::RusqliteError { err, .. } => match err.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::NotADatabase) => StoreError::NotADatabase(path.into()),
+            _ => sqlite(path, err),
+        },
+        other => StoreError::Migration {
             path: path.into(),
-            why: e.to_string(),
+            why: other.to_string(),
+        },
+    }
+}
+
+/// What a database file holds, found by reading only.
+#[derive(Debug, PartialEq)]
+enum Contents {
+    /// No schema at all: a new (or zero-byte) database.
+    Empty,
+    /// fer-lab's tables, at this schema version.
+    FerLab(usize),
+    /// Someone else's database, described for the error message.
+    Foreign(String),
+}
+
+fn inspect(conn: &Connection, path: &Path) -> Result<Contents, StoreError> {
+    let read_err = |e: rusqlite::Error| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase) => StoreError::NotADatabase(path.into()),
+        _ => sqlite(path, e),
+    };
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(read_err)?;
+    let objects: Vec<(String, String)> = conn
+        .prepare(
+            "SELECT type, name FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY name",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|rows| rows.collect())
+        })
+        .map_err(read_err)?;
+    if objects.is_empty() && version == 0 {
+        return Ok(Contents::Empty);
+    }
+    let tables: Vec<&str> = objects
+        .iter()
+        .filter(|(kind, _)| kind == "table")
+        .map(|(_, name)| name.as_str())
+        .collect();
+    let ours = ["sweeps", "runs", "epochs"]
+        .iter()
+        .all(|t| tables.contains(t));
+    if ours && version > 0 {
+        return Ok(Contents::FerLab(version as usize));
+    }
+    const SHOWN: usize = 5;
+    let described = match tables.len() {
+        0 => format!("no tables, user_version {version}"),
+        n if n <= SHOWN => format!("tables {}", tables.join(", ")),
+        n => format!(
+            "tables {} and {} more",
+            tables[..SHOWN].join(", "),
+            n - SHOWN
+        ),
+    };
+    Ok(Contents::Foreign(described))
+}
+
+fn newer_refused(version: usize, path: &Path) -> Result<(), StoreError> {
+    if version > migrations::LATEST {
+        return Err(StoreError::NewerSchema {
+            path: path.into(),
+            found: version,
+            known: migrations::LATEST,
+        });
+    }
+    Ok(())
+}
+
+/// Whether a reader can use the database as it is (see [`migrations::READABLE_FROM`]).
+fn readable(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    match inspect(conn, path)? {
+        Contents::Empty => Err(StoreError::EmptyDatabase(path.into())),
+        Contents::Foreign(tables) => Err(StoreError::Foreign {
+            path: path.into(),
+            tables,
         }),
+        Contents::FerLab(v) if v < migrations::READABLE_FROM => Err(StoreError::OlderSchema {
+            path: path.into(),
+            found: v,
+            readable: migrations::READABLE_FROM,
+        }),
+        Contents::FerLab(v) => newer_refused(v, path),
     }
 }
 
@@ -1001,6 +1290,157 @@ mod tests {
     }
 
     #[test]
+    fn readers_read_only_fer_labs_databases_at_a_schema_they_know() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.sqlite");
+        std::fs::write(&empty, b"").unwrap();
+        let err = Store::open_read_only(&empty).err().unwrap();
+        assert!(matches!(err, StoreError::EmptyDatabase(_)), "{err}");
+        let err = Store::open_existing(&empty).err().unwrap();
+        assert!(matches!(err, StoreError::EmptyDatabase(_)), "{err}");
+        assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0);
+        // A sweep makes an empty file its own.
+        Store::open(&empty).unwrap();
+        Store::open_read_only(&empty).unwrap();
+
+        let at = |version: usize| {
+            let path = dir.path().join(format!("v{version}.sqlite"));
+            let mut conn = Connection::open(&path).unwrap();
+            migrations::migrations()
+                .to_version(&mut conn, version)
+                .unwrap();
+            path
+        };
+        let v3 = at(3);
+        let err = Store::open_read_only(&v3).err().unwrap().to_string();
+        assert!(
+            err.contains("schema version 3") && err.contains("`fer-lab sweep`"),
+            "{err}"
+        );
+        assert!(Store::open_existing(&v3).is_err());
+        // Readers read version 4 as it is; a sweep brings it up to date.
+        let v4 = at(migrations::READABLE_FROM);
+        let reader = Store::open_read_only(&v4).unwrap();
+        reader.query("SELECT * FROM leaderboard", &[]).unwrap();
+        reader.query("SELECT * FROM cell_stats", &[]).unwrap();
+        drop(reader);
+        let version = |path: &Path| -> i64 {
+            Connection::open(path)
+                .unwrap()
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(version(&v4), migrations::READABLE_FROM as i64);
+        Store::open(&v4).unwrap();
+        assert_eq!(version(&v4), migrations::LATEST as i64);
+
+        let foreign = dir.path().join("foreign.sqlite");
+        Connection::open(&foreign)
+            .unwrap()
+            .execute_batch("CREATE TABLE runs (x); PRAGMA user_version = 2;")
+            .unwrap();
+        for err in [
+            Store::open(&foreign).err().unwrap(),
+            Store::open_read_only(&foreign).err().unwrap(),
+        ] {
+            assert!(matches!(err, StoreError::Foreign { .. }), "{err}");
+        }
+        let text = dir.path().join("text.sqlite");
+        std::fs::write(&text, "hello\n".repeat(100)).unwrap();
+        for err in [
+            Store::open(&text).err().unwrap(),
+            Store::open_read_only(&text).err().unwrap(),
+        ] {
+            assert!(matches!(err, StoreError::NotADatabase(_)), "{err}");
+        }
+    }
+
+    #[test]
+    fn launches_are_not_failures_and_wall_time_adds_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        let (sweep, runs) = sample_sweep();
+        store.register_sweep(&sweep, &runs).unwrap();
+        store.claim_run("run0", "cpu#1", 20.0).unwrap();
+        assert_eq!(store.start_attempt("run0", "cpu", 1, 1, None).unwrap(), 0.0);
+        store.heartbeat("run0", 1, 20.0, 5.0).unwrap();
+        // Its scheduler died; the next launch takes it again.
+        store.requeue("run0", "gone").unwrap();
+        assert_eq!(store.claim_run("run0", "cpu#1", 20.0).unwrap(), 2);
+        let state = store.run_state("run0").unwrap().unwrap();
+        assert_eq!((state.attempts, state.failures), (2, 0));
+        assert_eq!(
+            store.start_attempt("run0", "cpu", 1, 1, Some(1)).unwrap(),
+            5.0
+        );
+        assert_eq!(store.count_failure("run0").unwrap(), 1);
+        assert_eq!(store.count_failure("run0").unwrap(), 2);
+        store
+            .end_run("run0", RunStatus::Failed, None, Some("boom"), None)
+            .unwrap();
+        let wall: f64 = store
+            .conn()
+            .query_row("SELECT wall_secs FROM runs WHERE id = 'run0'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(wall, 5.0, "the last heartbeat's time is kept");
+        assert!(store.retry_run("run0", "again").unwrap());
+        assert_eq!(store.run_state("run0").unwrap().unwrap().failures, 0);
+    }
+
+    #[test]
+    fn the_leaderboard_is_best_first_and_runs_at_chance_are_known() {
+        use crate::metrics::{Confusion, Evaluation};
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        let sweep = SweepRecord::for_test("s", &[]);
+        let runs: Vec<RunRecord> = ["chance", "good", "unfinished", "half"]
+            .iter()
+            .map(|id| RunRecord::for_test(*id, 1, 1, vec![]))
+            .collect();
+        let sweep_id = store.register_sweep(&sweep, &runs).unwrap();
+        // Two faces of each class; `right` of each class predicted right, the rest as class 0.
+        let eval = |right: usize| {
+            let mut c = Confusion::default();
+            for class in 0..7 {
+                for k in 0..2 {
+                    c.add(class, if k < right { class } else { 0 });
+                }
+            }
+            Evaluation::from_confusion(c, 1.0)
+        };
+        for (id, right) in [("chance", 0), ("good", 2), ("half", 1)] {
+            let e = eval(right);
+            store
+                .finish_run(id, 1, 1.0, &[("val", &e, 14), ("test", &e, 14)])
+                .unwrap();
+        }
+        let order: Vec<Value> = store
+            .query("SELECT run FROM leaderboard", &[])
+            .unwrap()
+            .rows
+            .into_iter()
+            .map(|r| r[0].clone())
+            .collect();
+        assert_eq!(order, ["good", "half", "chance", "unfinished"]);
+        // Predicting class 0 for every face: 1/7 balanced accuracy, a run that never learned.
+        assert_eq!(store.never_learned(sweep_id).unwrap(), ["chance"]);
+    }
+
+    #[test]
+    fn a_query_without_a_statement_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        for sql in ["", "  \n", "-- just a comment", "/* a */ -- b\n  "] {
+            let err = store.query(sql, &[]).unwrap_err();
+            assert!(matches!(err, StoreError::EmptyQuery), "{sql:?}: {err}");
+        }
+        let rows = store.query("-- the count\nSELECT 1 AS one", &[]).unwrap();
+        assert_eq!(rows.rows[0][0], Value::from(1));
+    }
+
+    #[test]
     fn newer_schema_is_refused_clearly() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite");
@@ -1022,7 +1462,7 @@ mod tests {
         let (sweep, runs) = sample_sweep();
         store.register_sweep(&sweep, &runs).unwrap();
         store
-            .end_run("run0", RunStatus::Failed, 1.0, Some("boom"), None)
+            .end_run("run0", RunStatus::Failed, Some(1.0), Some("boom"), None)
             .unwrap();
         store.register_sweep(&sweep, &runs).unwrap();
         assert_eq!(store.run_status("run0").unwrap(), Some(RunStatus::Failed));

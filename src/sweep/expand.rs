@@ -100,8 +100,9 @@ pub fn expand(
     axes: &[Axis],
     seeds: &[u64],
 ) -> Result<Vec<PlannedRun>, ExpandError> {
+    // A bad [base] value is wrong where it is written, even when an axis overrides it.
     base.validate().map_err(|e| ExpandError {
-        axis_line: axes.iter().find(|a| a.owns(&e.key)).map(|a| a.line),
+        axis_line: None,
         key: e.key,
         message: e.message,
     })?;

@@ -43,8 +43,11 @@ pub struct Resources {
     pub devices: Option<crate::scheduler::devices::DeviceChoice>,
     /// Runs at once per device.
     pub per_device: Option<usize>,
-    /// Attempts after the first for a failed or crashed run.
+    /// Retries after a failure that counts (see the scheduler).
     pub max_retries: Option<u32>,
+    /// Keep a finished run's epoch checkpoints (model and optimizer state, several MB each)
+    /// beside `best.bpk`; by default they are removed once the run is done.
+    pub keep_checkpoints: Option<bool>,
 }
 
 /// The same file again, only to find the line of each `[base]` key for range errors.
@@ -101,7 +104,7 @@ impl Sweep {
         let err = |line: Option<usize>, message: String| SweepError {
             file: path.to_path_buf(),
             line,
-            message,
+            message: plain_words(&message),
         };
         // toml's own message already carries "line N, column M" and a snippet.
         let doc: SweepToml = toml::from_str(text).map_err(|e| err(None, e.to_string()))?;
@@ -176,9 +179,14 @@ impl Sweep {
             let line = e.axis_line.or_else(|| base_line(&e.key));
             err(line, e.message)
         })?;
+        // A path in a file is read relative to the file's folder, so the sweep runs the same
+        // from any directory; `--data` is the command line's, relative to where it runs.
         let data = match data {
             Some(d) => d.to_path_buf(),
-            None => PathBuf::from(&doc.data),
+            None => match path.parent() {
+                Some(folder) if Path::new(&doc.data).is_relative() => folder.join(&doc.data),
+                _ => PathBuf::from(&doc.data),
+            },
         };
         let pruning = match doc.pruning {
             Some(p) => {
@@ -204,6 +212,35 @@ impl Sweep {
             pruning,
         })
     }
+}
+
+/// serde names Rust types in its messages ("expected usize"); a sweep file's author thinks in
+/// numbers.
+fn plain_words(message: &str) -> String {
+    const WORDS: &[(&str, &str)] = &[
+        ("usize", "a whole number ≥ 0"),
+        ("u64", "a whole number ≥ 0"),
+        ("u32", "a whole number ≥ 0"),
+        ("u8", "a whole number ≥ 0"),
+        ("i64", "a whole number"),
+        ("f64", "a number"),
+        ("f32", "a number"),
+    ];
+    let mut out = message.to_string();
+    for (rust, words) in WORDS {
+        for prefix in ["expected ", "expected `"] {
+            let from = format!("{prefix}{rust}");
+            if let Some(at) = out.find(&from) {
+                let end = at + from.len();
+                // Whole words only: `u8` must not match inside `u8x`.
+                if !out[end..].starts_with(|c: char| c.is_alphanumeric() || c == '_') {
+                    let closing = usize::from(prefix.ends_with('`') && out[end..].starts_with('`'));
+                    out.replace_range(at..end + closing, &format!("expected {words}"));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The flat config keys (`model.channels`, `loss.kind`) that differ between runs, in axis
@@ -411,6 +448,34 @@ mod tests {
         assert_eq!(lrs("cross_entropy"), lrs("focal"));
         let e = parse("data = \"d\"\n[grid]\nlr = [0.1]\n[search]\nmethod = \"random\"\nsamples = 1\n[search.space]\nlr = { uniform = [0.1, 0.2] }\n").unwrap_err();
         assert!(e.message.contains("both a grid axis"), "{e}");
+    }
+
+    #[test]
+    fn type_errors_speak_of_numbers_not_rust_types() {
+        let e = parse("data = \"d\"\n[base]\nepochs = -1\n").unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("expected a whole number ≥ 0") && msg.contains("line 3"),
+            "{msg}"
+        );
+        assert!(!msg.contains("usize"), "{msg}");
+        let msg = parse("data = \"d\"\n[grid]\nlr = [\"fast\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("expected a number") && !msg.contains("f64"),
+            "{msg}"
+        );
+        assert!(msg.contains("line 3"), "{msg}");
+        assert_eq!(plain_words("expected u8x"), "expected u8x");
+    }
+
+    #[test]
+    fn a_bad_base_value_is_reported_where_it_is_written() {
+        // The grid overrides lr with valid values; the bad value is the base's, on line 3.
+        let e = parse("data = \"d\"\n[base]\nlr = -1.0\n[grid]\nlr = [0.1, 0.2]\n").unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.message.contains("lr = -1"), "{e}");
     }
 
     #[test]
