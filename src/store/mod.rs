@@ -299,32 +299,31 @@ impl Store {
     /// `export` and the dashboard use. Readers never create or migrate: an empty or foreign
     /// file, or one too old to read, is an error that says so, and the file is left as it was.
     pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
-        if !path.is_file() {
-            return Err(StoreError::NoDatabase(path.into()));
-        }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).map_err(|e| sqlite(path, e))?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .and_then(|()| conn.pragma_update(None, "query_only", true))
-            .map_err(|e| sqlite(path, e))?;
-        readable(&conn, path)?;
-        add_functions(&conn, path)?;
-        Ok(Store {
-            conn,
-            path: path.into(),
-        })
+        Self::open_fer_lab(path, flags, Duration::from_secs(10), "query_only")
     }
 
     /// Opens an existing fer-lab database for a small write (a dashboard's pause flag or
     /// retry) without creating or migrating it.
     pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        Self::open_fer_lab(path, flags, Duration::from_secs(30), "foreign_keys")
+    }
+
+    /// Opens a file that must already be a readable fer-lab database, with `flags`, a busy
+    /// timeout and one boolean pragma switched on; never creates or migrates.
+    fn open_fer_lab(
+        path: &Path,
+        flags: OpenFlags,
+        busy: Duration,
+        pragma: &str,
+    ) -> Result<Store, StoreError> {
         if !path.is_file() {
             return Err(StoreError::NoDatabase(path.into()));
         }
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(|e| sqlite(path, e))?;
-        conn.busy_timeout(Duration::from_secs(30))
-            .and_then(|()| conn.pragma_update(None, "foreign_keys", true))
+        conn.busy_timeout(busy)
+            .and_then(|()| conn.pragma_update(None, pragma, true))
             .map_err(|e| sqlite(path, e))?;
         readable(&conn, path)?;
         add_functions(&conn, path)?;
