@@ -33,11 +33,113 @@ pub fn parse_model(text: &str) -> Result<ModelSpec, String> {
     Ok(config.model)
 }
 
-/// Median seconds of one training step of `spec` at `batch`, over `steps` timed steps.
+/// A model, Adam and one fixed batch, ready to take training steps.
 ///
 /// The batch is `batch` real training images from `train` when given: activations of real faces
 /// decide how branchy kernels such as max-pooling run (a synthetic periodic pattern made the
 /// pooling twice as cheap as on real data). Without data the pixels are synthetic.
+pub struct StepBench {
+    model: Option<FerModel>,
+    optim: burn::optim::ModuleOptimizer,
+    loss: Loss,
+    images: Tensor<4>,
+    targets: Tensor<1, Int>,
+}
+
+impl StepBench {
+    pub fn new(
+        spec: &ModelSpec,
+        batch: usize,
+        device: &Device,
+        train: Option<&SplitImages>,
+    ) -> Self {
+        let device = device.clone().autodiff();
+        let config = RunConfig {
+            model: spec.clone(),
+            ..RunConfig::default()
+        };
+        device.seed(1);
+        let model = FerModel::new(&config, &device);
+        let (pixels, labels): (Vec<f32>, Vec<i64>) = match train.filter(|t| !t.is_empty()) {
+            Some(train) => {
+                // Spread over the split (a stride prime to its size), as a shuffled loader would.
+                let picks: Vec<usize> = (0..batch)
+                    .map(|i| (i * 104_729 + 17) % train.len())
+                    .collect();
+                let mut pixels = Vec::with_capacity(batch * IMAGE_PIXELS);
+                for &i in &picks {
+                    pixels.extend(train.image(i).iter().map(|&p| f32::from(p) / 255.0));
+                }
+                let labels = picks
+                    .iter()
+                    .map(|&i| i64::from(train.label(i).id()))
+                    .collect();
+                (pixels, labels)
+            }
+            None => (
+                (0..batch * IMAGE_PIXELS)
+                    .map(|i| ((i * 7919) % 255) as f32 / 255.0)
+                    .collect(),
+                (0..batch as i64).map(|i| i % 7).collect(),
+            ),
+        };
+        let images = Tensor::<4>::from_data(
+            TensorData::new(pixels, [batch, 1, IMAGE_SIDE, IMAGE_SIDE]),
+            &device,
+        );
+        let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &device);
+        StepBench {
+            model: Some(model),
+            optim: AdamConfig::new().init(),
+            loss: Loss::cross_entropy(),
+            images,
+            targets,
+        }
+    }
+
+    /// Forward and loss, backward, Adam: the three phases of a step, each given to `phase`.
+    fn step_in(&mut self, mut phase: impl FnMut(Phase, &mut dyn FnMut())) -> f32 {
+        let model = self.model.take().expect("a model between steps");
+        let mut loss = None;
+        phase(Phase::Forward, &mut || {
+            loss = Some(
+                self.loss
+                    .forward(model.forward(self.images.clone()), self.targets.clone()),
+            );
+        });
+        let loss = loss.expect("forward ran");
+        let mut grads = None;
+        phase(Phase::Backward, &mut || {
+            grads = Some(GradientsParams::from_grads(loss.backward(), &model));
+        });
+        let mut model = Some(model);
+        phase(Phase::Optimizer, &mut || {
+            let m = model.take().expect("one optimizer step");
+            model = Some(
+                self.optim
+                    .step(1e-3, m, grads.take().expect("backward ran")),
+            );
+        });
+        self.model = model;
+        // Reading the loss back waits for the step to finish on asynchronous devices.
+        loss.into_scalar::<f32>()
+    }
+
+    /// One training step.
+    pub fn step(&mut self) -> f32 {
+        self.step_in(|_, run| run())
+    }
+}
+
+/// The phases of a training step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Forward,
+    Backward,
+    Optimizer,
+}
+
+/// Median seconds of one training step of `spec` at `batch`, over `steps` timed steps.
 pub fn train_step_seconds(
     spec: &ModelSpec,
     batch: usize,
@@ -46,56 +148,98 @@ pub fn train_step_seconds(
     device: &Device,
     train: Option<&SplitImages>,
 ) -> f64 {
-    let device = device.clone().autodiff();
-    let config = RunConfig {
-        model: spec.clone(),
-        ..RunConfig::default()
-    };
-    device.seed(1);
-    let mut model = FerModel::new(&config, &device);
-    let mut optim = AdamConfig::new().init();
-    let loss = Loss::cross_entropy();
-    let (pixels, labels): (Vec<f32>, Vec<i64>) = match train.filter(|t| !t.is_empty()) {
-        Some(train) => {
-            // Spread over the split (a stride prime to its size), as a shuffled loader would.
-            let picks: Vec<usize> = (0..batch)
-                .map(|i| (i * 104_729 + 17) % train.len())
-                .collect();
-            let mut pixels = Vec::with_capacity(batch * IMAGE_PIXELS);
-            for &i in &picks {
-                pixels.extend(train.image(i).iter().map(|&p| f32::from(p) / 255.0));
-            }
-            let labels = picks
-                .iter()
-                .map(|&i| i64::from(train.label(i).id()))
-                .collect();
-            (pixels, labels)
-        }
-        None => (
-            (0..batch * IMAGE_PIXELS)
-                .map(|i| ((i * 7919) % 255) as f32 / 255.0)
-                .collect(),
-            (0..batch as i64).map(|i| i % 7).collect(),
-        ),
-    };
-    let images = Tensor::<4>::from_data(
-        TensorData::new(pixels, [batch, 1, IMAGE_SIDE, IMAGE_SIDE]),
-        &device,
-    );
-    let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &device);
+    let mut bench = StepBench::new(spec, batch, device, train);
     let mut times = Vec::with_capacity(steps);
     for step in 0..warmup + steps {
         let started = Instant::now();
-        let l = loss.forward(model.forward(images.clone()), targets.clone());
-        let grads = GradientsParams::from_grads(l.backward(), &model);
-        model = optim.step(1e-3, model, grads);
-        // Reading a weight back waits for the step to finish on asynchronous devices.
-        let _ = l.into_scalar::<f32>();
+        bench.step();
         if step >= warmup {
             times.push(started.elapsed().as_secs_f64());
         }
     }
     median(times)
+}
+
+/// One traced operator: the phase of the step, the ATen operator or autograd node (`backward`
+/// scope), and the shapes of its tensor inputs.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TracedOp {
+    pub phase: String,
+    pub backward_node: bool,
+    pub name: String,
+    pub shapes: String,
+}
+
+/// What libtorch runs in one training step of `spec` (after two untraced steps): every
+/// top-level ATen operator and every autograd node, per phase, as `(op, calls)` in first-call
+/// order. This is the structural check that each layer's forward and backward are libtorch's
+/// native kernels with PyTorch's shapes; `bench/pytorch_reference.py --stage ops` prints the
+/// same for PyTorch's module.
+#[cfg(feature = "tch")]
+pub fn traced_step(
+    spec: &ModelSpec,
+    batch: usize,
+    device: &Device,
+    train: Option<&SplitImages>,
+) -> Vec<(TracedOp, usize)> {
+    let mut bench = StepBench::new(spec, batch, device, train);
+    bench.step();
+    bench.step();
+    let mut ops: Vec<(TracedOp, usize)> = Vec::new();
+    bench.step_in(|phase, run| {
+        let ((), lines) = crate::model::torch_native::trace(|| run());
+        for line in lines.lines() {
+            let mut fields = line.split('\t');
+            let (Some(depth), Some(scope), Some(name)) =
+                (fields.next(), fields.next(), fields.next())
+            else {
+                continue;
+            };
+            let backward_node = scope == "backward";
+            // Top-level operators, and every autograd node (they run nested in the engine).
+            if depth != "0" && !backward_node {
+                continue;
+            }
+            let op = TracedOp {
+                phase: format!("{phase:?}").to_lowercase(),
+                backward_node,
+                name: name
+                    .trim_start_matches("autograd::engine::evaluate_function: ")
+                    .to_string(),
+                shapes: fields.next().unwrap_or("").to_string(),
+            };
+            match ops.iter_mut().find(|(o, _)| *o == op) {
+                Some((_, calls)) => *calls += 1,
+                None => ops.push((op, 1)),
+            }
+        }
+    });
+    ops
+}
+
+/// `fer-lab bench --ops`: [`traced_step`] as a table.
+#[cfg(feature = "tch")]
+pub fn ops_rows(
+    spec: &ModelSpec,
+    batch: usize,
+    device: &Device,
+    train: Option<&SplitImages>,
+) -> Rows {
+    let mut rows = Rows::new(["phase", "kind", "op", "input_shapes", "calls"]);
+    for (op, calls) in traced_step(spec, batch, device, train) {
+        rows.push(vec![
+            Value::from(op.phase),
+            Value::from(if op.backward_node {
+                "autograd node"
+            } else {
+                "aten op"
+            }),
+            Value::from(op.name),
+            Value::from(op.shapes),
+            Value::from(calls),
+        ]);
+    }
+    rows
 }
 
 /// The table `fer-lab bench` prints.
@@ -264,10 +408,12 @@ fn median_ms<const D: usize>(warmup: usize, steps: usize, mut f: impl FnMut() ->
     median(times)
 }
 
-/// `fer-lab bench --conv`: the gradients of the baseline's two convolutions, burn's formulation
-/// against `model::conv`'s, and each layer's forward + backward both ways.
+/// `fer-lab bench --conv`: each of the baseline's two convolutions in training, forward +
+/// backward, burn's module against fer-lab's layer (`model::conv` on flex, libtorch's own
+/// kernels on LibTorch); on flex also the weight and bias gradients alone.
 pub fn conv_rows(device: &Device, batch: usize, steps: usize) -> Rows {
-    use crate::model::conv::{ValidConv, bias_grad, conv2d};
+    use crate::model::conv::{ValidConv, bias_grad};
+    use crate::model::layers::{self, Layer};
     use burn::backend::Dispatch;
     use burn::backend::ops::{ConvOptions, ModuleOps};
     use burn::nn::conv::Conv2dConfig;
@@ -293,34 +439,40 @@ pub fn conv_rows(device: &Device, batch: usize, steps: usize) -> Rows {
         let g = Tensor::<4>::random([batch, c_out, out, out], Distribution::Default, device);
         let options = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
         let dispatch = |t: &Tensor<4>| t.clone().into_dispatch();
-        let burn = median_ms(3, steps, || {
-            Tensor::<4>::from_dispatch(<Dispatch as ModuleOps<Dispatch>>::conv2d_weight_backward(
-                dispatch(&x),
-                dispatch(&w),
-                dispatch(&g),
-                options.clone(),
-            ))
-        });
-        let ours = median_ms(3, steps, || {
-            Tensor::<4>::from_dispatch(<Dispatch as ValidConv>::conv2d_valid_weight_grad(
-                dispatch(&x),
-                dispatch(&w),
-                dispatch(&g),
-                options.clone(),
-            ))
-        });
-        push(&layer, "weight gradient", burn, ours);
-        let burn = median_ms(3, steps, || {
-            Tensor::<1>::from_dispatch(<Dispatch as ModuleOps<Dispatch>>::conv2d_bias_backward(
-                dispatch(&x),
-                b.clone().into_dispatch(),
-                dispatch(&g),
-            ))
-        });
-        let ours = median_ms(3, steps, || {
-            Tensor::<1>::from_dispatch(bias_grad::<Dispatch>(dispatch(&g)))
-        });
-        push(&layer, "bias gradient", burn, ours);
+        let on_flex = matches!(device.as_dispatch(), burn::backend::DispatchDevice::Flex(_));
+        // The gradient pieces are flex's extension (src/model/conv.rs).
+        if on_flex {
+            let burn = median_ms(3, steps, || {
+                Tensor::<4>::from_dispatch(
+                    <Dispatch as ModuleOps<Dispatch>>::conv2d_weight_backward(
+                        dispatch(&x),
+                        dispatch(&w),
+                        dispatch(&g),
+                        options.clone(),
+                    ),
+                )
+            });
+            let ours = median_ms(3, steps, || {
+                Tensor::<4>::from_dispatch(<Dispatch as ValidConv>::conv2d_valid_weight_grad(
+                    dispatch(&x),
+                    dispatch(&w),
+                    dispatch(&g),
+                    options.clone(),
+                ))
+            });
+            push(&layer, "weight gradient", burn, ours);
+            let burn = median_ms(3, steps, || {
+                Tensor::<1>::from_dispatch(<Dispatch as ModuleOps<Dispatch>>::conv2d_bias_backward(
+                    dispatch(&x),
+                    b.clone().into_dispatch(),
+                    dispatch(&g),
+                ))
+            });
+            let ours = median_ms(3, steps, || {
+                Tensor::<1>::from_dispatch(bias_grad::<Dispatch>(dispatch(&g)))
+            });
+            push(&layer, "bias gradient", burn, ours);
+        }
 
         // The layer in training: forward, then backward into its weight, bias and (after the
         // first layer, whose input is the image) its input.
@@ -340,7 +492,7 @@ pub fn conv_rows(device: &Device, batch: usize, steps: usize) -> Rows {
             })
         };
         let burn = train(&|input| conv.forward(input));
-        let ours = train(&|input| conv2d(&conv, input));
+        let ours = train(&|input| layers::features(input, vec![Layer::Conv(&conv)]));
         push(&layer, "forward + backward", burn, ours);
     }
     rows

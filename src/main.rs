@@ -165,6 +165,11 @@ struct BenchArgs {
     /// fer-lab's (src/model/conv.rs), on --device at --batch.
     #[arg(long, conflicts_with_all = ["dashboard", "report", "stage"])]
     conv: bool,
+    /// List what libtorch runs in one training step of --model instead (tch builds): every
+    /// ATen operator and autograd node with its input shapes, per phase (forward, backward,
+    /// optimizer) — the native kernels each layer uses.
+    #[arg(long, conflicts_with_all = ["dashboard", "report", "stage", "conv"])]
+    ops: bool,
     /// Measure `fer-lab report` instead, on a synthetic sweep of --runs finished runs.
     #[arg(long, conflicts_with = "dashboard")]
     report: bool,
@@ -636,6 +641,36 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             let rows = fer_lab::bench::conv_rows(&device.device(), args.batch, args.steps);
             print!("{}", rows.render(args.format));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) if args.ops => {
+            let device = args.timed_device()?;
+            let spec = match args.model.as_slice() {
+                [] => fer_lab::bench::parse_model("baseline").map_err(anyhow::Error::msg)?,
+                [one] => fer_lab::bench::parse_model(one).map_err(anyhow::Error::msg)?,
+                _ => bail!("--ops traces one --model at a time"),
+            };
+            if device == DeviceSpec::Flex {
+                bail!("--ops traces libtorch: use --device tch-cpu or cuda:N");
+            }
+            #[cfg(feature = "tch")]
+            {
+                let data = data::open(&args.data).ok().map(|(d, _)| d);
+                let rows = fer_lab::bench::ops_rows(
+                    &spec,
+                    args.batch,
+                    &device.device(),
+                    data.as_ref().map(|d| &d.train),
+                );
+                println!(
+                    "what libtorch runs in one training step of {} at batch {} on {device}:",
+                    spec.kind(),
+                    args.batch
+                );
+                print!("{}", rows.render(args.format));
+            }
+            #[cfg(not(feature = "tch"))]
+            let _ = spec;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) if args.report => {

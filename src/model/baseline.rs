@@ -2,11 +2,11 @@
 //! Conv(32, 3×3)-ReLU-MaxPool-Conv(64, 3×3)-ReLU-MaxPool-Flatten-Dense(128)-ReLU-Dropout-Dense(7).
 //! Convolutions use Keras' default "valid" padding: 48 → 46 → 23 → 21 → 10.
 
-use super::conv::conv2d;
+use super::layers::{self, Layer};
 use super::{CLASSES, SIDE, conv_flops, dense_flops};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, Relu};
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
 
 const C1: usize = 32;
@@ -27,7 +27,6 @@ pub struct Baseline {
     fc1: Linear,
     dropout: Dropout,
     fc2: Linear,
-    relu: Relu,
 }
 
 impl Baseline {
@@ -39,17 +38,24 @@ impl Baseline {
             fc1: LinearConfig::new(FLAT, HIDDEN).init(device),
             dropout: DropoutConfig::new(dropout).init(),
             fc2: LinearConfig::new(HIDDEN, CLASSES).init(device),
-            relu: Relu::new(),
         }
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         // relu(pool(x)) = pool(relu(x)): both are monotone, so ReLU runs on a quarter of the values.
-        let x = self.relu.forward(self.pool.forward(conv2d(&self.conv1, x)));
-        let x = self.relu.forward(self.pool.forward(conv2d(&self.conv2, x)));
-        let x = x.flatten(1, 3);
-        let x = self.relu.forward(self.fc1.forward(x));
-        self.fc2.forward(self.dropout.forward(x))
+        let x = layers::features(
+            x,
+            vec![
+                Layer::Conv(&self.conv1),
+                Layer::MaxPool(&self.pool),
+                Layer::Relu,
+                Layer::Conv(&self.conv2),
+                Layer::MaxPool(&self.pool),
+                Layer::Relu,
+            ],
+        );
+        let x = layers::dense(x.flatten(1, 3), &self.fc1, true);
+        layers::dense(self.dropout.forward(x), &self.fc2, false)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Layers the models share: a 3×3 convolution with optional batch norm and ReLU, and the two
 //! attention modules (squeeze-and-excitation, CBAM).
 
+use super::layers::{self, Layer};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::MaxPool2d;
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
@@ -43,29 +44,23 @@ impl ConvBn {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.activate(self.normalized(x))
+        layers::features(x, self.layers(None))
     }
 
     /// `pool(forward(x))`, computed as conv → batch norm → pool → ReLU: max-pooling and ReLU
     /// commute (both are monotone), so ReLU and its backward run on a quarter of the values.
     /// Outputs and gradients are the same.
     pub fn forward_pooled(&self, x: Tensor<4>, pool: &MaxPool2d) -> Tensor<4> {
-        self.activate(pool.forward(self.normalized(x)))
+        layers::features(x, self.layers(Some(pool)))
     }
 
-    fn normalized(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = self.conv.forward(x);
-        match &self.bn {
-            Some(bn) => bn.forward(x),
-            None => x,
-        }
-    }
-
-    fn activate(&self, x: Tensor<4>) -> Tensor<4> {
-        match &self.relu {
-            Some(relu) => relu.forward(x),
-            None => x,
-        }
+    /// The block as layers, to run alone or joined with its neighbours in one region.
+    pub fn layers<'a>(&'a self, pool: Option<&'a MaxPool2d>) -> Vec<Layer<'a>> {
+        let mut out = vec![Layer::Conv(&self.conv)];
+        out.extend(self.bn.as_ref().map(Layer::BatchNorm));
+        out.extend(pool.map(Layer::MaxPool));
+        out.extend(self.relu.as_ref().map(|_| Layer::Relu));
+        out
     }
 }
 
@@ -79,7 +74,6 @@ fn reduced(channels: usize) -> usize {
 pub struct SqueezeExcite {
     fc1: Linear,
     fc2: Linear,
-    relu: Relu,
 }
 
 impl SqueezeExcite {
@@ -87,17 +81,17 @@ impl SqueezeExcite {
         SqueezeExcite {
             fc1: LinearConfig::new(channels, reduced(channels)).init(device),
             fc2: LinearConfig::new(reduced(channels), channels).init(device),
-            relu: Relu::new(),
         }
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, c, _, _] = x.dims();
         let squeezed = x.clone().mean_dims(&[2, 3]).reshape([b, c]);
-        let gate = sigmoid(
-            self.fc2
-                .forward(self.relu.forward(self.fc1.forward(squeezed))),
-        );
+        let gate = sigmoid(layers::dense(
+            layers::dense(squeezed, &self.fc1, true),
+            &self.fc2,
+            false,
+        ));
         x * gate.reshape([b, c, 1, 1])
     }
 
@@ -112,7 +106,6 @@ impl SqueezeExcite {
 pub struct Cbam {
     fc1: Linear,
     fc2: Linear,
-    relu: Relu,
     spatial: Conv2d,
 }
 
@@ -121,7 +114,6 @@ impl Cbam {
         Cbam {
             fc1: LinearConfig::new(channels, reduced(channels)).init(device),
             fc2: LinearConfig::new(reduced(channels), channels).init(device),
-            relu: Relu::new(),
             spatial: Conv2dConfig::new([2, 1], [7, 7])
                 .with_padding(PaddingConfig2d::Same)
                 .init(device),
@@ -129,7 +121,7 @@ impl Cbam {
     }
 
     fn mlp(&self, x: Tensor<2>) -> Tensor<2> {
-        self.fc2.forward(self.relu.forward(self.fc1.forward(x)))
+        layers::dense(layers::dense(x, &self.fc1, true), &self.fc2, false)
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
@@ -140,7 +132,8 @@ impl Cbam {
         let x = x * channel_gate;
         let mean = x.clone().mean_dim(1);
         let max = x.clone().max_dim(1);
-        let spatial_gate = sigmoid(self.spatial.forward(Tensor::cat(vec![mean, max], 1)));
+        let pooled = Tensor::cat(vec![mean, max], 1);
+        let spatial_gate = sigmoid(layers::features(pooled, vec![Layer::Conv(&self.spatial)]));
         x * spatial_gate
     }
 

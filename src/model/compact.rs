@@ -3,9 +3,10 @@
 //! with dropout. The VGG-style net ([`super::vgg`]) is this family at 64→512 channels.
 
 use super::blocks::ConvBn;
+use super::layers::{self, Layer};
 use super::{CLASSES, SIDE, conv_flops, dense_flops};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, Relu};
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
 
 /// The shape of a compact net.
@@ -54,7 +55,6 @@ pub struct Compact {
     convs_per_block: usize,
     dense: Vec<Linear>,
     dropout: Dropout,
-    relu: Relu,
     head: Linear,
 }
 
@@ -80,26 +80,25 @@ impl Compact {
             convs_per_block: shape.convs_per_block,
             dense,
             dropout: DropoutConfig::new(dropout).init(),
-            relu: Relu::new(),
             head: LinearConfig::new(d_in, CLASSES).init(device),
         }
     }
 
     pub fn forward(&self, mut x: Tensor<4>) -> Tensor<2> {
         for block in self.convs.chunks(self.convs_per_block) {
+            // One block, one region: its convolutions, norms, pool and ReLUs.
             let (last, first) = block.split_last().expect("blocks are never empty");
-            for conv in first {
-                x = conv.forward(x);
-            }
-            x = last.forward_pooled(x, &self.pool);
+            let mut run: Vec<Layer> = first.iter().flat_map(|conv| conv.layers(None)).collect();
+            run.extend(last.layers(Some(&self.pool)));
+            x = layers::features(x, run);
         }
         let mut x = x.flatten(1, 3);
         for layer in &self.dense {
-            x = self.dropout.forward(self.relu.forward(layer.forward(x)));
+            x = self.dropout.forward(layers::dense(x, layer, true));
         }
         if self.dense.is_empty() {
             x = self.dropout.forward(x);
         }
-        self.head.forward(x)
+        layers::dense(x, &self.head, false)
     }
 }

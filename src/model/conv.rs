@@ -3,43 +3,33 @@
 //! burn computes a convolution's weight gradient as another convolution — the input with batch
 //! and channels swapped, convolved with the output gradient as a kernel as large as the feature
 //! map (46×46 for the baseline's first layer) — and its bias gradient through a transposed copy
-//! of the output gradient. This is a burn backend extension with its own backward pass:
+//! of the output gradient. This is a burn backend extension for flex with its own backward pass:
+//! the input gradient stays burn's (a transposed convolution), the bias gradient sums over the
+//! batch first, which needs no copy, and the weight gradient is im2col: `unfold4d` lays every
+//! receptive field out as a column, then one batched matmul with the output gradient and a sum
+//! over the batch. (On LibTorch every layer runs libtorch's own kernels: [`super::layers`].)
 //!
-//! - by default (flex, and libtorch's single-channel image layer) the input gradient stays
-//!   burn's (a transposed convolution), the bias gradient sums over the batch first, which needs
-//!   no copy, and the weight gradient is im2col: `unfold4d` lays every receptive field out as a
-//!   column, then one batched matmul with the output gradient and a sum over the batch;
-//! - on libtorch with more than one input channel the forward is recorded in libtorch's own
-//!   autograd, whose native convolution backward computes all three gradients (tch exposes no
-//!   `convolution_backward` to call directly).
-//!
-//! `fer-lab bench --conv` measures both on the baseline's layers (docs/benchmarks.md). At batch
-//! 64 on 2 threads, forward + backward of the first layer takes 8.5–10.1 ms instead of 20.2–20.5
-//! on flex and 5.1–5.3 instead of 7.3 on libtorch; of the second 24.2–24.7 instead of 34.7–38.4 on
-//! flex and 10.0 instead of 13.1–13.2 on libtorch. Padded convolutions keep burn's path: with
-//! padding, im2col measured slower than burn's weight gradient on both backends.
+//! `fer-lab bench --conv` measures it on the baseline's layers (docs/benchmarks.md). At batch 64
+//! on 2 threads, forward + backward of the first layer takes 8.5–10.1 ms instead of 20.2–20.5,
+//! of the second 24.2–24.7 instead of 34.7–38.4. Padded convolutions keep burn's path: with
+//! padding, im2col measured slower than burn's weight gradient.
 
-// burn 0.22 marks libtorch deprecated; it is still the GPU path here.
-#![cfg_attr(feature = "tch", allow(deprecated))]
-
-#[cfg(feature = "tch")]
-use burn::backend::LibTorch;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-#[cfg(feature = "tch")]
-use burn::backend::ops::ModuleOps;
 use burn::backend::ops::{ConvOptions, UnfoldOptions};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::backend::{
+    Autodiff, Backend, Dispatch, DispatchDevice, Flex, TensorMetadata, backend_extension,
+};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 
 /// The extension: the convolution (whose autodiff backward is `ValidConvBackward`) and its
 /// weight gradient.
-#[backend_extension(Flex, LibTorch: cfg(feature = "tch"), Autodiff)]
+#[backend_extension(Flex, Autodiff)]
 pub trait ValidConv: Backend {
     /// An unpadded, ungrouped 2-D convolution with a bias.
     fn conv2d_valid(
@@ -83,37 +73,14 @@ fn im2col_weight_grad<B: Backend>(
 
 impl ValidConv for Flex {}
 
-#[cfg(feature = "tch")]
-impl ValidConv for LibTorch {
-    /// im2col for single-channel input (the image layer: 2.1× faster); with more input channels
-    /// oneDNN's convolution in burn's formulation measured 5 % faster than im2col.
-    fn conv2d_valid_weight_grad(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        output_grad: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
-        if x.shape().dims::<4>()[1] == 1 {
-            im2col_weight_grad::<Self>(x, weight, output_grad, options)
-        } else {
-            Self::conv2d_weight_backward(x, weight, output_grad, options)
-        }
-    }
-}
-
 /// What a training forward pass keeps for its backward pass.
 #[derive(Clone, Debug)]
 pub struct ConvSaved<B: Backend> {
     x: FloatTensor<B>,
     weight: FloatTensor<B>,
-    /// libtorch only: the bias as an autograd leaf and the output with libtorch's own autograd
-    /// graph behind it (`x` and `weight` are then leaves of that graph too).
-    #[cfg_attr(not(feature = "tch"), allow(dead_code))]
-    graph: Option<(FloatTensor<B>, FloatTensor<B>)>,
 }
 
-/// The training step of a valid convolution, per backend: burn's pieces (plus the two cheaper
-/// gradients above) by default; libtorch can hand the whole backward to its native kernel.
+/// The training step of a valid convolution: burn's pieces plus the two cheaper gradients above.
 pub trait ConvKernels: ValidConv {
     /// The output, and what [`ConvKernels::conv2d_valid_backward`] needs.
     fn conv2d_valid_forward(
@@ -146,11 +113,7 @@ fn burn_forward<B: ValidConv>(
     options: ConvOptions<2>,
 ) -> (FloatTensor<B>, ConvSaved<B>) {
     let output = B::conv2d_valid(x.clone(), weight.clone(), bias, options);
-    let saved = ConvSaved {
-        x,
-        weight,
-        graph: None,
-    };
+    let saved = ConvSaved { x, weight };
     (output, saved)
 }
 
@@ -179,69 +142,6 @@ pub fn bias_grad<B: Backend>(grad: FloatTensor<B>) -> FloatTensor<B> {
 }
 
 impl ConvKernels for Flex {}
-
-/// With more than one input channel, libtorch records the forward in its own autograd and its
-/// native convolution backward computes all three gradients: 4 ms less per step of the baseline
-/// than burn's formulation (docs/benchmarks.md). The single-channel image layer measured faster
-/// the burn way (im2col), which also avoids a multiply over its large output.
-#[cfg(feature = "tch")]
-impl ConvKernels for LibTorch {
-    fn conv2d_valid_forward(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> (FloatTensor<Self>, ConvSaved<Self>) {
-        if x.shape().dims::<4>()[1] == 1 {
-            return burn_forward::<Self>(x, weight, bias, options);
-        }
-        let leaf = |t: &FloatTensor<Self>| t.tensor.detach().set_requires_grad(true);
-        let (x, weight, bias) = (leaf(&x), leaf(&weight), leaf(&bias));
-        let output = tch::with_grad(|| {
-            x.conv2d(
-                &weight,
-                Some(&bias),
-                options.stride.map(|v| v as i64),
-                [0, 0],
-                options.dilation.map(|v| v as i64),
-                1,
-            )
-        });
-        // burn gets the values only: its own ops must neither record into nor mutate the graph.
-        let values = FloatTensor::<Self>::new(output.detach());
-        let saved = ConvSaved {
-            x: FloatTensor::<Self>::new(x),
-            weight: FloatTensor::<Self>::new(weight),
-            graph: Some((
-                FloatTensor::<Self>::new(bias),
-                FloatTensor::<Self>::new(output),
-            )),
-        };
-        (values, saved)
-    }
-
-    fn conv2d_valid_backward(
-        saved: ConvSaved<Self>,
-        grad: FloatTensor<Self>,
-        options: ConvOptions<2>,
-        input_grad: bool,
-    ) -> ConvGrads<Self> {
-        let Some((bias, output)) = &saved.graph else {
-            return burn_backward::<Self>(saved, grad, options, input_grad);
-        };
-        // d/d(inputs) of sum(output · grad) is exactly the backward of the convolution at grad.
-        let seed = (&output.tensor * &grad.tensor).sum(None);
-        let mut inputs = vec![&saved.weight.tensor, &bias.tensor];
-        if input_grad {
-            inputs.push(&saved.x.tensor);
-        }
-        let mut grads = tch::Tensor::run_backward(&[&seed], &inputs, false, false).into_iter();
-        let mut next = || FloatTensor::<Self>::new(grads.next().expect("one gradient per input"));
-        let (dw, db) = (next(), next());
-        let dx = input_grad.then(next);
-        (dx, dw, db)
-    }
-}
 
 impl<B: Backend + ConvKernels, C: CheckpointStrategy> ValidConv for Autodiff<B, C> {
     fn conv2d_valid(
@@ -302,15 +202,19 @@ impl<B: Backend + ConvKernels> Backward<B, 3> for ValidConvBackward {
     }
 }
 
-/// `conv.forward(x)`, through [`ValidConv`] when the convolution has no padding, one group and
-/// a bias (the baseline's layers); any other convolution takes burn's own path.
+/// `conv.forward(x)`, through [`ValidConv`] on flex when the convolution has no padding, one
+/// group and a bias (the baseline's layers); any other convolution takes burn's own path.
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let device = x.device();
+    let on_flex = matches!(device.as_dispatch(), DispatchDevice::Flex(_))
+        || matches!(device.as_dispatch(), DispatchDevice::Autodiff(inner)
+            if matches!(**inner, DispatchDevice::Flex(_)));
     let unpadded = matches!(
         conv.padding,
         PaddingConfig2d::Valid | PaddingConfig2d::Explicit(0, 0, 0, 0)
     );
     match &conv.bias {
-        Some(bias) if unpadded && conv.groups == 1 => {
+        Some(bias) if on_flex && unpadded && conv.groups == 1 => {
             let options = ConvOptions::new(conv.stride, [0, 0], conv.dilation, 1);
             Tensor::from_dispatch(<Dispatch as ValidConv>::conv2d_valid(
                 x.into_dispatch(),
@@ -371,16 +275,7 @@ mod tests {
         matches_burn_on(Device::flex().autodiff());
     }
 
-    /// libtorch's path (its own autograd for more than one input channel); run with
-    /// `cargo test --features tch` and libtorch on the library path.
-    #[cfg(feature = "tch")]
-    #[test]
-    #[allow(deprecated)]
-    fn matches_burns_convolution_and_its_gradients_on_libtorch() {
-        matches_burn_on(Device::libtorch().autodiff());
-    }
-
-    /// One input channel (the image layer) and two take different paths on libtorch.
+    /// One input channel (the image layer) and two, strided and dilated.
     fn matches_burn_on(device: Device) {
         let cases = [
             (1, [1, 1], [1, 1]),

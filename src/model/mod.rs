@@ -8,7 +8,10 @@ pub mod baseline;
 pub mod blocks;
 pub mod compact;
 pub mod conv;
+pub mod layers;
 pub mod residual;
+#[cfg(feature = "tch")]
+pub mod torch_native;
 pub mod vgg;
 
 use crate::config::{ModelSpec, RunConfig};

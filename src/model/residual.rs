@@ -5,10 +5,11 @@
 //! attention's effect is measured at the same depth.
 
 use super::blocks::{Cbam, ConvBn, SqueezeExcite};
+use super::layers::{self, Layer};
 use super::{CLASSES, SIDE, conv_flops, dense_flops};
 use crate::config::AttentionKind;
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
-use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, Relu};
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
 
 // One attention module per block: the size difference between variants costs nothing here.
@@ -34,7 +35,6 @@ pub struct BasicBlock {
     conv2: ConvBn,
     shortcut: Option<ConvBn>,
     attention: Option<Attention>,
-    relu: Relu,
 }
 
 impl BasicBlock {
@@ -54,20 +54,27 @@ impl BasicBlock {
                 AttentionKind::Se => Attention::Se(SqueezeExcite::new(c_out, device)),
                 AttentionKind::Cbam => Attention::Cbam(Cbam::new(c_out, device)),
             }),
-            relu: Relu::new(),
         }
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut out = self.conv2.forward(self.conv1.forward(x.clone()));
-        if let Some(att) = &self.attention {
-            out = att.forward(out);
-        }
         let skip = match &self.shortcut {
-            Some(proj) => proj.forward(x),
-            None => x,
+            Some(proj) => proj.forward(x.clone()),
+            None => x.clone(),
         };
-        self.relu.forward(out + skip)
+        let mut residual = self.conv1.layers(None);
+        residual.extend(self.conv2.layers(None));
+        match &self.attention {
+            Some(att) => {
+                let out = att.forward(layers::features(x, residual));
+                layers::features(out, vec![Layer::Add(skip), Layer::Relu])
+            }
+            // Without attention the whole block is one region.
+            None => {
+                residual.extend([Layer::Add(skip), Layer::Relu]);
+                layers::features(x, residual)
+            }
+        }
     }
 }
 
@@ -127,7 +134,7 @@ impl ResNet {
             x = block.forward(x);
         }
         let x = self.pool.forward(x).flatten(1, 3);
-        self.head.forward(self.dropout.forward(x))
+        layers::dense(self.dropout.forward(x), &self.head, false)
     }
 }
 

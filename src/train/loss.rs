@@ -6,6 +6,7 @@
 
 use crate::config::{ClassWeights, LossSpec, RunConfig};
 use crate::emotion::NUM_CLASSES;
+use crate::model::layers;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 
@@ -78,6 +79,11 @@ impl Loss {
     }
 
     pub fn forward(&self, logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+        let plain = self.class_weights.is_none() && self.alpha.is_none() && self.gamma == 0.0;
+        if plain && let Some(loss) = layers::native_cross_entropy(&logits, &targets, self.smoothing)
+        {
+            return loss;
+        }
         let device = logits.device();
         let [_, classes] = logits.dims();
         let log_p = log_softmax(logits, 1);

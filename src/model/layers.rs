@@ -1,0 +1,546 @@
+//! Runs of layers the models call instead of each module's `forward`: burn's modules on flex,
+//! one libtorch region ([`super::torch_native`]) on LibTorch, so that on a GPU every layer runs
+//! the native forward and backward kernels PyTorch runs. Outputs and gradients are the same
+//! either way (tested against burn's modules on both backends); the one difference is batch
+//! norm's running variance, which libtorch updates with the unbiased batch variance (PyTorch's
+//! rule) where burn uses the biased one.
+
+use super::conv;
+#[cfg(any(feature = "tch", test))]
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
+use burn::nn::pool::MaxPool2d;
+use burn::nn::{BatchNorm, Linear, Relu};
+use burn::prelude::*;
+
+/// One layer of a run over feature maps `[B, C, H, W]`.
+pub enum Layer<'a> {
+    Conv(&'a Conv2d),
+    BatchNorm(&'a BatchNorm),
+    Relu,
+    MaxPool(&'a MaxPool2d),
+    /// Adds a tensor of the same shape (a residual shortcut).
+    Add(Tensor<4>),
+}
+
+/// `x` through `layers` in order.
+pub fn features(x: Tensor<4>, layers: Vec<Layer<'_>>) -> Tensor<4> {
+    #[cfg(feature = "tch")]
+    let x = match torch::features(x, &layers) {
+        Ok(out) => return out,
+        Err(x) => x,
+    };
+    layers.into_iter().fold(x, |x, layer| match layer {
+        Layer::Conv(c) => conv::conv2d(c, x),
+        Layer::BatchNorm(bn) => bn.forward(x),
+        Layer::Relu => Relu::new().forward(x),
+        Layer::MaxPool(pool) => pool.forward(x),
+        Layer::Add(other) => x + other,
+    })
+}
+
+/// A dense layer, followed by ReLU when `relu`.
+pub fn dense(x: Tensor<2>, linear: &Linear, relu: bool) -> Tensor<2> {
+    #[cfg(feature = "tch")]
+    let x = match torch::dense(x, linear, relu) {
+        Ok(out) => return out,
+        Err(x) => x,
+    };
+    let y = linear.forward(x);
+    if relu { Relu::new().forward(y) } else { y }
+}
+
+/// Mean cross-entropy of `logits` against class ids with label smoothing, by libtorch's own
+/// `cross_entropy_loss` on LibTorch (`None` elsewhere: the caller's formula then applies).
+pub fn native_cross_entropy(
+    logits: &Tensor<2>,
+    targets: &Tensor<1, Int>,
+    smoothing: f32,
+) -> Option<Tensor<1>> {
+    #[cfg(feature = "tch")]
+    if torch::libtorch(&logits.device()).is_some() {
+        return Some(Tensor::from_dispatch(super::torch_native::cross_entropy(
+            logits.clone().into_dispatch(),
+            targets.clone().into_dispatch(),
+            f64::from(smoothing),
+        )));
+    }
+    let _ = (logits, targets, smoothing);
+    None
+}
+
+/// Symmetric `[h, w]` padding of a convolution or pool, when it has one.
+#[cfg(any(feature = "tch", test))]
+fn symmetric_padding(
+    padding: &PaddingConfig2d,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+) -> Option<[usize; 2]> {
+    match *padding {
+        PaddingConfig2d::Valid => Some([0, 0]),
+        PaddingConfig2d::Explicit(top, left, bottom, right) => {
+            (top == bottom && left == right).then_some([top, left])
+        }
+        // "Same" is symmetric for odd kernels at stride 1.
+        PaddingConfig2d::Same => (stride == [1, 1] && kernel.iter().all(|k| k % 2 == 1))
+            .then(|| [0, 1].map(|i| (kernel[i] - 1) / 2 * dilation[i])),
+    }
+}
+
+#[cfg(feature = "tch")]
+mod torch {
+    use super::{Layer, symmetric_padding};
+    use crate::model::torch_native::{self, Region, Step};
+    use burn::backend::{DispatchDevice, DispatchTensor};
+    use burn::nn::{BatchNorm, Linear};
+    use burn::prelude::*;
+
+    /// Whether tensors on `device` live in libtorch, and whether gradients are recorded.
+    pub fn libtorch(device: &Device) -> Option<bool> {
+        match device.as_dispatch() {
+            DispatchDevice::LibTorch(_) => Some(false),
+            DispatchDevice::Autodiff(inner) => {
+                matches!(**inner, DispatchDevice::LibTorch(_)).then_some(true)
+            }
+            _ => None,
+        }
+    }
+
+    /// A layer as a region step, its tensors, and the norm whose statistics it updates.
+    struct Lowered<'a> {
+        step: Step,
+        inputs: Vec<DispatchTensor>,
+        norm: Option<&'a BatchNorm>,
+    }
+
+    /// `layer` as a region step; `None` for a layer a region cannot express.
+    fn lower<'a>(layer: &Layer<'a>, training: bool) -> Option<Lowered<'a>> {
+        let plain = |step, inputs| Lowered {
+            step,
+            inputs,
+            norm: None,
+        };
+        Some(match layer {
+            Layer::Conv(c) => {
+                let padding = symmetric_padding(&c.padding, c.kernel_size, c.stride, c.dilation)?;
+                let mut inputs = vec![c.weight.val().into_dispatch()];
+                inputs.extend(c.bias.as_ref().map(|b| b.val().into_dispatch()));
+                let step = Step::Conv2d {
+                    stride: c.stride,
+                    padding,
+                    dilation: c.dilation,
+                    groups: c.groups,
+                    bias: c.bias.is_some(),
+                };
+                plain(step, inputs)
+            }
+            Layer::BatchNorm(bn) => {
+                let training = training && bn.training.is_enabled();
+                let inputs = [
+                    bn.gamma.val(),
+                    bn.beta.val(),
+                    bn.running_mean.value(),
+                    bn.running_var.value(),
+                ]
+                .map(Tensor::into_dispatch)
+                .into();
+                Lowered {
+                    step: Step::BatchNorm {
+                        training,
+                        momentum: bn.momentum,
+                        epsilon: bn.epsilon,
+                    },
+                    inputs,
+                    norm: training.then_some(*bn),
+                }
+            }
+            Layer::Relu => plain(Step::Relu, Vec::new()),
+            Layer::MaxPool(pool) => {
+                let padding =
+                    symmetric_padding(&pool.padding, pool.kernel_size, pool.stride, pool.dilation);
+                if padding != Some([0, 0]) || pool.dilation != [1, 1] || pool.ceil_mode {
+                    return None;
+                }
+                let step = Step::MaxPool2d {
+                    kernel: pool.kernel_size,
+                    stride: pool.stride,
+                };
+                plain(step, Vec::new())
+            }
+            Layer::Add(other) => plain(Step::Add, vec![other.clone().into_dispatch()]),
+        })
+    }
+
+    /// `layers` as regions on LibTorch; `Err(x)` elsewhere, or when a layer cannot be
+    /// expressed. A run with more tensors than one region takes becomes consecutive regions.
+    pub fn features(x: Tensor<4>, layers: &[Layer<'_>]) -> Result<Tensor<4>, Tensor<4>> {
+        let Some(training) = libtorch(&x.device()) else {
+            return Err(x);
+        };
+        let Some(lowered) = layers
+            .iter()
+            .map(|layer| lower(layer, training))
+            .collect::<Option<Vec<_>>>()
+        else {
+            return Err(x);
+        };
+        let mut x = x;
+        let mut rest = lowered.into_iter().peekable();
+        while rest.peek().is_some() {
+            let mut steps = Vec::new();
+            let mut inputs = vec![x.into_dispatch()];
+            let mut norms = Vec::new();
+            while let Some(next) =
+                rest.next_if(|l| inputs.len() + l.inputs.len() <= torch_native::MAX_INPUTS)
+            {
+                steps.push(next.step);
+                inputs.extend(next.inputs);
+                norms.extend(next.norm);
+            }
+            let mut outputs = torch_native::region(inputs, &Region { steps }).into_iter();
+            x = Tensor::from_dispatch(outputs.next().expect("the region's output"));
+            for bn in norms {
+                let mut stat =
+                    || Tensor::<1>::from_dispatch(outputs.next().expect("running statistics"));
+                bn.running_mean.update(stat());
+                bn.running_var.update(stat());
+            }
+        }
+        Ok(x)
+    }
+
+    pub fn dense(x: Tensor<2>, linear: &Linear, relu: bool) -> Result<Tensor<2>, Tensor<2>> {
+        if libtorch(&x.device()).is_none() {
+            return Err(x);
+        }
+        let mut steps = vec![Step::Linear {
+            bias: linear.bias.is_some(),
+        }];
+        if relu {
+            steps.push(Step::Relu);
+        }
+        let mut inputs = vec![x.into_dispatch(), linear.weight.val().into_dispatch()];
+        inputs.extend(linear.bias.as_ref().map(|b| b.val().into_dispatch()));
+        let out = torch_native::region(inputs, &Region { steps })
+            .into_iter()
+            .next();
+        Ok(Tensor::from_dispatch(out.expect("the region's output")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::conv::Conv2dConfig;
+    use burn::nn::pool::MaxPool2dConfig;
+    use burn::nn::{BatchNormConfig, LinearConfig};
+    use burn::tensor::Tolerance;
+
+    fn pattern(n: usize, scale: f32, seed: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 37 + seed * 11 + 5) % 101) as f32 / 101.0 * scale - scale / 2.0)
+            .collect()
+    }
+
+    fn fixed<const D: usize>(shape: [usize; D], seed: usize, device: &Device) -> Tensor<D> {
+        let n = shape.iter().product();
+        Tensor::from_data(TensorData::new(pattern(n, 1.0, seed), shape), device)
+    }
+
+    /// A block of every layer kind with fixed weights: conv (padded, or strided, or valid with a
+    /// bias) → batch norm → max-pool → ReLU → + shortcut, then dense + ReLU → dense.
+    struct Net {
+        convs: Vec<Conv2d>,
+        bn: BatchNorm,
+        pool: MaxPool2d,
+        fc1: Linear,
+        fc2: Linear,
+    }
+
+    impl Net {
+        fn new(device: &Device) -> Net {
+            let mut convs = vec![
+                Conv2dConfig::new([2, 4], [3, 3])
+                    .with_padding(PaddingConfig2d::Same)
+                    .with_bias(false)
+                    .init(device),
+                Conv2dConfig::new([4, 4], [3, 3])
+                    .with_stride([2, 2])
+                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                    .init(device),
+                Conv2dConfig::new([4, 4], [1, 1]).init(device),
+            ];
+            for (i, c) in convs.iter_mut().enumerate() {
+                c.weight = burn::module::Param::from_tensor(fixed(c.weight.dims(), i, device));
+                if let Some(b) = &mut c.bias {
+                    *b = burn::module::Param::from_tensor(fixed(b.dims(), i + 7, device));
+                }
+            }
+            let mut fc1 = LinearConfig::new(4 * 3 * 3, 5).init(device);
+            fc1.weight = burn::module::Param::from_tensor(fixed([36, 5], 3, device));
+            fc1.bias = Some(burn::module::Param::from_tensor(fixed([5], 5, device)));
+            let mut fc2 = LinearConfig::new(5, 7).init(device);
+            fc2.weight = burn::module::Param::from_tensor(fixed([5, 7], 4, device));
+            fc2.bias = Some(burn::module::Param::from_tensor(fixed([7], 6, device)));
+            Net {
+                convs,
+                bn: BatchNormConfig::new(4).init(device),
+                pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
+                fc1,
+                fc2,
+            }
+        }
+
+        fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+            let x = features(
+                x,
+                vec![Layer::Conv(&self.convs[0]), Layer::BatchNorm(&self.bn)],
+            );
+            let skip = features(x.clone(), vec![Layer::MaxPool(&self.pool)]);
+            let x = features(
+                x,
+                vec![
+                    Layer::Conv(&self.convs[1]),
+                    Layer::Relu,
+                    Layer::Conv(&self.convs[2]),
+                    Layer::Add(skip),
+                    Layer::Relu,
+                ],
+            );
+            let x = x.flatten(1, 3);
+            dense(dense(x, &self.fc1, true), &self.fc2, false)
+        }
+    }
+
+    /// Output, input gradient, every parameter's gradient and the running statistics.
+    fn run(device: &Device, via_layers: bool) -> Vec<TensorData> {
+        let net = Net::new(device);
+        let x = fixed([3, 2, 6, 6], 9, device).require_grad();
+        let y = if via_layers {
+            net.forward(x.clone())
+        } else {
+            plain_forward(&net, x.clone())
+        };
+        let n = y.shape().num_elements();
+        let weights = Tensor::<1>::from_data(TensorData::new(pattern(n, 1.0, 2), [n]), device)
+            .reshape(y.shape());
+        let grads = (y.clone() * weights).sum().backward();
+        let mut out = vec![
+            y.into_data(),
+            x.grad(&grads).expect("input grad").into_data(),
+        ];
+        for c in &net.convs {
+            out.push(
+                c.weight
+                    .val()
+                    .grad(&grads)
+                    .expect("conv weight grad")
+                    .into_data(),
+            );
+            if let Some(b) = &c.bias {
+                out.push(b.val().grad(&grads).expect("conv bias grad").into_data());
+            }
+        }
+        for p in [&net.bn.gamma, &net.bn.beta] {
+            out.push(p.val().grad(&grads).expect("bn grad").into_data());
+        }
+        for l in [&net.fc1, &net.fc2] {
+            out.push(
+                l.weight
+                    .val()
+                    .grad(&grads)
+                    .expect("dense weight grad")
+                    .into_data(),
+            );
+            out.push(
+                l.bias
+                    .as_ref()
+                    .unwrap()
+                    .val()
+                    .grad(&grads)
+                    .expect("dense bias grad")
+                    .into_data(),
+            );
+        }
+        out.push(net.bn.running_mean.value().into_data());
+        out
+    }
+
+    /// The same network through burn's modules alone.
+    fn plain_forward(net: &Net, x: Tensor<4>) -> Tensor<2> {
+        let x = net.bn.forward(net.convs[0].forward(x));
+        let skip = net.pool.forward(x.clone());
+        let relu = Relu::new();
+        let x = relu.forward(net.convs[2].forward(relu.forward(net.convs[1].forward(x))) + skip);
+        let x = x.flatten(1, 3);
+        net.fc2.forward(relu.forward(net.fc1.forward(x)))
+    }
+
+    fn matches_burn_on(device: Device) {
+        let ours = run(&device, true);
+        let burns = run(&device, false);
+        assert_eq!(ours.len(), burns.len());
+        for (i, (a, b)) in ours.iter().zip(&burns).enumerate() {
+            assert_eq!(a.shape(), b.shape(), "tensor {i}");
+            a.assert_approx_eq::<f32>(b, Tolerance::rel_abs(1e-4, 1e-5));
+        }
+    }
+
+    #[test]
+    fn layers_match_burns_modules_and_gradients() {
+        matches_burn_on(Device::flex().autodiff());
+    }
+
+    /// libtorch's regions: run with `cargo test --features tch` and libtorch on the library
+    /// path (`.ci/run` does).
+    #[cfg(feature = "tch")]
+    #[test]
+    #[allow(deprecated)]
+    fn libtorch_regions_match_burns_modules_and_gradients() {
+        matches_burn_on(Device::libtorch().autodiff());
+    }
+
+    /// The structural proof that on libtorch every layer of every model kind trains on the
+    /// native kernels PyTorch's autograd uses: one autograd node per convolution
+    /// (`ConvolutionBackward0`, i.e. `convolution_backward`), per batch norm, per pool, per dense
+    /// layer, and no convolution in burn's formulation anywhere in the backward pass.
+    #[cfg(feature = "tch")]
+    #[test]
+    #[allow(deprecated)]
+    fn every_model_kind_trains_on_libtorchs_native_kernels() {
+        use crate::bench::traced_step;
+        use crate::config::{AttentionKind, ModelSpec};
+        let device = Device::libtorch();
+        let models = [
+            ModelSpec::Baseline,
+            ModelSpec::Compact {
+                channels: vec![8, 16],
+                convs_per_block: 2,
+                batch_norm: true,
+                dense: vec![32],
+            },
+            ModelSpec::Residual { width: 8, depth: 1 },
+            ModelSpec::Attention {
+                width: 8,
+                depth: 1,
+                attention: AttentionKind::Se,
+            },
+            ModelSpec::Attention {
+                width: 8,
+                depth: 1,
+                attention: AttentionKind::Cbam,
+            },
+            ModelSpec::Vgg {
+                width: 0.125,
+                dense: vec![32],
+            },
+        ];
+        for spec in models {
+            let config = crate::config::RunConfig {
+                model: spec.clone(),
+                ..Default::default()
+            };
+            let model = crate::model::FerModel::new(&config, &device);
+            let Layers {
+                convs,
+                norms,
+                dense_calls,
+            } = count_layers(&model);
+            let ops = traced_step(&spec, 4, &device, None);
+            let nodes = |name: &str| -> usize {
+                ops.iter()
+                    .filter(|(op, _)| op.phase == "backward" && op.backward_node && op.name == name)
+                    .map(|(_, calls)| calls)
+                    .sum()
+            };
+            assert_eq!(nodes("ConvolutionBackward0"), convs, "{spec:?}: {ops:#?}");
+            assert_eq!(nodes("NativeBatchNormBackward0"), norms, "{spec:?}");
+            assert_eq!(nodes("AddmmBackward0"), dense_calls, "{spec:?}");
+            assert!(nodes("MaxPool2DWithIndicesBackward0") > 0, "{spec:?}");
+            assert!(nodes("ReluBackward0") > 0, "{spec:?}");
+            assert_eq!(nodes("NllLossBackward0"), 1, "{spec:?}");
+            let burn_convs: Vec<_> = ops
+                .iter()
+                .filter(|(op, _)| {
+                    op.phase == "backward" && !op.backward_node && op.name.contains("conv")
+                })
+                .collect();
+            assert!(
+                burn_convs.is_empty(),
+                "{spec:?}: burn's convolution backward ran: {burn_convs:?}"
+            );
+        }
+    }
+
+    #[cfg(feature = "tch")]
+    #[derive(Default)]
+    struct Layers {
+        /// Rank-4 weights.
+        convs: usize,
+        norms: usize,
+        /// Rank-2 weights, and twice more for each CBAM module, whose two dense layers run on
+        /// both the average- and the max-pooled channels.
+        dense_calls: usize,
+    }
+
+    #[cfg(feature = "tch")]
+    impl burn::module::ModuleVisitor for Layers {
+        fn visit_float<const D: usize>(&mut self, _: &burn::module::Param<Tensor<D>>) {
+            match D {
+                4 => self.convs += 1,
+                2 => self.dense_calls += 1,
+                _ => {}
+            }
+        }
+        // Called for each field with its owner's type: a module has one of each field.
+        fn enter_module(&mut self, field: &str, container_type: &str) {
+            match (container_type, field) {
+                ("Struct:BatchNorm", "gamma") => self.norms += 1,
+                ("Struct:Cbam", "fc1") => self.dense_calls += 2,
+                _ => {}
+            }
+        }
+    }
+
+    #[cfg(feature = "tch")]
+    fn count_layers(model: &crate::model::FerModel) -> Layers {
+        let mut count = Layers::default();
+        model.visit(&mut count);
+        count
+    }
+
+    #[test]
+    fn padding_is_symmetric_or_refused() {
+        assert_eq!(
+            symmetric_padding(&PaddingConfig2d::Same, [3, 3], [1, 1], [1, 1]),
+            Some([1, 1])
+        );
+        assert_eq!(
+            symmetric_padding(&PaddingConfig2d::Same, [7, 7], [1, 1], [1, 1]),
+            Some([3, 3])
+        );
+        assert_eq!(
+            symmetric_padding(&PaddingConfig2d::Same, [2, 2], [1, 1], [1, 1]),
+            None
+        );
+        assert_eq!(
+            symmetric_padding(
+                &PaddingConfig2d::Explicit(1, 2, 1, 2),
+                [3, 3],
+                [2, 2],
+                [1, 1]
+            ),
+            Some([1, 2])
+        );
+        assert_eq!(
+            symmetric_padding(
+                &PaddingConfig2d::Explicit(1, 1, 0, 0),
+                [3, 3],
+                [2, 2],
+                [1, 1]
+            ),
+            None
+        );
+    }
+}
