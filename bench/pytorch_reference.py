@@ -31,6 +31,9 @@ Stages (each prints one JSON line: {"side": "pytorch", "stage": ..., "img_s": ..
             epoch, then the validation split (on the device too); the last epoch is reported,
             all of them in "epoch_seconds"
   eval      forward passes over the validation split without gradients
+  ops       what runs in one training step, as `fer-lab bench --ops` lists it (no timing): per
+            phase (forward, backward, optimizer) every top-level ATen operator and autograd
+            node with its input shapes and calls, one JSON line each
 
 --cuda-graph (step and loop-gpu, CUDA only): the training step (forward, loss, backward,
 Adam with capturable=True) is captured once as a CUDA graph on static input tensors and
@@ -462,6 +465,49 @@ def stage_step(args, model, train):
     report("step", args, median, args.batch, {"median_ms": median * 1e3, **extra})
 
 
+def stage_ops(args, model, train):
+    """What PyTorch runs in one training step, as `fer-lab bench --ops` lists it: per phase
+    (forward, backward, optimizer) every top-level ATen operator and every autograd node, with
+    input shapes and calls, as one JSON line each."""
+    from torch.profiler import ProfilerActivity, profile
+
+    dev = args.torch_device
+    opt = adam(model, False)
+    gen = torch.Generator().manual_seed(1)
+    idx = torch.randperm(train[0].shape[0], generator=gen)[: args.batch]
+    x = (train[0][idx].float() / 255.0).to(dev)
+    y = train[1][idx].to(dev)
+    model.train()
+    for _ in range(2):  # warm-up: lazy state (Adam's moments) is created outside the trace
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    opt.zero_grad(set_to_none=True)
+    state = {}
+    phases = [
+        ("forward", lambda: state.update(loss=F.cross_entropy(model(x), y))),
+        ("backward", lambda: state["loss"].backward()),
+        ("optimizer", opt.step),
+    ]
+    node_prefix = "autograd::engine::evaluate_function: "
+    for phase, run in phases:
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            run()
+        counts = {}
+        for e in prof.events():
+            node = e.name.startswith(node_prefix)
+            if e.cpu_parent is not None and not node:
+                continue
+            name = e.name[len(node_prefix):] if node else e.name
+            shapes = " ".join("[" + ",".join(map(str, s)) + "]" for s in e.input_shapes if s)
+            key = ("autograd node" if node else "aten op", name, shapes)
+            counts[key] = counts.get(key, 0) + 1
+        for (kind, name, shapes), calls in counts.items():
+            line = {"side": "pytorch", "stage": "ops", "model": args.model, "batch": args.batch,
+                    "phase": phase, "kind": kind, "op": name, "input_shapes": shapes, "calls": calls}
+            print(json.dumps(line), flush=True)
+
+
 def stage_data(args, train):
     gen = torch.Generator().manual_seed(1)
     n = train[0].shape[0]
@@ -640,6 +686,8 @@ def run_one(args, name, batch, train, val):
         stage_eval(args, model, val)
     elif args.stage == "loop-gpu":
         stage_loop_gpu(args, model, train, val)
+    elif args.stage == "ops":
+        stage_ops(args, model, train)
     else:
         stage_loop(args, model, train, val)
 
@@ -662,7 +710,7 @@ def main():
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--epochs", type=int, default=1, help="loop-gpu: epochs to train (the last is reported)")
     p.add_argument("--threads", type=int, default=os.cpu_count())
-    p.add_argument("--stage", default="step", choices=["step", "data", "loop", "loop-gpu", "eval"])
+    p.add_argument("--stage", default="step", choices=["step", "data", "loop", "loop-gpu", "eval", "ops"])
     p.add_argument("--cuda-graph", action="store_true", help="step, loop-gpu: capture the training step as a CUDA graph")
     p.add_argument("--data", default="data/fer2013", help="a fer-lab cache (fer-lab data import)")
     p.add_argument(

@@ -187,7 +187,7 @@ pub fn traced_step(
     bench.step();
     let mut ops: Vec<(TracedOp, usize)> = Vec::new();
     bench.step_in(|phase, run| {
-        let ((), lines) = crate::model::torch_native::trace(|| run());
+        let ((), lines) = crate::model::torch_native::trace(run);
         for line in lines.lines() {
             let mut fields = line.split('\t');
             let (Some(depth), Some(scope), Some(name)) =

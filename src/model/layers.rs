@@ -20,32 +20,30 @@ pub enum Layer<'a> {
     Relu,
     MaxPool(&'a MaxPool2d),
     /// Adds a tensor of the same shape (a residual shortcut).
-    Add(Tensor<4>),
+    Add(&'a Tensor<4>),
 }
 
 /// `x` through `layers` in order.
 pub fn features(x: Tensor<4>, layers: Vec<Layer<'_>>) -> Tensor<4> {
     #[cfg(feature = "tch")]
-    let x = match torch::features(x, &layers) {
-        Ok(out) => return out,
-        Err(x) => x,
-    };
+    if let Some(out) = torch::features(&x, &layers) {
+        return out;
+    }
     layers.into_iter().fold(x, |x, layer| match layer {
         Layer::Conv(c) => conv::conv2d(c, x),
         Layer::BatchNorm(bn) => bn.forward(x),
         Layer::Relu => Relu::new().forward(x),
         Layer::MaxPool(pool) => pool.forward(x),
-        Layer::Add(other) => x + other,
+        Layer::Add(other) => x + other.clone(),
     })
 }
 
 /// A dense layer, followed by ReLU when `relu`.
 pub fn dense(x: Tensor<2>, linear: &Linear, relu: bool) -> Tensor<2> {
     #[cfg(feature = "tch")]
-    let x = match torch::dense(x, linear, relu) {
-        Ok(out) => return out,
-        Err(x) => x,
-    };
+    if let Some(out) = torch::dense(&x, linear, relu) {
+        return out;
+    }
     let y = linear.forward(x);
     if relu { Relu::new().forward(y) } else { y }
 }
@@ -168,24 +166,19 @@ mod torch {
                 };
                 plain(step, Vec::new())
             }
-            Layer::Add(other) => plain(Step::Add, vec![other.clone().into_dispatch()]),
+            Layer::Add(other) => plain(Step::Add, vec![Tensor::clone(other).into_dispatch()]),
         })
     }
 
-    /// `layers` as regions on LibTorch; `Err(x)` elsewhere, or when a layer cannot be
+    /// `layers` as regions on LibTorch; `None` elsewhere, or when a layer cannot be
     /// expressed. A run with more tensors than one region takes becomes consecutive regions.
-    pub fn features(x: Tensor<4>, layers: &[Layer<'_>]) -> Result<Tensor<4>, Tensor<4>> {
-        let Some(training) = libtorch(&x.device()) else {
-            return Err(x);
-        };
-        let Some(lowered) = layers
+    pub fn features(x: &Tensor<4>, layers: &[Layer<'_>]) -> Option<Tensor<4>> {
+        let training = libtorch(&x.device())?;
+        let lowered = layers
             .iter()
             .map(|layer| lower(layer, training))
-            .collect::<Option<Vec<_>>>()
-        else {
-            return Err(x);
-        };
-        let mut x = x;
+            .collect::<Option<Vec<_>>>()?;
+        let mut x = x.clone();
         let mut rest = lowered.into_iter().peekable();
         while rest.peek().is_some() {
             let mut steps = Vec::new();
@@ -207,25 +200,27 @@ mod torch {
                 bn.running_var.update(stat());
             }
         }
-        Ok(x)
+        Some(x)
     }
 
-    pub fn dense(x: Tensor<2>, linear: &Linear, relu: bool) -> Result<Tensor<2>, Tensor<2>> {
-        if libtorch(&x.device()).is_none() {
-            return Err(x);
-        }
+    /// A dense layer (and ReLU) as one region on LibTorch; `None` elsewhere.
+    pub fn dense(x: &Tensor<2>, linear: &Linear, relu: bool) -> Option<Tensor<2>> {
+        libtorch(&x.device())?;
         let mut steps = vec![Step::Linear {
             bias: linear.bias.is_some(),
         }];
         if relu {
             steps.push(Step::Relu);
         }
-        let mut inputs = vec![x.into_dispatch(), linear.weight.val().into_dispatch()];
+        let mut inputs = vec![
+            x.clone().into_dispatch(),
+            linear.weight.val().into_dispatch(),
+        ];
         inputs.extend(linear.bias.as_ref().map(|b| b.val().into_dispatch()));
         let out = torch_native::region(inputs, &Region { steps })
             .into_iter()
             .next();
-        Ok(Tensor::from_dispatch(out.expect("the region's output")))
+        Some(Tensor::from_dispatch(out.expect("the region's output")))
     }
 }
 
@@ -304,7 +299,7 @@ mod tests {
                     Layer::Conv(&self.convs[1]),
                     Layer::Relu,
                     Layer::Conv(&self.convs[2]),
-                    Layer::Add(skip),
+                    Layer::Add(&skip),
                     Layer::Relu,
                 ],
             );

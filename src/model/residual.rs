@@ -67,11 +67,11 @@ impl BasicBlock {
         match &self.attention {
             Some(att) => {
                 let out = att.forward(layers::features(x, residual));
-                layers::features(out, vec![Layer::Add(skip), Layer::Relu])
+                layers::features(out, vec![Layer::Add(&skip), Layer::Relu])
             }
             // Without attention the whole block is one region.
             None => {
-                residual.extend([Layer::Add(skip), Layer::Relu]);
+                residual.extend([Layer::Add(&skip), Layer::Relu]);
                 layers::features(x, residual)
             }
         }
