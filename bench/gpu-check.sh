@@ -345,7 +345,8 @@ def good(r, key):
     return r.get(key) if r and not r.get("error") else None
 
 head = ["measure", "model", "batch", "params (fer-lab / PyTorch)", "fer-lab", "PyTorch eager",
-        "fer-lab / eager", "PyTorch CUDA graph", "fer-lab / graph", "peak GPU MB (fer-lab / eager / graph)"]
+        "fer-lab / eager", "PyTorch CUDA graph", "fer-lab / graph",
+        "GPU MB: step rows nvidia-smi's per process (fer-lab / eager / graph); epoch rows PyTorch's peak allocated"]
 table = []
 for m in models.split():
     for b in batches.split():
@@ -356,7 +357,7 @@ for m in models.split():
         fp, pp = good(f, "params"), good(e, "params") or good(g, "params")
         params = f"{num(fp)} / {num(pp)}" + (" ≠" if fp and pp and fp != pp else "")
         fi, ei, gi = good(f, "img_s"), good(e, "img_s"), good(g, "img_s")
-        peaks = " / ".join(val(r, "peak_gpu_mb") for r in (f, e, g))
+        peaks = " / ".join(val(r, "gpu_process_mb") for r in (f, e, g))
         table.append(["step img/s", m, str(b), params, val(f, "img_s"), val(e, "img_s"), ratio(fi, ei),
                       val(g, "img_s"), ratio(fi, gi), peaks])
 

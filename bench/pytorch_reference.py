@@ -334,6 +334,25 @@ def reset_gpu_peak(device):
         torch.cuda.reset_peak_memory_stats(device)
 
 
+def gpu_process_mb():
+    """What nvidia-smi says this process holds (CUDA context and caching allocator included):
+    the measure fer-lab's `bench --stage` reports, so both sides compare like with like."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in out.splitlines():
+        pid, _, mib = line.partition(",")
+        if pid.strip() == str(os.getpid()):
+            return int(mib.strip())
+    return None
+
+
 def report(stage, args, seconds, images, extra=None):
     line = {
         "side": "pytorch",
@@ -356,6 +375,9 @@ def report(stage, args, seconds, images, extra=None):
         line["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(args.torch_device) / 2**20, 1)
         line["peak_gpu_reserved_mb"] = round(torch.cuda.max_memory_reserved(args.torch_device) / 2**20, 1)
         line["gpu"] = torch.cuda.get_device_name(args.torch_device)
+        held = gpu_process_mb()
+        if held is not None:
+            line["gpu_process_mb"] = held
     line.update(extra or {})
     print(json.dumps(line), flush=True)
 

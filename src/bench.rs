@@ -310,7 +310,11 @@ pub fn peak_rss_mb() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// One stage's measurement as the JSON line `bench/compare.sh` reads.
+/// One stage's measurement as the JSON line `bench/compare.sh` reads. `params` is counted as
+/// `fer-lab bench` and the runs table count it (burn's `num_params`, running statistics
+/// included), so a line shows which net was measured; on a GPU, `gpu_process_mb` is what
+/// nvidia-smi says this process holds (its CUDA context and libtorch's cache included) —
+/// PyTorch's side reports the same measure.
 pub fn stage_line(
     stage: Stage,
     spec: &ModelSpec,
@@ -318,17 +322,35 @@ pub fn stage_line(
     seconds: f64,
     images: usize,
     threads: usize,
+    device: (&str, &Device),
 ) -> Value {
-    serde_json::json!({
+    let config = RunConfig {
+        model: spec.clone(),
+        ..RunConfig::default()
+    };
+    let params = FerModel::new(&config, device.1).num_params();
+    let mut line = serde_json::json!({
         "side": "fer-lab",
         "stage": format!("{stage:?}").to_lowercase(),
         "model": spec.kind(),
+        "params": params,
         "batch": batch,
         "threads": threads,
+        "device": device.0,
         "seconds": seconds,
         "img_s": images as f64 / seconds,
         "peak_rss_mb": (peak_rss_mb() * 10.0).round() / 10.0,
-    })
+    });
+    if device.0.starts_with("cuda") {
+        let pid = std::process::id();
+        if let Some((_, mib)) = crate::scheduler::devices::gpu_memory_by_pid()
+            .into_iter()
+            .find(|(p, _)| *p == pid)
+        {
+            line["gpu_process_mb"] = Value::from(mib);
+        }
+    }
+    line
 }
 
 /// Median seconds per batch of the data pipeline on real training images.

@@ -629,7 +629,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             println!(
                 "{}",
-                b::stage_line(stage, &spec, args.batch, seconds, images, threads)
+                b::stage_line(
+                    stage,
+                    &spec,
+                    args.batch,
+                    seconds,
+                    images,
+                    threads,
+                    (&device.to_string(), &dev)
+                )
             );
             Ok(ExitCode::SUCCESS)
         }
