@@ -59,7 +59,7 @@ impl StepBench {
             ..RunConfig::default()
         };
         device.seed(1);
-        let model = FerModel::new(&config, &device);
+        let model = FerModel::new(&config.model, config.dropout, &device);
         let (pixels, labels): (Vec<f32>, Vec<i64>) = match train.filter(|t| !t.is_empty()) {
             Some(train) => {
                 // Spread over the split (a stride prime to its size), as a shuffled loader would.
@@ -267,7 +267,10 @@ pub fn run(
             model: spec.clone(),
             ..RunConfig::default()
         };
-        let size = model::size(&FerModel::new(&config, device), &config);
+        let size = model::size(
+            &FerModel::new(&config.model, config.dropout, device),
+            &config.model,
+        );
         let secs = train_step_seconds(spec, batch, warmup, steps, device, train);
         let knobs = config
             .flatten()
@@ -328,7 +331,7 @@ pub fn stage_line(
         model: spec.clone(),
         ..RunConfig::default()
     };
-    let params = FerModel::new(&config, device.1).num_params();
+    let params = FerModel::new(&config.model, config.dropout, device.1).num_params();
     let mut line = serde_json::json!({
         "side": "fer-lab",
         "stage": format!("{stage:?}").to_lowercase(),

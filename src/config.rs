@@ -87,244 +87,15 @@ macro_rules! tagged_via {
     };
 }
 
-/// Which network to train, with its own knobs. Each kind is a file in `src/model/`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-enum ModelRepr {
-    Baseline {},
-    Compact {
-        #[serde(default = "default_channels")]
-        channels: Vec<usize>,
-        #[serde(default = "two")]
-        convs_per_block: usize,
-        #[serde(default = "yes")]
-        batch_norm: bool,
-        #[serde(default = "default_dense")]
-        dense: Vec<usize>,
-    },
-    Residual {
-        #[serde(default = "default_width")]
-        width: usize,
-        #[serde(default = "two")]
-        depth: usize,
-    },
-    Attention {
-        #[serde(default = "default_width")]
-        width: usize,
-        #[serde(default = "two")]
-        depth: usize,
-        #[serde(default)]
-        attention: AttentionKind,
-    },
-    Vgg {
-        #[serde(default = "one_f64")]
-        width: f64,
-        #[serde(default = "default_vgg_dense")]
-        dense: Vec<usize>,
-    },
+pub use crate::model::{AttentionKind, ModelSpec};
+
+/// `model = "baseline"` or a table with `kind`; a knob-less model is written as its name.
+fn model_from_name_or_table<'de, D: Deserializer<'de>>(d: D) -> Result<ModelSpec, D::Error> {
+    from_name_or_table(d)
 }
 
-fn default_channels() -> Vec<usize> {
-    vec![32, 64, 128]
-}
-fn default_dense() -> Vec<usize> {
-    vec![256]
-}
-fn default_vgg_dense() -> Vec<usize> {
-    vec![1024, 1024]
-}
-fn default_width() -> usize {
-    32
-}
-fn two() -> usize {
-    2
-}
-fn yes() -> bool {
-    true
-}
-fn one_f64() -> f64 {
-    1.0
-}
-
-/// The attention block of the `attention` model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AttentionKind {
-    /// Squeeze-and-excitation: channel attention.
-    #[default]
-    Se,
-    /// CBAM: channel then spatial attention.
-    Cbam,
-}
-
-/// A model and its knobs.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ModelSpec {
-    /// The seed study's CNN: Conv32-Pool-Conv64-Pool-Dense128-Dropout-Dense7.
-    Baseline,
-    /// N blocks of 1–2 3×3 conv (+BN) + ReLU + max-pool, then dense layers with dropout.
-    Compact {
-        channels: Vec<usize>,
-        convs_per_block: usize,
-        batch_norm: bool,
-        dense: Vec<usize>,
-    },
-    /// A small ResNet: 3 stages of `depth` basic blocks, `width`·(1, 2, 4) channels.
-    Residual { width: usize, depth: usize },
-    /// The residual trunk with SE or CBAM attention in every block.
-    Attention {
-        width: usize,
-        depth: usize,
-        attention: AttentionKind,
-    },
-    /// VGG-style: 4 stages of 2× conv3x3-BN-ReLU + max-pool, 64→512 channels × `width`.
-    Vgg { width: f64, dense: Vec<usize> },
-}
-
-impl From<ModelRepr> for ModelSpec {
-    fn from(r: ModelRepr) -> Self {
-        match r {
-            ModelRepr::Baseline {} => ModelSpec::Baseline,
-            ModelRepr::Compact {
-                channels,
-                convs_per_block,
-                batch_norm,
-                dense,
-            } => ModelSpec::Compact {
-                channels,
-                convs_per_block,
-                batch_norm,
-                dense,
-            },
-            ModelRepr::Residual { width, depth } => ModelSpec::Residual { width, depth },
-            ModelRepr::Attention {
-                width,
-                depth,
-                attention,
-            } => ModelSpec::Attention {
-                width,
-                depth,
-                attention,
-            },
-            ModelRepr::Vgg { width, dense } => ModelSpec::Vgg { width, dense },
-        }
-    }
-}
-
-impl From<ModelSpec> for ModelRepr {
-    fn from(m: ModelSpec) -> Self {
-        match m {
-            ModelSpec::Baseline => ModelRepr::Baseline {},
-            ModelSpec::Compact {
-                channels,
-                convs_per_block,
-                batch_norm,
-                dense,
-            } => ModelRepr::Compact {
-                channels,
-                convs_per_block,
-                batch_norm,
-                dense,
-            },
-            ModelSpec::Residual { width, depth } => ModelRepr::Residual { width, depth },
-            ModelSpec::Attention {
-                width,
-                depth,
-                attention,
-            } => ModelRepr::Attention {
-                width,
-                depth,
-                attention,
-            },
-            ModelSpec::Vgg { width, dense } => ModelRepr::Vgg { width, dense },
-        }
-    }
-}
-
-tagged_via!(ModelSpec, ModelRepr);
-name_or_table!(ModelSpec);
-
-impl ModelSpec {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ModelSpec::Baseline => "baseline",
-            ModelSpec::Compact { .. } => "compact",
-            ModelSpec::Residual { .. } => "residual",
-            ModelSpec::Attention { .. } => "attention",
-            ModelSpec::Vgg { .. } => "vgg",
-        }
-    }
-
-    fn bare_name(&self) -> Option<&'static str> {
-        matches!(self, ModelSpec::Baseline).then_some("baseline")
-    }
-
-    fn validate(&self) -> Result<(), InvalidValue> {
-        let bad = |key: &str, message: String| {
-            Err(InvalidValue {
-                key: format!("model.{key}"),
-                message,
-            })
-        };
-        match self {
-            ModelSpec::Baseline => Ok(()),
-            ModelSpec::Compact {
-                channels,
-                convs_per_block,
-                dense,
-                ..
-            } => {
-                if channels.is_empty()
-                    || channels.len() > 5
-                    || channels.iter().any(|&c| c == 0 || c > 1024)
-                {
-                    return bad(
-                        "channels",
-                        format!(
-                            "model.channels = {channels:?} must be 1 to 5 blocks of 1..=1024 channels (48 px halves per block)"
-                        ),
-                    );
-                }
-                if !(1..=2).contains(convs_per_block) {
-                    return bad(
-                        "convs_per_block",
-                        format!("model.convs_per_block = {convs_per_block} must be 1 or 2"),
-                    );
-                }
-                if dense.iter().any(|&d| d == 0 || d > 8192) {
-                    return bad(
-                        "dense",
-                        format!("model.dense = {dense:?} must hold sizes in 1..=8192"),
-                    );
-                }
-                Ok(())
-            }
-            ModelSpec::Residual { width, depth } | ModelSpec::Attention { width, depth, .. } => {
-                if !(4..=256).contains(width) {
-                    return bad("width", format!("model.width = {width} must be in 4..=256"));
-                }
-                if !(1..=8).contains(depth) {
-                    return bad("depth", format!("model.depth = {depth} must be in 1..=8"));
-                }
-                Ok(())
-            }
-            ModelSpec::Vgg { width, dense } => {
-                if !(*width >= 0.0625 && *width <= 2.0) {
-                    return bad(
-                        "width",
-                        format!("model.width = {width} must be in [0.0625, 2]"),
-                    );
-                }
-                if dense.iter().any(|&d| d == 0 || d > 8192) {
-                    return bad(
-                        "dense",
-                        format!("model.dense = {dense:?} must hold sizes in 1..=8192"),
-                    );
-                }
-                Ok(())
-            }
-        }
-    }
+fn model_to_name_or_table<S: Serializer>(model: &ModelSpec, s: S) -> Result<S::Ok, S::Error> {
+    to_name_or_table(model, model.bare_name(), s)
 }
 
 /// Per-class weights of the weighted cross-entropy.
@@ -631,6 +402,10 @@ fn is_default<T: Default + PartialEq>(v: &T) -> bool {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunConfig {
+    #[serde(
+        deserialize_with = "model_from_name_or_table",
+        serialize_with = "model_to_name_or_table"
+    )]
     pub model: ModelSpec,
     /// Dropout before the classifier layer(s).
     pub dropout: f64,
@@ -664,7 +439,7 @@ impl Default for RunConfig {
     /// The seed study's recipe.
     fn default() -> Self {
         RunConfig {
-            model: ModelSpec::Baseline,
+            model: ModelSpec::default(),
             dropout: 0.5,
             epochs: 30,
             batch_size: 64,
@@ -700,12 +475,7 @@ fn augment_or_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Augment, D::Error>
     }
 }
 
-/// A value out of range, with the key it belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidValue {
-    pub key: String,
-    pub message: String,
-}
+pub use crate::invalid::InvalidValue;
 
 impl RunConfig {
     /// Checks every range; the error names the key and the value.
@@ -847,7 +617,7 @@ impl RunConfig {
     pub fn full_json(&self) -> serde_json::Value {
         let tagged = |v: serde_json::Result<serde_json::Value>| v.expect("config serialises");
         serde_json::json!({
-            "model": tagged(serde_json::to_value(Tagged(self.model.clone()))),
+            "model": tagged(serde_json::to_value(&self.model)),
             "dropout": self.dropout,
             "epochs": self.epochs,
             "batch_size": self.batch_size,
@@ -931,12 +701,7 @@ mod tests {
                 .unwrap();
         assert_eq!(
             c.model,
-            ModelSpec::Compact {
-                channels: vec![32, 64, 128],
-                convs_per_block: 2,
-                batch_norm: true,
-                dense: vec![256]
-            }
+            ModelSpec::Compact(crate::model::CompactConfig::default())
         );
         assert_eq!(
             c.loss,
@@ -948,10 +713,10 @@ mod tests {
         let c: RunConfig = toml::from_str("[model]\nkind = \"residual\"\nwidth = 16").unwrap();
         assert_eq!(
             c.model,
-            ModelSpec::Residual {
+            ModelSpec::Residual(crate::model::ResidualConfig {
                 width: 16,
                 depth: 2
-            }
+            })
         );
         let c: RunConfig = toml::from_str(
             "optimizer = { kind = \"sgd\", nesterov = true }\nschedule = \"cosine\"",

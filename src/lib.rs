@@ -18,6 +18,7 @@ pub mod dashboard;
 pub mod data;
 pub mod device;
 pub mod emotion;
+pub mod invalid;
 pub mod metrics;
 pub mod model;
 pub mod predict;

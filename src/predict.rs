@@ -168,7 +168,7 @@ pub fn predict(
 }
 
 /// Writes the run's model alone (burn's burnpack format, loadable with
-/// `FerModel::new(&config, &device).load_file(path)`) and `<out>.json` beside it: the config
+/// `FerModel::new(&config.model, config.dropout, &device).load_file(path)`) and `<out>.json` beside it: the config
 /// that builds the network, the class order and the input it expects.
 pub fn export(run: &TrainedRun, out: &Path, device: &Device) -> Result<PathBuf, PredictError> {
     let model: FerModel =
@@ -193,7 +193,7 @@ pub fn export(run: &TrainedRun, out: &Path, device: &Device) -> Result<PathBuf, 
         "classes": Emotion::ALL.iter().map(|e| e.name()).collect::<Vec<_>>(),
         "input": "N × 1 × 48 × 48 float32, grayscale scaled to [0, 1] (pixel / 255)",
         "output": "N × 7 logits in the order of `classes` (softmax for probabilities)",
-        "format": "burn 0.22 burnpack: FerModel::new(&config, &device).load_file(path)",
+        "format": "burn 0.22 burnpack: FerModel::new(&config.model, config.dropout, &device).load_file(path)",
     });
     let text = serde_json::to_string_pretty(&meta).expect("JSON serialises");
     std::fs::write(&sidecar, text).map_err(|e| write(&sidecar, e.to_string()))?;

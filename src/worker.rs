@@ -138,7 +138,10 @@ pub fn run(args: WorkerArgs) -> Result<i32, WorkerError> {
         return Ok(0);
     }
     let device = args.device.device();
-    let size = model::size(&FerModel::new(&stored.config, &device), &stored.config);
+    let size = model::size(
+        &FerModel::new(&stored.config.model, stored.config.dropout, &device),
+        &stored.config.model,
+    );
     let resume_from = (stored.epochs_done > 0)
         .then(|| train::resumable_epoch(&stored.artifact_dir, stored.epochs_done))
         .flatten();

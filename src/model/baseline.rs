@@ -8,6 +8,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
+use serde::{Deserialize, Serialize};
 
 const C1: usize = 32;
 const C2: usize = 64;
@@ -18,6 +19,21 @@ const P1: usize = S1 / 2; // 23
 const S2: usize = P1 - 2; // 21
 const P2: usize = S2 / 2; // 10
 const FLAT: usize = C2 * P2 * P2; // 6400
+
+/// The baseline's knobs: none, its shape is the seed study's (`model = "baseline"`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineConfig {}
+
+impl BaselineConfig {
+    pub fn flops(&self) -> u64 {
+        flops()
+    }
+
+    pub fn init(&self, dropout: f64, device: &Device) -> Baseline {
+        Baseline::new(dropout, device)
+    }
+}
 
 #[derive(Module, Debug)]
 pub struct Baseline {
@@ -59,7 +75,7 @@ impl Baseline {
     }
 }
 
-pub fn flops() -> u64 {
+fn flops() -> u64 {
     conv_flops(3, 1, C1, S1)
         + conv_flops(3, C1, C2, S2)
         + dense_flops(FLAT, HIDDEN)

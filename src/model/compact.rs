@@ -5,20 +5,82 @@
 use super::blocks::ConvBn;
 use super::layers::{self, Layer};
 use super::{CLASSES, SIDE, conv_flops, dense_flops};
+use crate::invalid::InvalidValue;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
+use serde::{Deserialize, Serialize};
 
-/// The shape of a compact net.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CompactShape {
+/// The shape of a compact net: `model = { kind = "compact", channels = [32, 64, 128], … }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompactConfig {
+    /// Channels of each block; every block halves the 48 px side.
+    #[serde(default = "default_channels")]
     pub channels: Vec<usize>,
+    #[serde(default = "two")]
     pub convs_per_block: usize,
+    #[serde(default = "yes")]
     pub batch_norm: bool,
+    /// Hidden dense layers before the classifier.
+    #[serde(default = "default_dense")]
     pub dense: Vec<usize>,
 }
 
-impl CompactShape {
+fn default_channels() -> Vec<usize> {
+    vec![32, 64, 128]
+}
+fn default_dense() -> Vec<usize> {
+    vec![256]
+}
+fn two() -> usize {
+    2
+}
+fn yes() -> bool {
+    true
+}
+
+impl Default for CompactConfig {
+    fn default() -> Self {
+        CompactConfig {
+            channels: default_channels(),
+            convs_per_block: two(),
+            batch_norm: yes(),
+            dense: default_dense(),
+        }
+    }
+}
+
+impl CompactConfig {
+    pub fn validate(&self) -> Result<(), InvalidValue> {
+        let CompactConfig {
+            channels,
+            convs_per_block,
+            dense,
+            ..
+        } = self;
+        if channels.is_empty() || channels.len() > 5 || channels.iter().any(|&c| c == 0 || c > 1024)
+        {
+            return Err(InvalidValue::new(
+                "model.channels",
+                format!(
+                    "model.channels = {channels:?} must be 1 to 5 blocks of 1..=1024 channels (48 px halves per block)"
+                ),
+            ));
+        }
+        if !(1..=2).contains(convs_per_block) {
+            return Err(InvalidValue::new(
+                "model.convs_per_block",
+                format!("model.convs_per_block = {convs_per_block} must be 1 or 2"),
+            ));
+        }
+        validate_dense(dense)
+    }
+
+    pub fn init(&self, dropout: f64, device: &Device) -> Compact {
+        Compact::new(self, dropout, device)
+    }
+
     /// Side of the feature map after the last pool.
     fn final_side(&self) -> usize {
         SIDE >> self.channels.len()
@@ -47,6 +109,17 @@ impl CompactShape {
     }
 }
 
+/// Hidden dense sizes, shared by the compact and VGG nets.
+pub(crate) fn validate_dense(dense: &[usize]) -> Result<(), InvalidValue> {
+    if dense.iter().any(|&d| d == 0 || d > 8192) {
+        return Err(InvalidValue::new(
+            "model.dense",
+            format!("model.dense = {dense:?} must hold sizes in 1..=8192"),
+        ));
+    }
+    Ok(())
+}
+
 #[derive(Module, Debug)]
 pub struct Compact {
     convs: Vec<ConvBn>,
@@ -59,7 +132,7 @@ pub struct Compact {
 }
 
 impl Compact {
-    pub fn new(shape: &CompactShape, dropout: f64, device: &Device) -> Self {
+    pub fn new(shape: &CompactConfig, dropout: f64, device: &Device) -> Self {
         let mut convs = Vec::new();
         let mut c_in = 1;
         for &c in &shape.channels {

@@ -405,38 +405,9 @@ mod tests {
     #[allow(deprecated)]
     fn every_model_kind_trains_on_libtorchs_native_kernels() {
         use crate::bench::traced_step;
-        use crate::config::{AttentionKind, ModelSpec};
         let device = Device::libtorch();
-        let models = [
-            ModelSpec::Baseline,
-            ModelSpec::Compact {
-                channels: vec![8, 16],
-                convs_per_block: 2,
-                batch_norm: true,
-                dense: vec![32],
-            },
-            ModelSpec::Residual { width: 8, depth: 1 },
-            ModelSpec::Attention {
-                width: 8,
-                depth: 1,
-                attention: AttentionKind::Se,
-            },
-            ModelSpec::Attention {
-                width: 8,
-                depth: 1,
-                attention: AttentionKind::Cbam,
-            },
-            ModelSpec::Vgg {
-                width: 0.125,
-                dense: vec![32],
-            },
-        ];
-        for spec in models {
-            let config = crate::config::RunConfig {
-                model: spec.clone(),
-                ..Default::default()
-            };
-            let model = crate::model::FerModel::new(&config, &device);
+        for spec in crate::model::tests::all_models() {
+            let model = crate::model::FerModel::new(&spec, 0.5, &device);
             let Layers {
                 convs,
                 norms,

@@ -1,8 +1,12 @@
-//! The networks fer-lab trains. One file per model; [`FerModel`] is the enum training sees.
+//! The networks fer-lab trains. One file per model, each with its config (knobs, defaults,
+//! validation, FLOPs, `init`) beside the network; [`ModelSpec`] names them for a sweep and
+//! [`FerModel`] is the enum training sees.
 //!
-//! To add a model: write `src/model/<name>.rs` with a module and its `forward`, add a variant
-//! to [`crate::config::ModelSpec`] (with its knobs) and to [`FerModel`], and count its FLOPs in
-//! [`flops`].
+//! To add a model: write `src/model/<name>.rs` with its `…Config` (serde, `deny_unknown_fields`,
+//! a default per knob, `validate`, `flops`, `init`) and its module with a `forward`; then add
+//! one variant to [`ModelSpec`] and to [`FerModel`] and one arm to each `match` below (the
+//! compiler lists them). Run ids hash a config's canonical JSON, so an existing model's knobs
+//! keep their names and defaults.
 
 pub mod baseline;
 pub mod blocks;
@@ -14,11 +18,79 @@ pub mod residual;
 pub mod torch_native;
 pub mod vgg;
 
-use crate::config::{ModelSpec, RunConfig};
 use crate::data::IMAGE_SIDE;
 use crate::emotion::NUM_CLASSES;
+use crate::invalid::InvalidValue;
 use burn::prelude::*;
-use compact::CompactShape;
+use serde::{Deserialize, Serialize};
+
+pub use baseline::BaselineConfig;
+pub use compact::CompactConfig;
+pub use residual::{AttentionConfig, AttentionKind, ResidualConfig};
+pub use vgg::VggConfig;
+
+/// Which network to train, with its own knobs: `model = "compact"` or
+/// `model = { kind = "compact", channels = [32, 64] }` in a sweep (a knob of another kind is an
+/// error). The bare name is read and written by `crate::config`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ModelSpec {
+    /// The seed study's CNN: Conv32-Pool-Conv64-Pool-Dense128-Dropout-Dense7.
+    Baseline(BaselineConfig),
+    /// N blocks of 1–2 3×3 conv (+BN) + ReLU + max-pool, then dense layers with dropout.
+    Compact(CompactConfig),
+    /// A small ResNet: 3 stages of `depth` basic blocks, `width`·(1, 2, 4) channels.
+    Residual(ResidualConfig),
+    /// The residual trunk with SE or CBAM attention in every block.
+    Attention(AttentionConfig),
+    /// VGG-style: 4 stages of 2× conv3x3-BN-ReLU + max-pool, 64→512 channels × `width`.
+    Vgg(VggConfig),
+}
+
+impl Default for ModelSpec {
+    fn default() -> Self {
+        ModelSpec::Baseline(BaselineConfig {})
+    }
+}
+
+impl ModelSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ModelSpec::Baseline(_) => "baseline",
+            ModelSpec::Compact(_) => "compact",
+            ModelSpec::Residual(_) => "residual",
+            ModelSpec::Attention(_) => "attention",
+            ModelSpec::Vgg(_) => "vgg",
+        }
+    }
+
+    /// The name alone when the model has no knobs (how run configs write it).
+    pub fn bare_name(&self) -> Option<&'static str> {
+        matches!(self, ModelSpec::Baseline(_)).then_some("baseline")
+    }
+
+    pub fn validate(&self) -> Result<(), InvalidValue> {
+        match self {
+            ModelSpec::Baseline(_) => Ok(()),
+            ModelSpec::Compact(c) => c.validate(),
+            ModelSpec::Residual(c) => c.validate(),
+            ModelSpec::Attention(c) => c.validate(),
+            ModelSpec::Vgg(c) => c.validate(),
+        }
+    }
+
+    /// Forward FLOPs per image, counted layer by layer (2 per multiply-add; convolutions, dense
+    /// layers and attention MLPs — norms, activations and pools are left out).
+    pub fn flops(&self) -> u64 {
+        match self {
+            ModelSpec::Baseline(c) => c.flops(),
+            ModelSpec::Compact(c) => c.flops(),
+            ModelSpec::Residual(c) => c.flops(),
+            ModelSpec::Attention(c) => c.flops(),
+            ModelSpec::Vgg(c) => c.flops(),
+        }
+    }
+}
 
 /// Any fer-lab model: maps `[B, 1, 48, 48]` images to `[B, 7]` logits.
 #[derive(Module, Debug)]
@@ -30,53 +102,16 @@ pub enum FerModel {
     Residual(residual::ResNet),
 }
 
-fn compact_shape(spec: &ModelSpec) -> Option<CompactShape> {
-    match spec {
-        ModelSpec::Compact {
-            channels,
-            convs_per_block,
-            batch_norm,
-            dense,
-        } => Some(CompactShape {
-            channels: channels.clone(),
-            convs_per_block: *convs_per_block,
-            batch_norm: *batch_norm,
-            dense: dense.clone(),
-        }),
-        ModelSpec::Vgg { width, dense } => Some(vgg::shape(*width, dense)),
-        _ => None,
-    }
-}
-
 impl FerModel {
-    /// Builds the model a run config asks for, with fresh weights on `device`.
-    pub fn new(config: &RunConfig, device: &Device) -> FerModel {
-        if let Some(shape) = compact_shape(&config.model) {
-            return FerModel::Compact(compact::Compact::new(&shape, config.dropout, device));
-        }
-        match &config.model {
-            ModelSpec::Baseline => {
-                FerModel::Baseline(baseline::Baseline::new(config.dropout, device))
-            }
-            ModelSpec::Residual { width, depth } => FerModel::Residual(residual::ResNet::new(
-                *width,
-                *depth,
-                None,
-                config.dropout,
-                device,
-            )),
-            ModelSpec::Attention {
-                width,
-                depth,
-                attention,
-            } => FerModel::Residual(residual::ResNet::new(
-                *width,
-                *depth,
-                Some(*attention),
-                config.dropout,
-                device,
-            )),
-            ModelSpec::Compact { .. } | ModelSpec::Vgg { .. } => unreachable!("built above"),
+    /// The model `spec` describes, with fresh weights on `device` and `dropout` before its
+    /// classifier layer(s).
+    pub fn new(spec: &ModelSpec, dropout: f64, device: &Device) -> FerModel {
+        match spec {
+            ModelSpec::Baseline(c) => FerModel::Baseline(c.init(dropout, device)),
+            ModelSpec::Compact(c) => FerModel::Compact(c.init(dropout, device)),
+            ModelSpec::Residual(c) => FerModel::Residual(c.init(dropout, device)),
+            ModelSpec::Attention(c) => FerModel::Residual(c.init(dropout, device)),
+            ModelSpec::Vgg(c) => FerModel::Compact(c.init(dropout, device)),
         }
     }
 
@@ -97,29 +132,11 @@ pub struct ModelSize {
     pub flops: u64,
 }
 
-/// Parameter count and FLOPs per image of the model `config` describes.
-pub fn size(model: &FerModel, config: &RunConfig) -> ModelSize {
+/// Parameter count and FLOPs per image of `model`, built from `spec`.
+pub fn size(model: &FerModel, spec: &ModelSpec) -> ModelSize {
     ModelSize {
         params: model.num_params(),
-        flops: flops(config),
-    }
-}
-
-/// Forward FLOPs per image, counted layer by layer (2 per multiply-add; convolutions, dense
-/// layers and attention MLPs — norms, activations and pools are left out).
-pub fn flops(config: &RunConfig) -> u64 {
-    if let Some(shape) = compact_shape(&config.model) {
-        return shape.flops();
-    }
-    match &config.model {
-        ModelSpec::Baseline => baseline::flops(),
-        ModelSpec::Residual { width, depth } => residual::flops(*width, *depth, None),
-        ModelSpec::Attention {
-            width,
-            depth,
-            attention,
-        } => residual::flops(*width, *depth, Some(*attention)),
-        ModelSpec::Compact { .. } | ModelSpec::Vgg { .. } => unreachable!("counted above"),
+        flops: spec.flops(),
     }
 }
 
@@ -140,34 +157,34 @@ pub(crate) const CLASSES: usize = NUM_CLASSES;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::AttentionKind;
     use crate::train::loss::Loss;
     use burn::optim::{GradientsParams, SgdConfig};
 
-    fn all_models() -> Vec<ModelSpec> {
+    /// One small net of every kind (attention twice, once per gate).
+    pub(crate) fn all_models() -> Vec<ModelSpec> {
         vec![
-            ModelSpec::Baseline,
-            ModelSpec::Compact {
+            ModelSpec::Baseline(BaselineConfig {}),
+            ModelSpec::Compact(CompactConfig {
                 channels: vec![8, 16],
                 convs_per_block: 2,
                 batch_norm: true,
                 dense: vec![32],
-            },
-            ModelSpec::Residual { width: 8, depth: 1 },
-            ModelSpec::Attention {
+            }),
+            ModelSpec::Residual(ResidualConfig { width: 8, depth: 1 }),
+            ModelSpec::Attention(AttentionConfig {
                 width: 8,
                 depth: 1,
                 attention: AttentionKind::Se,
-            },
-            ModelSpec::Attention {
+            }),
+            ModelSpec::Attention(AttentionConfig {
                 width: 8,
                 depth: 1,
                 attention: AttentionKind::Cbam,
-            },
-            ModelSpec::Vgg {
+            }),
+            ModelSpec::Vgg(VggConfig {
                 width: 0.125,
                 dense: vec![32],
-            },
+            }),
         ]
     }
 
@@ -188,14 +205,9 @@ mod tests {
     fn every_model_maps_images_to_seven_logits_and_learns() {
         let device = Device::flex().autodiff();
         for spec in all_models() {
-            let config = RunConfig {
-                model: spec.clone(),
-                dropout: 0.0,
-                ..RunConfig::default()
-            };
-            config.validate().unwrap();
+            spec.validate().unwrap();
             device.seed(3);
-            let mut model = FerModel::new(&config, &device);
+            let mut model = FerModel::new(&spec, 0.0, &device);
             let (images, targets) = fixed_batch(&device);
             let logits = model.forward(images.clone());
             assert_eq!(logits.dims(), [8, 7], "{spec:?}");
@@ -220,7 +232,7 @@ mod tests {
                 after < before,
                 "{spec:?}: loss {before} → {after} after one step"
             );
-            let size = size(&model.valid(), &config);
+            let size = size(&model.valid(), &spec);
             assert!(size.params > 0 && size.flops > 0);
         }
     }
@@ -241,21 +253,13 @@ mod tests {
 
     #[test]
     fn sizes_match_hand_counts() {
-        let baseline = RunConfig::default();
-        assert_eq!(flops(&baseline), 19_116_032);
-        let model = FerModel::new(&baseline, &Device::flex());
+        let baseline = ModelSpec::default();
+        assert_eq!(baseline.flops(), 19_116_032);
+        let model = FerModel::new(&baseline, 0.5, &Device::flex());
         assert_eq!(model.num_params(), 839_047);
         // The default compact net stays under the study's 2 M parameter budget.
-        let compact = RunConfig {
-            model: ModelSpec::Compact {
-                channels: vec![32, 64, 128],
-                convs_per_block: 2,
-                batch_norm: true,
-                dense: vec![256],
-            },
-            ..RunConfig::default()
-        };
-        let n = FerModel::new(&compact, &Device::flex()).num_params();
+        let compact = ModelSpec::Compact(CompactConfig::default());
+        let n = FerModel::new(&compact, 0.5, &Device::flex()).num_params();
         assert!(n < 2_000_000, "{n}");
     }
 }

@@ -7,10 +7,123 @@
 use super::blocks::{Cbam, ConvBn, SqueezeExcite};
 use super::layers::{self, Layer};
 use super::{CLASSES, SIDE, conv_flops, dense_flops};
-use crate::config::AttentionKind;
+use crate::invalid::InvalidValue;
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// The attention block of the `attention` model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttentionKind {
+    /// Squeeze-and-excitation: channel attention.
+    #[default]
+    Se,
+    /// CBAM: channel then spatial attention.
+    Cbam,
+}
+
+/// `model = { kind = "residual", width = 32, depth = 2 }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResidualConfig {
+    /// Channels of the first stage (then ×2, ×4).
+    #[serde(default = "default_width")]
+    pub width: usize,
+    /// Basic blocks per stage.
+    #[serde(default = "two")]
+    pub depth: usize,
+}
+
+/// The residual trunk with an attention gate in every block:
+/// `model = { kind = "attention", attention = "cbam" }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttentionConfig {
+    #[serde(default = "default_width")]
+    pub width: usize,
+    #[serde(default = "two")]
+    pub depth: usize,
+    #[serde(default)]
+    pub attention: AttentionKind,
+}
+
+fn default_width() -> usize {
+    32
+}
+fn two() -> usize {
+    2
+}
+
+impl Default for ResidualConfig {
+    fn default() -> Self {
+        ResidualConfig {
+            width: default_width(),
+            depth: two(),
+        }
+    }
+}
+
+impl Default for AttentionConfig {
+    fn default() -> Self {
+        AttentionConfig {
+            width: default_width(),
+            depth: two(),
+            attention: AttentionKind::default(),
+        }
+    }
+}
+
+impl ResidualConfig {
+    pub fn validate(&self) -> Result<(), InvalidValue> {
+        validate_trunk(self.width, self.depth)
+    }
+
+    pub fn flops(&self) -> u64 {
+        flops(self.width, self.depth, None)
+    }
+
+    pub fn init(&self, dropout: f64, device: &Device) -> ResNet {
+        ResNet::new(self.width, self.depth, None, dropout, device)
+    }
+}
+
+impl AttentionConfig {
+    pub fn validate(&self) -> Result<(), InvalidValue> {
+        validate_trunk(self.width, self.depth)
+    }
+
+    pub fn flops(&self) -> u64 {
+        flops(self.width, self.depth, Some(self.attention))
+    }
+
+    pub fn init(&self, dropout: f64, device: &Device) -> ResNet {
+        ResNet::new(
+            self.width,
+            self.depth,
+            Some(self.attention),
+            dropout,
+            device,
+        )
+    }
+}
+
+fn validate_trunk(width: usize, depth: usize) -> Result<(), InvalidValue> {
+    if !(4..=256).contains(&width) {
+        return Err(InvalidValue::new(
+            "model.width",
+            format!("model.width = {width} must be in 4..=256"),
+        ));
+    }
+    if !(1..=8).contains(&depth) {
+        return Err(InvalidValue::new(
+            "model.depth",
+            format!("model.depth = {depth} must be in 1..=8"),
+        ));
+    }
+    Ok(())
+}
 
 // One attention module per block: the size difference between variants costs nothing here.
 #[allow(clippy::large_enum_variant)]
@@ -138,7 +251,7 @@ impl ResNet {
     }
 }
 
-pub fn flops(width: usize, depth: usize, attention: Option<AttentionKind>) -> u64 {
+fn flops(width: usize, depth: usize, attention: Option<AttentionKind>) -> u64 {
     let mut total = conv_flops(3, 1, width, SIDE);
     for (c_in, c_out, stride, side) in layout(width, depth) {
         total += conv_flops(3, c_in, c_out, side) + conv_flops(3, c_out, c_out, side);

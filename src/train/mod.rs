@@ -203,14 +203,14 @@ pub const BEST_MODEL: &str = "best.bpk";
 /// Builds the model of a run with fresh weights (seeded through the device).
 pub fn init_model(config: &RunConfig, seed: u64, device: &Device) -> FerModel {
     device.seed(seed);
-    FerModel::new(config, device)
+    FerModel::new(&config.model, config.dropout, device)
 }
 
 /// Loads a checkpoint of a run (a saved [`Classifier`]) onto `device`.
 pub fn load_model(config: &RunConfig, path: &Path, device: &Device) -> Result<FerModel, String> {
     let record = ModuleRecord::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let classifier = Classifier {
-        model: FerModel::new(config, device),
+        model: FerModel::new(&config.model, config.dropout, device),
         loss: Loss::cross_entropy(),
     };
     Ok(classifier.load_record(record).model)
@@ -268,7 +268,7 @@ pub fn train_run(
 
     let autodiff = spec.device.clone().autodiff();
     let model = init_model(config, spec.seed, &autodiff);
-    let size = model::size(&model, config);
+    let size = model::size(&model, &config.model);
     let classifier = Classifier {
         model,
         loss: Loss::new(config, &splits.train.class_counts()),
