@@ -289,8 +289,8 @@ pub fn run(args: WorkerArgs) -> Result<i32, WorkerError> {
                 outcome.best_epoch,
                 wall,
                 &[
-                    ("val", &outcome.val, data.val.len()),
-                    ("test", &outcome.test, data.test.len()),
+                    (Split::Val, &outcome.val, data.val.len()),
+                    (Split::Test, &outcome.test, data.test.len()),
                 ],
             )?;
             // Only once the run is recorded done: until then a resume may need them.

@@ -8,7 +8,7 @@ pub mod bench;
 pub mod compare;
 pub mod plots;
 
-use crate::store::{Store, StoreError};
+use crate::store::{RunStatus, Store, StoreError};
 use crate::table::Rows;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -245,7 +245,11 @@ pub fn leaderboard(
 }
 
 /// Every run of a sweep (or of all sweeps) with its status.
-pub fn runs(store: &Store, sweep: Option<&str>, status: Option<&str>) -> Result<Rows, ReportError> {
+pub fn runs(
+    store: &Store,
+    sweep: Option<&str>,
+    status: Option<RunStatus>,
+) -> Result<Rows, ReportError> {
     let sweep_id = match sweep {
         Some(name) => Some(resolve_sweep(store, Some(name))?.0),
         None => None,

@@ -1,6 +1,8 @@
 //! What a live worker renews: its lease (the heartbeat), its pid, where it is in a split.
 
+use super::records::RunStatus;
 use super::{Store, StoreError, now_sql};
+use crate::data::Split;
 use rusqlite::params;
 
 /// Seconds since the Unix epoch, the unit of leases.
@@ -26,10 +28,16 @@ impl Store {
                 &format!(
                     "UPDATE runs SET worker_pid = ?2, lease_expires = ?3, wall_secs = ?4,
                          heartbeat_at = {}
-                     WHERE id = ?1 AND status = 'running'",
+                     WHERE id = ?1 AND status = ?5",
                     now_sql()
                 ),
-                params![id, pid, now_unix() + lease_secs, wall_secs],
+                params![
+                    id,
+                    pid,
+                    now_unix() + lease_secs,
+                    wall_secs,
+                    RunStatus::Running
+                ],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
@@ -40,25 +48,31 @@ impl Store {
     pub fn set_worker_pid(&self, id: &str, pid: u32) -> Result<(), StoreError> {
         self.conn
             .execute(
-                "UPDATE runs SET worker_pid = ?2 WHERE id = ?1 AND status = 'running'",
-                params![id, pid],
+                "UPDATE runs SET worker_pid = ?2 WHERE id = ?1 AND status = ?3",
+                params![id, pid, RunStatus::Running],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
     }
 
-    /// Where a running run is inside its current split (from the worker's heartbeat).
+    /// Where a running run is inside its current split (from the worker's heartbeat); None
+    /// before its first split starts, stored as an empty `runs.split` as it always was.
     pub fn set_progress(
         &self,
         id: &str,
-        split: &str,
+        split: Option<Split>,
         done: usize,
         total: usize,
     ) -> Result<(), StoreError> {
         self.conn
             .execute(
                 "UPDATE runs SET split = ?2, items_done = ?3, items_total = ?4 WHERE id = ?1",
-                params![id, split, done as i64, total as i64],
+                params![
+                    id,
+                    split.map_or("", Split::progress_name),
+                    done as i64,
+                    total as i64
+                ],
             )
             .map_err(|e| self.err(e))?;
         Ok(())

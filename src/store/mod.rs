@@ -13,7 +13,9 @@ mod runs;
 mod sweeps;
 
 pub use leases::now_unix;
-pub use records::{EPOCH_COLUMNS, EpochRow, RunRecord, RunState, RunStatus, SweepRecord};
+pub use records::{
+    EPOCH_COLUMNS, EpochRow, EventKind, RunRecord, RunState, RunStatus, SweepRecord, UnknownWord,
+};
 
 use crate::table::Rows;
 use rusqlite::{Connection, OpenFlags, types::ValueRef};
@@ -79,6 +81,8 @@ pub enum StoreError {
     Timeout(Duration),
     #[error("{path}: {sql_error}")]
     Query { path: PathBuf, sql_error: String },
+    #[error("run {run}: `{status}` is not a status a run ends in")]
+    NotAnEnd { run: String, status: RunStatus },
     #[error("{0}: cannot create its folder: {1}")]
     Folder(PathBuf, std::io::Error),
 }
@@ -451,6 +455,7 @@ fn readable(conn: &Connection, path: &Path) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::Split;
 
     fn sample_sweep() -> (SweepRecord, Vec<RunRecord>) {
         let sweep = SweepRecord::for_test("s", &["lr"]);
@@ -651,7 +656,7 @@ mod tests {
         for (id, right) in [("chance", 0), ("good", 2), ("half", 1)] {
             let e = eval(right);
             store
-                .finish_run(id, 1, 1.0, &[("val", &e, 14), ("test", &e, 14)])
+                .finish_run(id, 1, 1.0, &[(Split::Val, &e, 14), (Split::Test, &e, 14)])
                 .unwrap();
         }
         let order: Vec<Value> = store

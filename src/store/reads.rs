@@ -2,6 +2,7 @@
 
 use super::records::RunStatus;
 use super::{NEVER_LEARNED_BELOW, Store, StoreError};
+use crate::data::Split;
 use rusqlite::params;
 
 impl Store {
@@ -12,13 +13,13 @@ impl Store {
             .conn
             .prepare_cached(
                 "SELECT r.id FROM sweep_runs sr JOIN runs r ON r.id = sr.run_id
-                 JOIN evals v ON v.run_id = r.id AND v.split = 'val'
+                 JOIN evals v ON v.run_id = r.id AND v.split = ?4
                  WHERE sr.sweep_id = ?1 AND r.status = ?2 AND v.macro_recall < ?3
                  ORDER BY sr.position",
             )
             .map_err(|e| self.err(e))?;
         stmt.query_map(
-            params![sweep_id, RunStatus::Done.as_str(), NEVER_LEARNED_BELOW],
+            params![sweep_id, RunStatus::Done, NEVER_LEARNED_BELOW, Split::Val],
             |r| r.get(0),
         )
         .and_then(|rows| rows.collect())

@@ -1,19 +1,18 @@
 //! A run's lifecycle: claimed, started or resumed, requeued, retried, reset, finished or ended,
 //! each change with its event.
 
-use super::records::{RunState, RunStatus};
+use super::records::{EventKind, RunState, RunStatus};
 use super::{Store, StoreError, now_sql, now_unix, sqlite};
+use crate::data::Split;
 use crate::metrics::Evaluation;
 use rusqlite::{OptionalExtension, params};
 
 impl Store {
     pub fn run_status(&self, id: &str) -> Result<Option<RunStatus>, StoreError> {
-        let status: Option<String> = self
-            .conn
+        self.conn
             .query_row("SELECT status FROM runs WHERE id = ?1", [id], |r| r.get(0))
             .optional()
-            .map_err(|e| self.err(e))?;
-        Ok(status.and_then(|s| RunStatus::parse(&s)))
+            .map_err(|e| self.err(e))
     }
 
     /// A worker starts (or resumes) a run on `device`. A fresh start clears everything an earlier
@@ -43,7 +42,7 @@ impl Store {
         }
         tx.execute(
             &format!(
-                "UPDATE runs SET status = 'running', device = ?2, params = ?3, flops = ?4,
+                "UPDATE runs SET status = ?6, device = ?2, params = ?3, flops = ?4,
                      started_at = coalesce(CASE WHEN ?5 > 0 THEN started_at END, {now}),
                      finished_at = NULL, error = NULL, stopped_epoch = NULL,
                      epochs_done = ?5, best_epoch = NULL, resumed_from = nullif(?5, 0),
@@ -51,13 +50,24 @@ impl Store {
                  WHERE id = ?1",
                 now = now_sql()
             ),
-            params![id, device, params as i64, flops as i64, kept],
+            params![
+                id,
+                device,
+                params as i64,
+                flops as i64,
+                kept,
+                RunStatus::Running
+            ],
         )
         .map_err(e)?;
         if kept > 0 {
             tx.execute(
-                "INSERT INTO run_events (run_id, kind, detail) VALUES (?1, 'resumed', ?2)",
-                params![id, format!("from the checkpoint of epoch {kept}")],
+                "INSERT INTO run_events (run_id, kind, detail) VALUES (?1, ?2, ?3)",
+                params![
+                    id,
+                    EventKind::Resumed,
+                    format!("from the checkpoint of epoch {kept}")
+                ],
             )
             .map_err(e)?;
         }
@@ -78,10 +88,10 @@ impl Store {
         let e = |err| sqlite(&path, err);
         let tx = self.conn.transaction().map_err(e)?;
         tx.execute(
-            "UPDATE runs SET status = 'running', attempts = attempts + 1, slot = ?2,
+            "UPDATE runs SET status = ?5, attempts = attempts + 1, slot = ?2,
                  launched_at = ?3, lease_expires = ?4, worker_pid = NULL
              WHERE id = ?1",
-            params![id, slot, now, now + lease_secs],
+            params![id, slot, now, now + lease_secs, RunStatus::Running],
         )
         .map_err(e)?;
         let attempts: i64 = tx
@@ -90,8 +100,12 @@ impl Store {
             })
             .map_err(e)?;
         tx.execute(
-            "INSERT INTO run_events (run_id, kind, detail) VALUES (?1, 'launched', ?2)",
-            params![id, format!("attempt {attempts} on {slot}")],
+            "INSERT INTO run_events (run_id, kind, detail) VALUES (?1, ?2, ?3)",
+            params![
+                id,
+                EventKind::Launched,
+                format!("attempt {attempts} on {slot}")
+            ],
         )
         .map_err(e)?;
         tx.commit().map_err(e)?;
@@ -114,11 +128,11 @@ impl Store {
     pub fn requeue(&self, id: &str, reason: &str) -> Result<(), StoreError> {
         self.conn
             .execute(
-                "UPDATE runs SET status = 'queued', worker_pid = NULL, lease_expires = NULL WHERE id = ?1",
-                [id],
+                "UPDATE runs SET status = ?2, worker_pid = NULL, lease_expires = NULL WHERE id = ?1",
+                params![id, RunStatus::Queued],
             )
             .map_err(|e| self.err(e))?;
-        self.record_event(id, "requeued", Some(reason))
+        self.record_event(id, EventKind::Requeued, Some(reason))
     }
 
     /// Forgets everything a run recorded: it trains again from scratch.
@@ -131,12 +145,12 @@ impl Store {
                 .map_err(e)?;
         }
         tx.execute(
-            "UPDATE runs SET status = 'queued', attempts = 0, failures = 0, epochs_done = 0,
+            "UPDATE runs SET status = ?2, attempts = 0, failures = 0, epochs_done = 0,
                  best_epoch = NULL,
                  error = NULL, stopped_epoch = NULL, resumed_from = NULL, finished_at = NULL,
                  wall_secs = NULL, worker_pid = NULL, lease_expires = NULL
              WHERE id = ?1",
-            [id],
+            params![id, RunStatus::Queued],
         )
         .map_err(e)?;
         tx.commit().map_err(e)
@@ -148,14 +162,19 @@ impl Store {
         let changed = self
             .conn
             .execute(
-                "UPDATE runs SET status = 'queued', failures = 0, error = NULL, stopped_epoch = NULL,
+                "UPDATE runs SET status = ?2, failures = 0, error = NULL, stopped_epoch = NULL,
                      worker_pid = NULL, lease_expires = NULL
-                 WHERE id = ?1 AND status IN ('failed', 'diverged')",
-                [id],
+                 WHERE id = ?1 AND status IN (?3, ?4)",
+                params![
+                    id,
+                    RunStatus::Queued,
+                    RunStatus::Failed,
+                    RunStatus::Diverged
+                ],
             )
             .map_err(|e| self.err(e))?;
         if changed > 0 {
-            self.record_event(id, "requeued", Some(why))?;
+            self.record_event(id, EventKind::Requeued, Some(why))?;
         }
         Ok(changed > 0)
     }
@@ -167,10 +186,10 @@ impl Store {
             .conn
             .prepare_cached(
                 "SELECT r.id FROM runs r JOIN sweep_runs sr ON sr.run_id = r.id AND sr.sweep_id = ?1
-                 WHERE r.status = 'queued' ORDER BY sr.position",
+                 WHERE r.status = ?2 ORDER BY sr.position",
             )
             .map_err(|e| self.err(e))?;
-        stmt.query_map([sweep_id], |r| r.get(0))
+        stmt.query_map(params![sweep_id, RunStatus::Queued], |r| r.get(0))
             .and_then(|rows| rows.collect())
             .map_err(|e| self.err(e))
     }
@@ -179,7 +198,7 @@ impl Store {
     pub fn record_event(
         &self,
         id: &str,
-        kind: &str,
+        kind: EventKind,
         detail: Option<&str>,
     ) -> Result<(), StoreError> {
         self.conn
@@ -200,8 +219,7 @@ impl Store {
                 [id],
                 |r| {
                     Ok(RunState {
-                        status: RunStatus::parse(&r.get::<_, String>(0)?)
-                            .unwrap_or(RunStatus::Failed),
+                        status: r.get(0)?,
                         attempts: r.get::<_, i64>(1)? as u32,
                         lease_expires: r.get(2)?,
                         worker_pid: r.get(3)?,
@@ -221,7 +239,7 @@ impl Store {
         id: &str,
         best_epoch: usize,
         wall_secs: f64,
-        evals: &[(&str, &Evaluation, usize)],
+        evals: &[(Split, &Evaluation, usize)],
     ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let e = |err| sqlite(&path, err);
@@ -274,17 +292,17 @@ impl Store {
         }
         tx.execute(
             &format!(
-                "UPDATE runs SET status = 'done', best_epoch = ?2, wall_secs = ?3,
+                "UPDATE runs SET status = ?4, best_epoch = ?2, wall_secs = ?3,
                      finished_at = {}, error = NULL, worker_pid = NULL, lease_expires = NULL
                  WHERE id = ?1",
                 now_sql()
             ),
-            params![id, best_epoch as i64, wall_secs],
+            params![id, best_epoch as i64, wall_secs, RunStatus::Done],
         )
         .map_err(e)?;
         tx.execute(
-            "INSERT INTO run_events (run_id, kind, detail) VALUES (?1, 'done', ?2)",
-            params![id, format!("best epoch {best_epoch}")],
+            "INSERT INTO run_events (run_id, kind, detail) VALUES (?1, ?2, ?3)",
+            params![id, EventKind::Done, format!("best epoch {best_epoch}")],
         )
         .map_err(e)?;
         tx.commit().map_err(e)
@@ -301,6 +319,10 @@ impl Store {
         error: Option<&str>,
         stopped_epoch: Option<usize>,
     ) -> Result<(), StoreError> {
+        let kind = EventKind::ended(status).ok_or(StoreError::NotAnEnd {
+            run: id.into(),
+            status,
+        })?;
         self.conn
             .execute(
                 &format!(
@@ -312,7 +334,7 @@ impl Store {
                 ),
                 params![
                     id,
-                    status.as_str(),
+                    status,
                     wall_secs,
                     error,
                     stopped_epoch.map(|e| e as i64)
@@ -324,6 +346,6 @@ impl Store {
             (None, Some(epoch)) => Some(format!("at epoch {epoch}")),
             (None, None) => None,
         };
-        self.record_event(id, status.as_str(), detail.as_deref())
+        self.record_event(id, kind, detail.as_deref())
     }
 }
