@@ -13,6 +13,7 @@ mod runs;
 mod sweeps;
 
 pub use leases::now_unix;
+pub use reads::{RunningProgress, StoredRun, TrainedRunRow};
 pub use records::{
     EPOCH_COLUMNS, EpochRow, EventKind, RunRecord, RunState, RunStatus, SweepRecord, UnknownWord,
 };
