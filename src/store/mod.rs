@@ -9,6 +9,7 @@ mod leases;
 pub mod migrations;
 mod reads;
 mod records;
+mod report;
 mod runs;
 mod sweeps;
 
@@ -17,6 +18,7 @@ pub use reads::{RunningProgress, StoredRun, TrainedRunRow};
 pub use records::{
     EPOCH_COLUMNS, EpochRow, EventKind, RunRecord, RunState, RunStatus, SweepRecord, UnknownWord,
 };
+pub use report::{LeaderOrder, LeaderRow, RunListRow, SweptValues, axes, swept_values};
 
 use crate::table::Rows;
 use rusqlite::{Connection, OpenFlags, types::ValueRef};
