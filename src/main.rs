@@ -309,9 +309,9 @@ struct ReportArgs {
 struct RunsArgs {
     #[arg(long)]
     sweep: Option<String>,
-    /// Only runs with this status (queued, running, done, failed, diverged, …).
-    #[arg(long)]
-    status: Option<String>,
+    /// Only runs with this status.
+    #[arg(long, value_enum)]
+    status: Option<fer_lab::store::RunStatus>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
     #[command(flatten)]
@@ -563,7 +563,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Runs(args) => {
             let store = Store::open_read_only(&args.db.db)?;
-            let rows = report::runs(&store, args.sweep.as_deref(), args.status.as_deref())?;
+            let rows = report::runs(&store, args.sweep.as_deref(), args.status)?;
             emit(&render_for_stdout(&rows, args.format))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -875,7 +875,7 @@ fn run_with_dashboard(
     match exit {
         Ok(Exit::StopSweep) => {
             println!("stopping: running epochs finish and checkpoint (Ctrl-C to stop now)");
-            stop.store(stop.load(Ordering::SeqCst).max(1), Ordering::SeqCst);
+            stop.request(scheduler::StopLevel::Finish);
         }
         Ok(Exit::Quit) if !finished.load(Ordering::SeqCst) => {
             println!(

@@ -55,15 +55,7 @@ pub fn resolve(
 ) -> Result<TrainedRun, PredictError> {
     let id = match run {
         Some(prefix) => {
-            let rows = store.query(
-                "SELECT id FROM runs WHERE id = ?1 OR (length(?1) >= 4 AND id LIKE ?1 || '%') ORDER BY id",
-                &[&prefix],
-            )?;
-            let ids: Vec<String> = rows
-                .rows
-                .iter()
-                .filter_map(|r| r[0].as_str().map(String::from))
-                .collect();
+            let ids = store.runs_matching(prefix)?;
             match ids.as_slice() {
                 [] => return Err(PredictError::NoSuchRun(prefix.into())),
                 [one] => one.clone(),
@@ -73,31 +65,20 @@ pub fn resolve(
         }
         None => {
             let (sweep_id, name) = crate::report::resolve_sweep(store, sweep)?;
-            let rows = store.query(
-                "SELECT r.id FROM sweep_runs sr JOIN runs r ON r.id = sr.run_id
-                 JOIN evals v ON v.run_id = r.id AND v.split = 'val'
-                 WHERE sr.sweep_id = ?1 AND r.status = 'done'
-                 ORDER BY v.accuracy DESC, sr.position LIMIT 1",
-                &[&sweep_id],
-            )?;
-            rows.rows
-                .first()
-                .and_then(|r| r[0].as_str().map(String::from))
+            store
+                .best_finished_run(sweep_id)?
                 .ok_or(PredictError::NoFinishedRun(name))?
         }
     };
-    let rows = store.query(
-        "SELECT r.config, r.artifact_dir, v.accuracy FROM runs r
-         LEFT JOIN evals v ON v.run_id = r.id AND v.split = 'val' WHERE r.id = ?1",
-        &[&id],
-    )?;
-    let row = &rows.rows[0];
+    let row = store
+        .trained_run(&id)?
+        .ok_or_else(|| PredictError::NoSuchRun(id.clone()))?;
     let config: RunConfig =
-        serde_json::from_str(row[0].as_str().unwrap_or("")).map_err(|e| PredictError::Config {
+        serde_json::from_str(&row.config_json).map_err(|e| PredictError::Config {
             run: id.clone(),
             why: e.to_string(),
         })?;
-    let model_path = PathBuf::from(row[1].as_str().unwrap_or("")).join(BEST_MODEL);
+    let model_path = PathBuf::from(row.artifact_dir.as_deref().unwrap_or("")).join(BEST_MODEL);
     if !model_path.is_file() {
         return Err(PredictError::NoModel {
             run: id,
@@ -108,7 +89,7 @@ pub fn resolve(
         id,
         config,
         model_path,
-        val_acc: row[2].as_f64(),
+        val_acc: row.val_acc,
     })
 }
 

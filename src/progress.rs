@@ -89,22 +89,17 @@ fn poll_bars(multi: &MultiProgress, stop: &AtomicBool, db: &Path, sweep_id: i64)
             store = Store::open_read_only(db).ok();
         }
         if let Some(s) = &store
-            && let Ok(rows) = s.query(
-                "SELECT r.id, r.slot, r.epochs_done, r.epochs_planned, r.split, r.items_done, r.items_total
-                 FROM runs r JOIN sweep_runs sr ON sr.run_id = r.id AND sr.sweep_id = ?1
-                 WHERE r.status = 'running'",
-                &[&sweep_id],
-            )
+            && let Ok(rows) = s.running_progress(sweep_id)
         {
             let mut seen = Vec::new();
-            for row in rows.rows {
-                let id = row[0].as_str().unwrap_or("").to_string();
-                let slot = row[1].as_str().unwrap_or("-").to_string();
-                let done = row[2].as_u64().unwrap_or(0);
-                let planned = row[3].as_u64().unwrap_or(1).max(1);
-                let split = row[4].as_str().unwrap_or("").to_string();
-                let (items, total) = (row[5].as_u64().unwrap_or(0), row[6].as_u64().unwrap_or(0));
-                let inside = if split == "train" && total > 0 {
+            for row in rows {
+                let id = row.id;
+                let slot = row.slot.unwrap_or_else(|| "-".into());
+                let done = row.epochs_done as u64;
+                let planned = (row.epochs_planned as u64).max(1);
+                let split = row.split.map_or("", crate::data::Split::progress_name);
+                let (items, total) = (row.items_done as u64, row.items_total as u64);
+                let inside = if row.split == Some(crate::data::Split::Train) && total > 0 {
                     items as f64 / total as f64
                 } else {
                     0.0

@@ -58,26 +58,21 @@ struct StoredRun {
 }
 
 fn load_run(store: &Store, id: &str) -> Result<StoredRun, WorkerError> {
-    let rows = store.query(
-        "SELECT config, seed, artifact_dir, data_fingerprint, epochs_done FROM runs WHERE id = ?1",
-        &[&id],
-    )?;
-    let row = rows
-        .rows
-        .first()
+    let row = store
+        .stored_run(id)?
         .ok_or_else(|| WorkerError::NoSuchRun(id.into()))?;
     let setup = |why: String| WorkerError::Setup {
         run: id.into(),
         why,
     };
-    let config: RunConfig = serde_json::from_str(row[0].as_str().unwrap_or(""))
+    let config: RunConfig = serde_json::from_str(&row.config_json)
         .map_err(|e| setup(format!("stored config does not parse: {e}")))?;
     Ok(StoredRun {
         config,
-        seed: row[1].as_u64().unwrap_or(0),
-        artifact_dir: PathBuf::from(row[2].as_str().unwrap_or("results/runs")),
-        fingerprint: row[3].as_str().unwrap_or("").to_string(),
-        epochs_done: row[4].as_u64().unwrap_or(0) as usize,
+        seed: row.seed,
+        artifact_dir: PathBuf::from(row.artifact_dir.as_deref().unwrap_or("results/runs")),
+        fingerprint: row.data_fingerprint,
+        epochs_done: row.epochs_done,
     })
 }
 
@@ -104,16 +99,7 @@ fn pruning_gate(
             .iter()
             .filter_map(|r| r.val_acc)
             .fold(f64::NAN, f64::max);
-        let others = store
-            .query(
-                "SELECT max(e.val_acc) FROM epochs e
-                 JOIN sweep_runs sr ON sr.run_id = e.run_id AND sr.sweep_id = ?1
-                 WHERE e.run_id != ?2 AND e.epoch <= ?3
-                 GROUP BY e.run_id HAVING max(e.epoch) >= ?3",
-                &[&sweep_id, &run, &(last.epoch as i64)],
-            )
-            .ok()?;
-        let others: Vec<f64> = others.rows.iter().filter_map(|r| r[0].as_f64()).collect();
+        let others = store.others_best_val_acc(sweep_id, &run, last.epoch).ok()?;
         rule.prunes(mine, &others).then_some(StopReason::Pruned)
     }))
 }
@@ -292,8 +278,8 @@ pub fn run(args: WorkerArgs) -> Result<i32, WorkerError> {
                 outcome.best_epoch,
                 wall,
                 &[
-                    ("val", &outcome.val, data.val.len()),
-                    ("test", &outcome.test, data.test.len()),
+                    (Split::Val, &outcome.val, data.val.len()),
+                    (Split::Test, &outcome.test, data.test.len()),
                 ],
             )?;
             // Only once the run is recorded done: until then a resume may need them.

@@ -964,3 +964,14 @@ fn small_mistakes_and_a_full_disk_each_get_one_clear_message() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert_eq!(err.matches("No space left on device").count(), 1, "{err}");
 }
+
+#[test]
+fn an_unknown_status_filter_is_an_error_that_lists_the_statuses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let err = fails(tmp.path(), &["runs", "--status", "donee"]);
+    assert!(err.contains("donee"), "{err}");
+    assert!(
+        err.contains("queued, running, done, failed, diverged, pruned, interrupted"),
+        "{err}"
+    );
+}

@@ -145,7 +145,7 @@ pub fn run(runs: usize, epochs: usize, seconds: f64) -> Result<Rows, super::Dash
                                 params![id, *epoch as i64],
                             )
                             .map_err(|e| store.sqlite_error(e))?;
-                        store.set_progress(&id, "train", 1000, 28709)?;
+                        store.set_progress(&id, Some(crate::data::Split::Train), 1000, 28709)?;
                         *epoch += 1;
                         written += 1;
                     }

@@ -289,7 +289,7 @@ impl Loader {
         let runs = stmt
             .query_map([id], |r| {
                 let id: String = r.get(0)?;
-                let status = RunStatus::parse(&r.get::<_, String>(2)?).unwrap_or(RunStatus::Queued);
+                let status: RunStatus = r.get(2)?;
                 let params = axes
                     .iter()
                     .map(|k| {

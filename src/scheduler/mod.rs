@@ -169,13 +169,48 @@ pub fn stdout_output() -> Output {
     Arc::new(|line: &str| println!("{line}"))
 }
 
-/// Ctrl-C presses: the scheduler polls this (0 = keep going, 1 = finish epochs and stop,
-/// 2 = stop now).
-pub type StopSignal = Arc<AtomicUsize>;
+/// How far a sweep is asked to stop. Ordered: each level asks for more than the one before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum StopLevel {
+    /// Keep launching.
+    Continue,
+    /// Launch nothing new; running epochs finish and checkpoint (the first Ctrl-C).
+    Finish,
+    /// Kill the workers now (a second Ctrl-C, or SIGTERM).
+    Now,
+}
+
+/// The stop requests a scheduler polls: Ctrl-C presses and SIGTERM from its signal thread, a
+/// dashboard's "stop sweep", `--fail-fast`. Shared between threads; clones share one level.
+#[derive(Debug, Clone, Default)]
+pub struct StopSignal(Arc<AtomicUsize>);
+
+impl StopSignal {
+    pub fn level(&self) -> StopLevel {
+        // A count of presses: a third Ctrl-C asks for no more than the second.
+        match self.0.load(Ordering::SeqCst) {
+            0 => StopLevel::Continue,
+            1 => StopLevel::Finish,
+            _ => StopLevel::Now,
+        }
+    }
+
+    /// Asks for at least `level` (a request never lowers one already made).
+    pub fn request(&self, level: StopLevel) {
+        self.0.fetch_max(level as usize, Ordering::SeqCst);
+    }
+
+    /// One more press of Ctrl-C, asking for at least `level`.
+    fn press(&self, level: StopLevel) {
+        let now = self.0.load(Ordering::SeqCst);
+        self.0
+            .store((now + 1).max(level as usize), Ordering::SeqCst);
+    }
+}
 
 /// Installs the SIGINT / SIGTERM handling of the scheduler.
 pub fn stop_signal() -> std::io::Result<StopSignal> {
-    let presses = Arc::new(AtomicUsize::new(0));
+    let presses = StopSignal::default();
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
@@ -183,16 +218,34 @@ pub fn stop_signal() -> std::io::Result<StopSignal> {
     let counter = presses.clone();
     std::thread::spawn(move || {
         for signal in signals.forever() {
-            let level = if signal == signal_hook::consts::SIGTERM {
-                2
+            counter.press(if signal == signal_hook::consts::SIGTERM {
+                StopLevel::Now
             } else {
-                1
-            };
-            let now = counter.load(Ordering::SeqCst);
-            counter.store((now + 1).max(level), Ordering::SeqCst);
+                StopLevel::Finish
+            });
         }
     });
     Ok(presses)
+}
+
+/// Why a worker failed, as far as the scheduler's policy cares: out of memory is retried with
+/// fewer neighbours on its GPU; anything else is an ordinary failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureCause {
+    OutOfMemory,
+    Other,
+}
+
+impl FailureCause {
+    /// Classifies a failure from its message (the worker's recorded error, or the tail of its
+    /// log): CUDA, libtorch and the allocator all say "out of memory", in any case.
+    pub fn of(message: &str) -> FailureCause {
+        if message.to_ascii_lowercase().contains("out of memory") {
+            FailureCause::OutOfMemory
+        } else {
+            FailureCause::Other
+        }
+    }
 }
 
 /// A worker process the scheduler started.
@@ -386,7 +439,7 @@ pub fn run_sweep(
     let mut running: Vec<Running> = Vec::new();
     let mut last_launch: HashMap<String, Instant> = HashMap::new();
     let mut gpu_capacity: HashMap<String, usize> = HashMap::new();
-    let mut stop_level = 0;
+    let mut stop_level = StopLevel::Continue;
     let mut paused = false;
     let mut last_poll = Instant::now() - Duration::from_secs(10);
     loop {
@@ -416,10 +469,10 @@ pub fn run_sweep(
             }
         }
         // Ctrl-C: the first press lets running epochs finish and checkpoint, the second stops now.
-        let presses = stop.load(Ordering::SeqCst);
-        if presses > stop_level {
-            stop_level = presses;
-            if stop_level == 1 {
+        let asked = stop.level();
+        if asked > stop_level {
+            stop_level = asked;
+            if stop_level == StopLevel::Finish {
                 log(
                     "stopping: no new runs; running epochs finish and checkpoint (Ctrl-C again to stop now)",
                 );
@@ -481,7 +534,7 @@ pub fn run_sweep(
                             log_tail(&worker_log)
                         )
                     };
-                    let oom = why.to_ascii_lowercase().contains("out of memory");
+                    let oom = FailureCause::of(&why) == FailureCause::OutOfMemory;
                     let on_gpu = matches!(r.slot.device, crate::device::DeviceSpec::Cuda(_));
                     let neighbours = running
                         .iter()
@@ -517,7 +570,7 @@ pub fn run_sweep(
                             &r.run,
                             &format!("{why}; resumes from epoch {epoch}, not counted as a failure"),
                         )?;
-                        if stop_level == 0 {
+                        if stop_level == StopLevel::Continue {
                             queue.push_back(r.run.clone());
                             log(&format!(
                                 "{}: worker died after the checkpoint of epoch {epoch}; resuming: {why}",
@@ -528,7 +581,7 @@ pub fn run_sweep(
                         }
                     } else {
                         let failures = store.count_failure(&r.run)?;
-                        if failures <= opts.max_retries && stop_level == 0 {
+                        if failures <= opts.max_retries && stop_level == StopLevel::Continue {
                             store.requeue(&r.run, &format!("failure {failures}: {why}"))?;
                             queue.push_back(r.run.clone());
                             log(&format!(
@@ -542,9 +595,9 @@ pub fn run_sweep(
                             }
                             log(&format!("{}: FAILED: {why}", label(&r.run)));
                             summary.failed.push((r.run.clone(), why));
-                            if opts.fail_fast && stop_level == 0 {
+                            if opts.fail_fast && stop_level == StopLevel::Continue {
                                 log("--fail-fast: stopping the sweep");
-                                stop.store(1, Ordering::SeqCst);
+                                stop.request(StopLevel::Finish);
                             }
                         }
                     }
@@ -574,7 +627,7 @@ pub fn run_sweep(
         foreign = still;
 
         // Launch into free slots, one device start at a time.
-        if stop_level == 0 && !paused {
+        if stop_level == StopLevel::Continue && !paused {
             for slot in &opts.slots {
                 if queue.is_empty() {
                     break;
@@ -670,7 +723,10 @@ pub fn run_sweep(
             }
         }
 
-        if running.is_empty() && (queue.is_empty() || stop_level > 0) && foreign.is_empty() {
+        if running.is_empty()
+            && (queue.is_empty() || stop_level > StopLevel::Continue)
+            && foreign.is_empty()
+        {
             summary.interrupted += queue.len();
             break;
         }

@@ -184,7 +184,7 @@ impl MetricLogger for SqliteHook {
 /// Where a running split is, for the heartbeat to publish: (split, items done, items total).
 #[derive(Debug, Default)]
 pub struct Progress {
-    pub split: Mutex<&'static str>,
+    pub split: Mutex<Option<crate::data::Split>>,
     pub done: AtomicUsize,
     pub total: AtomicUsize,
     /// Unix seconds of the first training step (the end of start-up overhead).
@@ -222,8 +222,12 @@ impl TrainingProgressLogger for QuietRenderer {
     fn start(&mut self, _: usize, _: usize, _: Option<usize>, _: Option<&str>) {}
     fn update_epoch(&mut self, _epoch: usize) {}
     fn start_split(&mut self, split: &str, total_items: usize) {
-        *self.progress.split.lock().expect("progress lock") =
-            if split == "train" { "train" } else { "valid" };
+        // burn-train names its phases "train" and "valid"; evaluation runs on val.
+        *self.progress.split.lock().expect("progress lock") = Some(if split == "train" {
+            crate::data::Split::Train
+        } else {
+            crate::data::Split::Val
+        });
         self.progress.total.store(total_items, Ordering::Relaxed);
         self.progress.done.store(0, Ordering::Relaxed);
     }
