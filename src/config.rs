@@ -10,7 +10,9 @@
 //! table with `kind` and that variant's own knobs (`{ kind = "focal", gamma = 2.0 }`): a knob
 //! that does not belong to the chosen kind is an error, not silently ignored.
 
+// Tta lives beside the views it makes: config composes augment, never the other way round.
 use crate::data::augment::Augment;
+pub use crate::data::augment::Tta;
 use crate::emotion::NUM_CLASSES;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -382,18 +384,6 @@ impl Schedule {
     }
 }
 
-/// Test-time augmentation used when evaluating the best checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Tta {
-    #[default]
-    None,
-    /// Average the predictions of the image and its mirror.
-    Hflip,
-    /// Average over the 4 corner and centre 44×44 crops (resized to 48) and their mirrors.
-    TenCrop,
-}
-
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
     *v == T::default()
 }
@@ -593,9 +583,8 @@ impl RunConfig {
         }
         self.model.validate()?;
         self.loss.validate()?;
-        if let Err(message) = self.augment.validate() {
-            let key = message.split(' ').next().unwrap_or("augment").to_string();
-            return bad(&key, message);
+        if let Err(e) = self.augment.validate() {
+            return bad(&format!("augment.{}", e.key), e.to_string());
         }
         Ok(())
     }

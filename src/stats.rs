@@ -5,6 +5,23 @@
 
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
+/// Groups runs into cells: runs with the same swept values (the seed left out of them) are
+/// one cell. Takes each run's values and returns each cell's values with the indices of its
+/// runs, cells in the order their first run comes, runs in the order given. The report and the
+/// dashboard both group with this, so they agree on what a cell is.
+pub fn cells_over_seeds<'a>(
+    params: impl IntoIterator<Item = &'a [String]>,
+) -> Vec<(&'a [String], Vec<usize>)> {
+    let mut groups: Vec<(&[String], Vec<usize>)> = Vec::new();
+    for (i, p) in params.into_iter().enumerate() {
+        match groups.iter_mut().find(|g| g.0 == p) {
+            Some(g) => g.1.push(i),
+            None => groups.push((p, vec![i])),
+        }
+    }
+    groups
+}
+
 /// Mean, sample standard deviation and a 95 % confidence interval of the mean.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Summary {

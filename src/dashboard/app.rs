@@ -2,7 +2,7 @@
 //! and what each key does. Keys turn into [`Action`]s that the event loop carries out, so
 //! this file never touches the terminal or the database.
 
-use super::model::{RunView, Snapshot};
+use super::state::{RunView, Snapshot};
 use super::system::DeviceStats;
 use crate::store::RunStatus;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent};

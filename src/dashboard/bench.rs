@@ -6,12 +6,11 @@
 //! draw) and the CPU time of the dashboard's thread as a share of one core.
 
 use super::app::{App, Role};
-use super::model::Loader;
-use crate::store::{RunRecord, Store, StoreError, SweepRecord};
+use super::state::Loader;
+use crate::store::{EpochRow, Store, StoreError};
 use crate::table::Rows;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use rusqlite::params;
 use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,95 +22,6 @@ fn thread_cpu() -> Duration {
         .unwrap_or_default()
 }
 
-/// Fills `db` with a sweep of `runs` × `epochs`; the first `running` runs are left running.
-/// Also what `fer-lab bench --report` times the report on.
-pub fn synthetic(
-    db: &std::path::Path,
-    runs: usize,
-    epochs: usize,
-    running: usize,
-) -> Result<(), StoreError> {
-    let mut store = Store::open(db)?;
-    let sweep = SweepRecord {
-        name: "bench".into(),
-        file: "bench.toml".into(),
-        spec: String::new(),
-        data_path: "data/fer2013".into(),
-        data_fingerprint: "f".into(),
-        axes: vec!["lr".into(), "dropout".into(), "model.width".into()],
-    };
-    let records: Vec<RunRecord> = (0..runs)
-        .map(|i| RunRecord {
-            id: format!("{i:012x}"),
-            seed: (i % 3) as u64 + 1,
-            config_json: format!("{{\"cell\":{}}}", i / 3),
-            model: "baseline".into(),
-            epochs,
-            params: vec![
-                (
-                    "lr".into(),
-                    Value::from([1e-3, 3e-4, 1e-4, 3e-3][i / 3 % 4]),
-                ),
-                ("dropout".into(), Value::from(0.1 * (i / 12 % 6) as f64)),
-                // Cells of three seeds: every 72 runs another width.
-                ("model.width".into(), Value::from(8 * (1 + i / 72))),
-            ],
-            artifact_dir: "x".into(),
-        })
-        .collect();
-    store.register_sweep(&sweep, &records)?;
-    let conn = store.conn();
-    let e = |err| store.sqlite_error(err);
-    conn.execute_batch("BEGIN").map_err(e)?;
-    for (i, run) in records.iter().enumerate() {
-        let done = if i < running { epochs / 2 } else { epochs };
-        let status = if i < running { "running" } else { "done" };
-        conn.execute(
-            "UPDATE runs SET status = ?2, epochs_done = ?3, slot = 'cpu#1', launched_at = 1.7e9,
-                 best_epoch = ?3, split = 'train', items_done = 100, items_total = 28709
-             WHERE id = ?1",
-            params![run.id, status, done as i64],
-        )
-        .map_err(e)?;
-        for epoch in 1..=done {
-            let t = epoch as f64;
-            conn.execute(
-                "INSERT INTO epochs (run_id, epoch, train_loss, train_acc, val_loss, val_acc, lr, secs)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0.001, 40.0)",
-                params![run.id, epoch as i64, 1.8 / t.sqrt(), 0.6 - 0.3 / t, 1.6 / t.sqrt(), 0.55 - 0.3 / t],
-            )
-            .map_err(e)?;
-        }
-        if i >= running {
-            for split in ["val", "test"] {
-                conn.execute(
-                    "INSERT INTO evals (run_id, split, epoch, n, accuracy, loss, macro_precision,
-                         macro_recall, macro_f1) VALUES (?1, ?2, ?3, 3589, ?4, 1.1, 0.5, 0.5, 0.5)",
-                    params![run.id, split, done as i64, 0.5 + (i % 100) as f64 / 1000.0],
-                )
-                .map_err(e)?;
-                for c in 0..7i64 {
-                    conn.execute(
-                        "INSERT INTO class_metrics (run_id, split, class_id, precision, recall, f1, support)
-                         VALUES (?1, ?2, ?3, 0.5, 0.5, 0.5, 500)",
-                        params![run.id, split, c],
-                    )
-                    .map_err(e)?;
-                    for p in 0..7i64 {
-                        conn.execute(
-                            "INSERT INTO confusion (run_id, split, true_id, pred_id, count)
-                             VALUES (?1, ?2, ?3, ?4, ?5)",
-                            params![run.id, split, c, p, if c == p { 300 } else { 10 }],
-                        )
-                        .map_err(e)?;
-                    }
-                }
-            }
-        }
-    }
-    conn.execute_batch("COMMIT").map_err(e)
-}
-
 /// Runs the measurement; returns the table to print.
 pub fn run(runs: usize, epochs: usize, seconds: f64) -> Result<Rows, super::DashboardError> {
     let dir = std::env::temp_dir().join(format!("fer-lab-dashboard-bench-{}", std::process::id()));
@@ -119,13 +29,13 @@ pub fn run(runs: usize, epochs: usize, seconds: f64) -> Result<Rows, super::Dash
     let db = dir.join("bench.sqlite");
     let running = 8.min(runs);
     let result = (|| {
-        synthetic(&db, runs, epochs, running)?;
+        crate::store::synthetic_sweep(&db, runs, epochs, running)?;
         // The writer: running runs record an epoch and a heartbeat every 250 ms, as workers do.
         let stop = Arc::new(AtomicBool::new(false));
         let writer = {
             let (db, stop) = (db.clone(), stop.clone());
             std::thread::spawn(move || -> Result<usize, StoreError> {
-                let store = Store::open(&db)?;
+                let mut store = Store::open(&db)?;
                 let mut written = 0;
                 let mut next = vec![epochs / 2 + 1; running];
                 while !stop.load(Ordering::SeqCst) {
@@ -134,17 +44,14 @@ pub fn run(runs: usize, epochs: usize, seconds: f64) -> Result<Rows, super::Dash
                             continue;
                         }
                         let id = format!("{i:012x}");
-                        store.conn().execute(
-                            "INSERT INTO epochs (run_id, epoch, train_loss, val_acc, secs) VALUES (?1, ?2, 1.0, 0.5, 40.0)",
-                            params![id, *epoch as i64],
-                        ).map_err(|e| store.sqlite_error(e))?;
-                        store
-                            .conn()
-                            .execute(
-                                "UPDATE runs SET epochs_done = ?2 WHERE id = ?1",
-                                params![id, *epoch as i64],
-                            )
-                            .map_err(|e| store.sqlite_error(e))?;
+                        let row = EpochRow {
+                            epoch: *epoch,
+                            train_loss: Some(1.0),
+                            val_acc: Some(0.5),
+                            secs: Some(40.0),
+                            ..EpochRow::default()
+                        };
+                        store.record_epoch(&id, &row)?;
                         store.set_progress(&id, Some(crate::data::Split::Train), 1000, 28709)?;
                         *epoch += 1;
                         written += 1;

@@ -4,21 +4,21 @@
 //! the scheduler or `fer-lab dashboard` attached from another terminal — so any number can
 //! watch one sweep and none slows training (WAL readers never block the writers).
 //!
-//! - [`model`]: the data of a frame and its incremental loader;
+//! - [`state`]: the view model — the data of a frame and its incremental loader;
 //! - [`app`]: selection, sort, filter, dialogs and what each key does;
 //! - [`ui`]: drawing a frame (pure; snapshot-tested);
 //! - [`system`]: CPU / RAM / GPU load for the devices panel.
 
 pub mod app;
 pub mod bench;
-pub mod model;
+pub mod state;
 pub mod system;
 pub mod ui;
 
 use app::{Action, App, Role};
-pub use model::{DashboardError, Loader};
 use ratatui::crossterm::event::{self, DisableMouseCapture, EnableMouseCapture, Event};
 use ratatui::crossterm::execute;
+pub use state::{DashboardError, Loader};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -6,7 +6,7 @@
 //! runs table stays on top and Tab picks what the lower panel shows.
 
 use super::app::{App, Mode, Panel, Role};
-use super::model::{RunView, Snapshot};
+use super::state::{RunView, Snapshot};
 use crate::emotion::Emotion;
 use crate::stats::Summary;
 use crate::store::{EpochRow, RunStatus};
@@ -551,26 +551,19 @@ pub struct CellStats {
 
 /// Mean ± sd of the evaluated val accuracy per cell, best first.
 pub fn cells(s: &Snapshot) -> Vec<CellStats> {
-    let mut groups: Vec<(Vec<String>, Vec<f64>, Vec<f64>)> = Vec::new();
-    for r in s.runs.iter().filter(|r| r.val_acc.is_some()) {
-        let at = match groups.iter().position(|g| g.0 == r.params) {
-            Some(i) => i,
-            None => {
-                groups.push((r.params.clone(), Vec::new(), Vec::new()));
-                groups.len() - 1
-            }
-        };
-        groups[at].1.push(r.val_acc.unwrap_or(0.0));
-        if let Some(t) = r.test_acc {
-            groups[at].2.push(t);
-        }
-    }
+    let evaluated: Vec<&RunView> = s.runs.iter().filter(|r| r.val_acc.is_some()).collect();
+    let groups = crate::stats::cells_over_seeds(evaluated.iter().map(|r| r.params.as_slice()));
     let mut out: Vec<CellStats> = groups
         .into_iter()
-        .map(|(params, vals, tests)| {
+        .map(|(params, idx)| {
+            let vals: Vec<f64> = idx
+                .iter()
+                .map(|&i| evaluated[i].val_acc.unwrap_or(0.0))
+                .collect();
+            let tests: Vec<f64> = idx.iter().filter_map(|&i| evaluated[i].test_acc).collect();
             let val = Summary::of(&vals).expect("a cell has an evaluated run");
             CellStats {
-                params,
+                params: params.to_vec(),
                 n: val.n,
                 mean: val.mean,
                 sd: val.sd,
@@ -814,7 +807,7 @@ fn draw_quit_prompt(frame: &mut Frame, area: Rect) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dashboard::model::{EventView, RunDetail, SweepMeta};
+    use crate::dashboard::state::{EventView, RunDetail, SweepMeta};
     use crate::dashboard::system::DeviceStats;
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;

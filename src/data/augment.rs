@@ -90,40 +90,40 @@ impl Augment {
         self.mixup > 0.0 || self.cutmix > 0.0
     }
 
-    /// Checks ranges; the message starts with the key.
-    pub fn validate(&self) -> Result<(), String> {
-        let prob = |name: &str, v: f64| {
-            if (0.0..=1.0).contains(&v) {
+    /// Checks ranges.
+    pub fn validate(&self) -> Result<(), AugmentRangeError> {
+        let check = |key: &'static str, value: f64, ok: bool, must: &'static str| {
+            if ok {
                 Ok(())
             } else {
-                Err(format!(
-                    "augment.{name} = {v} must be a probability in [0, 1]"
-                ))
+                Err(AugmentRangeError { key, value, must })
             }
         };
+        let prob = |key, v: f64| check(key, v, (0.0..=1.0).contains(&v), "a probability in [0, 1]");
         prob("hflip", self.hflip)?;
         prob("erasing", self.erasing)?;
-        if !(0.0..=180.0).contains(&self.rotation) {
-            return Err(format!(
-                "augment.rotation = {} must be degrees in [0, 180]",
-                self.rotation
-            ));
-        }
-        if !(0.0..1.0).contains(&self.zoom) {
-            return Err(format!("augment.zoom = {} must be in [0, 1)", self.zoom));
-        }
-        if !(0.0..=0.5).contains(&self.shift) {
-            return Err(format!(
-                "augment.shift = {} must be in [0, 0.5]",
-                self.shift
-            ));
-        }
-        for (name, alpha) in [("mixup", self.mixup), ("cutmix", self.cutmix)] {
-            if !(0.0..=10.0).contains(&alpha) {
-                return Err(format!(
-                    "augment.{name} = {alpha} must be a Beta α in [0, 10] (0 is off)"
-                ));
-            }
+        let r = self.rotation;
+        check(
+            "rotation",
+            r,
+            (0.0..=180.0).contains(&r),
+            "degrees in [0, 180]",
+        )?;
+        check(
+            "zoom",
+            self.zoom,
+            (0.0..1.0).contains(&self.zoom),
+            "in [0, 1)",
+        )?;
+        check(
+            "shift",
+            self.shift,
+            (0.0..=0.5).contains(&self.shift),
+            "in [0, 0.5]",
+        )?;
+        for (key, alpha) in [("mixup", self.mixup), ("cutmix", self.cutmix)] {
+            let ok = (0.0..=10.0).contains(&alpha);
+            check(key, alpha, ok, "a Beta α in [0, 10] (0 is off)")?;
         }
         Ok(())
     }
@@ -349,10 +349,31 @@ pub fn mix_batch(aug: &Augment, seed: u64, pixels: &mut [f32]) -> Option<Mix> {
     })
 }
 
+/// An augmentation knob outside its range.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("augment.{key} = {value} must be {must}")]
+pub struct AugmentRangeError {
+    /// The knob, without the `augment.` prefix.
+    pub key: &'static str,
+    pub value: f64,
+    pub must: &'static str,
+}
+
+/// Test-time augmentation used when evaluating the best checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tta {
+    #[default]
+    None,
+    /// Average the predictions of the image and its mirror.
+    Hflip,
+    /// Average over the 4 corner and centre 44×44 crops (resized to 48) and their mirrors.
+    TenCrop,
+}
+
 /// The views test-time augmentation averages over, for one image, each as [`IMAGE_PIXELS`]
 /// floats in [0, 1].
-pub fn tta_views(tta: crate::config::Tta, src: &[u8; IMAGE_PIXELS]) -> Vec<Vec<f32>> {
-    use crate::config::Tta;
+pub fn tta_views(tta: Tta, src: &[u8; IMAGE_PIXELS]) -> Vec<Vec<f32>> {
     let view = |t: Transform| {
         let mut out = vec![0.0; IMAGE_PIXELS];
         t.apply(src, &mut out);
@@ -549,7 +570,6 @@ mod tests {
 
     #[test]
     fn tta_views_have_the_expected_count_and_shape() {
-        use crate::config::Tta;
         let img = gradient();
         assert_eq!(tta_views(Tta::None, &img).len(), 1);
         let flips = tta_views(Tta::Hflip, &img);
@@ -568,11 +588,21 @@ mod tests {
             hflip: 1.5,
             ..Augment::default()
         };
-        assert!(bad.validate().unwrap_err().contains("augment.hflip"));
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("augment.hflip")
+        );
         let bad = Augment {
             mixup: -1.0,
             ..Augment::default()
         };
-        assert!(bad.validate().unwrap_err().contains("augment.mixup"));
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("augment.mixup")
+        );
     }
 }

@@ -6,9 +6,10 @@
 //! Ranking and selection use the val split only. Test numbers stand beside them and are never
 //! used to order or pick anything.
 
-use super::{RankMetric, ReportError, axes, resolve_sweep, swept_values};
+use super::{RankMetric, ReportError, resolve_sweep};
+use crate::data::Split;
 use crate::emotion::Emotion;
-use crate::stats::{Summary, Welch, welch};
+use crate::stats::{Summary, Welch, cells_over_seeds, welch};
 use crate::store::Store;
 use crate::table::{Format, Rows, cell_text};
 use serde_json::{Map, Value, json};
@@ -19,12 +20,7 @@ use std::fmt::Write as _;
 pub const TIE_P: f64 = 0.05;
 
 /// Accuracy, macro-F1 and loss of one split of a run's best checkpoint.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Eval {
-    pub accuracy: f64,
-    pub macro_f1: f64,
-    pub loss: f64,
-}
+pub use crate::store::EvalScores as Eval;
 
 impl RankMetric {
     pub fn of(self, e: &Eval) -> f64 {
@@ -148,66 +144,36 @@ pub fn analyse(
     metric: RankMetric,
 ) -> Result<Analysis, ReportError> {
     let (sweep_id, name) = resolve_sweep(store, sweep)?;
-    let conn = store.conn();
-    let e = |err| ReportError::Store(store.sqlite_error(err));
-    let mut keys = axes(conn, sweep_id).map_err(e)?;
+    let mut keys = store.sweep_axes(sweep_id)?;
     // The seed is what a cell averages over; tta and epochs are shown on every row instead.
     keys.retain(|k| k != "seed");
-    let values = swept_values(conn, sweep_id, &keys).map_err(e)?;
-    let extra = swept_values(conn, sweep_id, &["tta".to_string()]).map_err(e)?;
-    let mut stmt = conn
-        .prepare(
-            "SELECT r.id, r.seed, v.accuracy, v.macro_f1, v.loss, t.accuracy, t.macro_f1, t.loss,
-                    r.epochs_done, r.best_epoch, r.params
-             FROM sweep_runs sr JOIN runs r ON r.id = sr.run_id
-             JOIN evals v ON v.run_id = r.id AND v.split = 'val'
-             JOIN evals t ON t.run_id = r.id AND t.split = 'test'
-             WHERE sr.sweep_id = ?1 AND r.status = 'done'
-             ORDER BY sr.position",
-        )
-        .map_err(e)?;
-    let runs: Vec<RunResult> = stmt
-        .query_map([sweep_id], |r| {
-            let id: String = r.get(0)?;
-            Ok(RunResult {
-                params: keys
-                    .iter()
-                    .map(|k| {
-                        values
-                            .get(&(id.clone(), k.clone()))
-                            .map_or_else(|| "-".into(), cell_text)
-                    })
-                    .collect(),
-                tta: extra
-                    .get(&(id.clone(), "tta".to_string()))
-                    .map_or_else(|| "none".into(), cell_text),
-                seed: r.get::<_, i64>(1)? as u64,
-                val: Eval {
-                    accuracy: r.get(2)?,
-                    macro_f1: r.get(3)?,
-                    loss: r.get(4)?,
-                },
-                test: Eval {
-                    accuracy: r.get(5)?,
-                    macro_f1: r.get(6)?,
-                    loss: r.get(7)?,
-                },
-                epochs: r.get::<_, i64>(8)? as u64,
-                best_epoch: r.get::<_, Option<i64>>(9)?.map(|e| e as u64),
-                n_params: r.get(10)?,
-                id,
-            })
+    let values = store.swept_values(sweep_id, &keys)?;
+    let extra = store.swept_values(sweep_id, &["tta".to_string()])?;
+    let runs: Vec<RunResult> = store
+        .finished_runs(sweep_id)?
+        .into_iter()
+        .map(|r| RunResult {
+            params: keys
+                .iter()
+                .map(|k| {
+                    values
+                        .get(&(r.id.clone(), k.clone()))
+                        .map_or_else(|| "-".into(), cell_text)
+                })
+                .collect(),
+            tta: extra
+                .get(&(r.id.clone(), "tta".to_string()))
+                .map_or_else(|| "none".into(), cell_text),
+            seed: r.seed as u64,
+            val: r.val,
+            test: r.test,
+            epochs: r.epochs_done as u64,
+            best_epoch: r.best_epoch.map(|e| e as u64),
+            n_params: r.params,
+            id: r.id,
         })
-        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-        .map_err(e)?;
-    let pending: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sweep_runs sr JOIN runs r ON r.id = sr.run_id
-             WHERE sr.sweep_id = ?1 AND r.status != 'done'",
-            [sweep_id],
-            |r| r.get(0),
-        )
-        .map_err(e)?;
+        .collect();
+    let pending = store.unfinished_count(sweep_id)?;
 
     let cells = cells(&runs, metric);
     let effects = effects(&keys, &runs, metric);
@@ -224,20 +190,14 @@ pub fn analyse(
         effects,
         classes,
         confusion,
-        pending: pending as usize,
+        pending,
         never_learned: store.never_learned(sweep_id)?,
     })
 }
 
 /// Groups runs into cells, best first, each compared with the best.
 pub fn cells(runs: &[RunResult], metric: RankMetric) -> Vec<Cell> {
-    let mut groups: Vec<(Vec<String>, Vec<usize>)> = Vec::new();
-    for (i, r) in runs.iter().enumerate() {
-        match groups.iter_mut().find(|g| g.0 == r.params) {
-            Some(g) => g.1.push(i),
-            None => groups.push((r.params.clone(), vec![i])),
-        }
-    }
+    let groups = cells_over_seeds(runs.iter().map(|r| r.params.as_slice()));
     let vals = |idx: &[usize], f: &dyn Fn(&RunResult) -> f64| -> Vec<f64> {
         idx.iter().map(|&i| f(&runs[i])).collect()
     };
@@ -247,7 +207,7 @@ pub fn cells(runs: &[RunResult], metric: RankMetric) -> Vec<Cell> {
             let v = vals(&idx, &|r| metric.of(&r.val));
             let t = vals(&idx, &|r| metric.of(&r.test));
             Cell {
-                params,
+                params: params.to_vec(),
                 val: Summary::of(&v).expect("a cell has a run"),
                 test: Summary::of(&t).expect("a cell has a run"),
                 runs: idx,
@@ -324,55 +284,21 @@ fn best_cell_classes(
     runs: &[RunResult],
     best: &Cell,
 ) -> Result<Classes, ReportError> {
-    let conn = store.conn();
-    let e = |err| ReportError::Store(store.sqlite_error(err));
     let n = best.runs.len() as f64;
-    let mut sums: HashMap<(String, i64), [f64; 4]> = HashMap::new();
+    let mut sums: HashMap<(Split, i64), [f64; 4]> = HashMap::new();
     let mut confusion = [[0i64; 7]; 7];
-    let mut metrics = conn
-        .prepare_cached(
-            "SELECT split, class_id, precision, recall, f1, support FROM class_metrics WHERE run_id = ?1",
-        )
-        .map_err(e)?;
-    let mut cm = conn
-        .prepare_cached(
-            "SELECT true_id, pred_id, count FROM confusion WHERE run_id = ?1 AND split = 'test'",
-        )
-        .map_err(e)?;
     for &i in &best.runs {
         let id = &runs[i].id;
-        let rows = metrics
-            .query_map([id], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    [
-                        r.get::<_, f64>(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get::<_, i64>(5)? as f64,
-                    ],
-                ))
-            })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(e)?;
-        for (split, class, m) in rows {
-            let s = sums.entry((split, class)).or_insert([0.0; 4]);
-            for (acc, x) in s.iter_mut().zip(m) {
+        for m in store.class_metrics(id, None)? {
+            let s = sums.entry((m.split, m.class_id)).or_insert([0.0; 4]);
+            for (acc, x) in s
+                .iter_mut()
+                .zip([m.precision, m.recall, m.f1, m.support as f64])
+            {
                 *acc += x;
             }
         }
-        let cells = cm
-            .query_map([id], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(e)?;
-        for (t, p, c) in cells {
+        for (t, p, c) in store.confusion_cells(id, Split::Test)? {
             if (0..7).contains(&t) && (0..7).contains(&p) {
                 confusion[t as usize][p as usize] += c;
             }
@@ -382,8 +308,8 @@ fn best_cell_classes(
         .iter()
         .map(|&emotion| {
             let c = i64::from(emotion.id());
-            let val = sums.get(&("val".into(), c)).copied().unwrap_or_default();
-            let test = sums.get(&("test".into(), c)).copied().unwrap_or_default();
+            let val = sums.get(&(Split::Val, c)).copied().unwrap_or_default();
+            let test = sums.get(&(Split::Test, c)).copied().unwrap_or_default();
             ClassRow {
                 emotion,
                 val_f1: val[2] / n,
@@ -795,7 +721,7 @@ impl Analysis {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{RunRecord, SweepRecord};
+    use crate::store::{RunRecord, RunStatus, SweepRecord, SyntheticEval, SyntheticState};
 
     fn result(id: &str, lr: &str, loss: &str, seed: u64, val: f64) -> RunResult {
         let e = |a: f64| Eval {
@@ -898,34 +824,36 @@ mod tests {
             })
             .collect();
         store.register_sweep(&record, &records).unwrap();
-        let c = store.conn();
         for (i, r) in rs.iter().enumerate() {
-            c.execute(
-                "UPDATE runs SET status = 'done', epochs_done = 30, best_epoch = 20, params = 1000 WHERE id = ?1",
-                [&r.id],
-            )
-            .unwrap();
-            for (split, e) in [("val", r.val), ("test", r.test)] {
-                c.execute(
-                    "INSERT INTO evals (run_id, split, epoch, n, accuracy, loss, macro_precision, macro_recall, macro_f1)
-                     VALUES (?1, ?2, 20, 3589, ?3, ?4, 0.5, 0.5, ?5)",
-                    rusqlite::params![r.id, split, e.accuracy, e.loss, e.macro_f1],
-                )
-                .unwrap();
-                for class in 0..7i64 {
-                    let f1 = 0.1 * class as f64 + 0.01 * i as f64;
-                    c.execute(
-                        "INSERT INTO class_metrics (run_id, split, class_id, precision, recall, f1, support)
-                         VALUES (?1, ?2, ?3, ?4, ?4, ?4, 100)",
-                        rusqlite::params![r.id, split, class, f1],
-                    )
-                    .unwrap();
-                    c.execute(
-                        "INSERT INTO confusion (run_id, split, true_id, pred_id, count) VALUES (?1, ?2, ?3, ?3, 10)",
-                        rusqlite::params![r.id, split, class],
-                    )
-                    .unwrap();
-                }
+            let state = SyntheticState {
+                status: RunStatus::Done,
+                epochs_done: 30,
+                best_epoch: Some(20),
+                params: Some(1000),
+                slot: None,
+                launched_at: None,
+                progress: None,
+            };
+            store.set_synthetic_state(&r.id, &state).unwrap();
+            for (split, e) in [(Split::Val, r.val), (Split::Test, r.test)] {
+                let eval = SyntheticEval {
+                    split,
+                    epoch: 20,
+                    n: 3589,
+                    accuracy: e.accuracy,
+                    loss: e.loss,
+                    macro_precision: 0.5,
+                    macro_recall: 0.5,
+                    macro_f1: e.macro_f1,
+                    classes: (0..7i64)
+                        .map(|class| {
+                            let f1 = 0.1 * class as f64 + 0.01 * i as f64;
+                            (class, f1, f1, f1, 100)
+                        })
+                        .collect(),
+                    confusion: (0..7i64).map(|class| (class, class, 10)).collect(),
+                };
+                store.add_synthetic_eval(&r.id, &eval).unwrap();
             }
         }
         // A run without results counts as pending.
@@ -965,28 +893,6 @@ mod tests {
         assert_eq!(json["classes"].as_array().unwrap().len(), 7);
         insta::assert_snapshot!("report_json", a.render(Format::Json, None));
 
-        // The cell_stats view agrees (sqrt comes from fer-lab's connection).
-        let (n, mean, sd): (i64, f64, f64) = store
-            .conn()
-            .query_row(
-                "SELECT n, val_acc_mean, val_acc_sd FROM cell_stats ORDER BY val_acc_mean DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .unwrap();
-        assert_eq!(n, 3);
-        assert!(
-            (mean - 0.62).abs() < 1e-9 && (sd - 0.01).abs() < 1e-6,
-            "{mean} {sd}"
-        );
-        let wide: f64 = store
-            .conn()
-            .query_row(
-                "SELECT lr FROM run_params_wide WHERE run_id = 'c1'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(wide, 0.01);
+        // That the cell_stats view agrees is tested beside it, in the store.
     }
 }

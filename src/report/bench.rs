@@ -14,7 +14,7 @@ pub fn run(runs: usize, repeats: usize) -> Result<Rows, super::ReportError> {
     std::fs::create_dir_all(&dir).map_err(|e| StoreError::Folder(dir.clone(), e))?;
     let db = dir.join("bench.sqlite");
     let result = (|| {
-        crate::dashboard::bench::synthetic(&db, runs, 10, 0)?;
+        crate::store::synthetic_sweep(&db, runs, 10, 0)?;
         let mut rows = Rows::new(["format", "median ms", "min ms", "max ms", "cells"]);
         for format in [Format::Table, Format::Json] {
             let mut times = Vec::new();

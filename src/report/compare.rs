@@ -3,10 +3,11 @@
 
 use super::analysis::{Analysis, analyse};
 use super::{RankMetric, ReportError};
+use crate::data::Split;
 use crate::emotion::Emotion;
 use crate::stats::welch;
 use crate::store::Store;
-use crate::table::{Format, Rows, cell_text};
+use crate::table::{Format, Rows};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -18,28 +19,19 @@ enum Side {
 }
 
 fn identify(store: &Store, name: &str) -> Result<Side, ReportError> {
-    let sweeps = store.query("SELECT name FROM sweeps WHERE name = ?1", &[&name])?;
-    if !sweeps.rows.is_empty() {
+    if store.sweep_exists(name)? {
         return Ok(Side::Sweep(name.to_string()));
     }
-    let runs = store.query(
-        "SELECT id FROM runs WHERE id = ?1 OR (length(?1) >= 4 AND id LIKE ?1 || '%')",
-        &[&name],
-    )?;
-    match runs.rows.as_slice() {
-        [one] => Ok(Side::Run(one[0].as_str().unwrap_or("").to_string())),
+    let runs = store.runs_matching(name)?;
+    match runs.as_slice() {
+        [one] => Ok(Side::Run(one.clone())),
         _ => Err(ReportError::NoSuchSweep {
             name: name.to_string(),
             db: store.path().display().to_string(),
             known: format!(
                 "{} (or a run id; {} runs match)",
-                store
-                    .query("SELECT group_concat(name, ', ') FROM sweeps", &[])?
-                    .rows
-                    .first()
-                    .and_then(|r| r[0].as_str().map(String::from))
-                    .unwrap_or_default(),
-                runs.rows.len()
+                store.sweep_names_joined()?,
+                runs.len()
             ),
         }),
     }
@@ -148,16 +140,19 @@ fn mean(v: &[f64]) -> f64 {
 
 fn compare_runs(store: &Store, a: &str, b: &str, format: Format) -> Result<String, ReportError> {
     let metrics = |id: &str| -> Result<Vec<Value>, ReportError> {
-        let rows = store.query(
-            "SELECT r.status, v.accuracy, t.accuracy, v.macro_f1, t.macro_f1, r.epochs_done,
-                    r.best_epoch, r.params, r.wall_secs
-             FROM runs r
-             LEFT JOIN evals v ON v.run_id = r.id AND v.split = 'val'
-             LEFT JOIN evals t ON t.run_id = r.id AND t.split = 'test'
-             WHERE r.id = ?1",
-            &[&id],
-        )?;
-        Ok(rows.rows.into_iter().next().unwrap_or_default())
+        Ok(store.run_outcome(id)?.map_or_else(Vec::new, |o| {
+            vec![
+                Value::from(o.status.as_str()),
+                Value::from(o.val_acc),
+                Value::from(o.test_acc),
+                Value::from(o.val_macro_f1),
+                Value::from(o.test_macro_f1),
+                Value::from(o.epochs_done),
+                Value::from(o.best_epoch),
+                Value::from(o.params),
+                Value::from(o.wall_secs),
+            ]
+        }))
     };
     let (ma, mb) = (metrics(a)?, metrics(b)?);
     let names = [
@@ -181,14 +176,10 @@ fn compare_runs(store: &Store, a: &str, b: &str, format: Format) -> Result<Strin
     }
     // Config keys whose values differ.
     let params = |id: &str| -> Result<BTreeMap<String, Value>, ReportError> {
-        let rows = store.query(
-            "SELECT key, value FROM run_params WHERE run_id = ?1",
-            &[&id],
-        )?;
-        Ok(rows
-            .rows
+        Ok(store
+            .run_param_texts(id)?
             .into_iter()
-            .map(|r| (r[0].as_str().unwrap_or("").to_string(), r[1].clone()))
+            .map(|(key, value)| (key, Value::from(value)))
             .collect())
     };
     let (pa, pb) = (params(a)?, params(b)?);
@@ -204,31 +195,18 @@ fn compare_runs(store: &Store, a: &str, b: &str, format: Format) -> Result<Strin
             ]);
         }
     }
-    let seeds = store.query("SELECT id, seed FROM runs WHERE id IN (?1, ?2)", &[&a, &b])?;
-    let seed_line = seeds
-        .rows
+    let seed_line = store
+        .seeds_of(a, b)?
         .iter()
-        .map(|r| format!("{} seed {}", cell_text(&r[0]), cell_text(&r[1])))
+        .map(|(id, seed)| format!("{id} seed {seed}"))
         .collect::<Vec<_>>()
         .join(", ");
     // Per-class F1 on both splits.
-    let f1 = |id: &str| -> Result<BTreeMap<(String, i64), f64>, ReportError> {
-        let rows = store.query(
-            "SELECT split, class_id, f1 FROM class_metrics WHERE run_id = ?1",
-            &[&id],
-        )?;
-        Ok(rows
-            .rows
+    let f1 = |id: &str| -> Result<BTreeMap<(Split, i64), f64>, ReportError> {
+        Ok(store
+            .class_metrics(id, None)?
             .into_iter()
-            .map(|r| {
-                (
-                    (
-                        r[0].as_str().unwrap_or("").to_string(),
-                        r[1].as_i64().unwrap_or(0),
-                    ),
-                    r[2].as_f64().unwrap_or(f64::NAN),
-                )
-            })
+            .map(|m| ((m.split, m.class_id), m.f1))
             .collect())
     };
     let (fa, fb) = (f1(a)?, f1(b)?);
@@ -244,16 +222,16 @@ fn compare_runs(store: &Store, a: &str, b: &str, format: Format) -> Result<Strin
     );
     for e in Emotion::ALL {
         let c = i64::from(e.id());
-        let get = |m: &BTreeMap<(String, i64), f64>, split: &str| {
-            m.get(&(split.to_string(), c))
+        let get = |m: &BTreeMap<(Split, i64), f64>, split: Split| {
+            m.get(&(split, c))
                 .map_or(Value::Null, |v| Value::from((v * 1e4).round() / 1e4))
         };
         classes.push(vec![
             Value::from(e.name()),
-            get(&fa, "val"),
-            get(&fb, "val"),
-            get(&fa, "test"),
-            get(&fb, "test"),
+            get(&fa, Split::Val),
+            get(&fb, Split::Val),
+            get(&fa, Split::Test),
+            get(&fb, Split::Test),
         ]);
     }
     Ok(render(

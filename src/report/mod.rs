@@ -8,7 +8,7 @@ pub mod bench;
 pub mod compare;
 pub mod plots;
 
-use crate::store::{RunStatus, Store, StoreError};
+use crate::store::{RunStatus, Store, StoreError, SweptValues};
 use crate::table::Rows;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -98,8 +98,6 @@ pub fn resolve_sweep(store: &Store, name: Option<&str>) -> Result<(i64, String),
     }
 }
 
-pub(crate) use crate::store::{SweptValues, axes, swept_values};
-
 /// The leaderboard of a sweep: finished runs ranked by a val metric.
 /// Returns the sweep name, the table and how many runs have no results yet.
 pub fn leaderboard(
@@ -109,8 +107,8 @@ pub fn leaderboard(
     top: Option<usize>,
 ) -> Result<(String, Rows, usize), ReportError> {
     let (sweep_id, name) = resolve_sweep(store, sweep)?;
-    let axes = axes(store.conn(), sweep_id).map_err(|e| store.sqlite_error(e))?;
-    let values = swept_values(store.conn(), sweep_id, &axes).map_err(|e| store.sqlite_error(e))?;
+    let axes = store.sweep_axes(sweep_id)?;
+    let values = store.swept_values(sweep_id, &axes)?;
     let data = store.leaderboard_rows(sweep_id, metric.order())?;
     let pending = store.unfinished_count(sweep_id)?;
 
@@ -180,9 +178,8 @@ pub fn runs(
     for r in &data {
         let sid = r.sweep_id;
         if let std::collections::hash_map::Entry::Vacant(slot) = swept.entry(sid) {
-            let keys = axes(store.conn(), sid).map_err(|e| store.sqlite_error(e))?;
-            let values =
-                swept_values(store.conn(), sid, &keys).map_err(|e| store.sqlite_error(e))?;
+            let keys = store.sweep_axes(sid)?;
+            let values = store.swept_values(sid, &keys)?;
             slot.insert((keys, values));
             never_learned.extend(store.never_learned(sid)?);
         }

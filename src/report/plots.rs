@@ -41,24 +41,13 @@ pub struct CellCurve {
 
 /// Reads the epochs of the top cells' runs.
 pub fn curves(store: &Store, a: &Analysis) -> Result<Vec<CellCurve>, ReportError> {
-    let mut stmt = store
-        .conn()
-        .prepare_cached(
-            "SELECT epoch, val_acc FROM epochs WHERE run_id = ?1 AND val_acc IS NOT NULL",
-        )
-        .map_err(|e| store.sqlite_error(e))?;
     let mut out = Vec::new();
     for cell in a.cells.iter().take(TOP_CELLS) {
         let mut by_epoch: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
         for &i in &cell.runs {
-            let rows = stmt
-                .query_map([&a.runs[i].id], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?))
-                })
-                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| store.sqlite_error(e))?;
+            let rows = store.val_accuracies(&a.runs[i].id)?;
             for (epoch, acc) in rows {
-                by_epoch.entry(epoch as usize).or_default().push(acc);
+                by_epoch.entry(epoch).or_default().push(acc);
             }
         }
         let label = a
@@ -86,11 +75,17 @@ pub fn curves(store: &Store, a: &Analysis) -> Result<Vec<CellCurve>, ReportError
 
 type Plot<'a, DB> = DrawingArea<DB, Shift>;
 
-fn err(e: impl std::fmt::Display) -> String {
-    e.to_string()
+/// Why a figure could not be drawn or encoded: plotters' errors differ by backend, so the
+/// message is what they have in common.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PlotError(String);
+
+fn err(e: impl std::fmt::Display) -> PlotError {
+    PlotError(e.to_string())
 }
 
-fn draw_curves<DB: DrawingBackend>(root: &Plot<DB>, curves: &[CellCurve]) -> Result<(), String> {
+fn draw_curves<DB: DrawingBackend>(root: &Plot<DB>, curves: &[CellCurve]) -> Result<(), PlotError> {
     root.fill(&WHITE).map_err(err)?;
     let epochs = curves
         .iter()
@@ -172,7 +167,7 @@ fn draw_curves<DB: DrawingBackend>(root: &Plot<DB>, curves: &[CellCurve]) -> Res
 fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
     chart: &mut ChartContext<'a, DB, CT>,
     position: SeriesLabelPosition,
-) -> Result<(), String> {
+) -> Result<(), PlotError> {
     chart
         .configure_series_labels()
         .position(position)
@@ -184,7 +179,11 @@ fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
 }
 
 /// One key's effect: its values' means with ±sd error bars.
-fn draw_effect<DB: DrawingBackend>(root: &Plot<DB>, a: &Analysis, key: &str) -> Result<(), String> {
+fn draw_effect<DB: DrawingBackend>(
+    root: &Plot<DB>,
+    a: &Analysis,
+    key: &str,
+) -> Result<(), PlotError> {
     root.fill(&WHITE).map_err(err)?;
     let effects: Vec<_> = a.effects.iter().filter(|e| e.key == key).collect();
     let n = effects.len().max(1);
@@ -256,7 +255,7 @@ fn draw_effect<DB: DrawingBackend>(root: &Plot<DB>, a: &Analysis, key: &str) -> 
     root.present().map_err(err)
 }
 
-fn draw_confusion<DB: DrawingBackend>(root: &Plot<DB>, a: &Analysis) -> Result<(), String> {
+fn draw_confusion<DB: DrawingBackend>(root: &Plot<DB>, a: &Analysis) -> Result<(), PlotError> {
     root.fill(&WHITE).map_err(err)?;
     let mut chart = ChartBuilder::on(root)
         .caption(
@@ -326,7 +325,7 @@ fn draw_confusion<DB: DrawingBackend>(root: &Plot<DB>, a: &Analysis) -> Result<(
     root.present().map_err(err)
 }
 
-fn draw_class_f1<DB: DrawingBackend>(root: &Plot<DB>, a: &Analysis) -> Result<(), String> {
+fn draw_class_f1<DB: DrawingBackend>(root: &Plot<DB>, a: &Analysis) -> Result<(), PlotError> {
     root.fill(&WHITE).map_err(err)?;
     let mut chart = ChartBuilder::on(root)
         .caption("Best cell, F1 per class (val and test)", ("sans-serif", 24))
@@ -384,7 +383,7 @@ pub struct Figure<'a> {
     draw: Box<DrawFn<'a>>,
 }
 
-type DrawFn<'a> = dyn Fn(Target) -> Result<(), String> + 'a;
+type DrawFn<'a> = dyn Fn(Target) -> Result<(), PlotError> + 'a;
 
 /// Where a figure is drawn.
 pub enum Target<'t> {
@@ -394,8 +393,8 @@ pub enum Target<'t> {
 
 fn figure<'a>(
     name: String,
-    draw: impl Fn(&Plot<SVGBackend>) -> Result<(), String> + 'a,
-    draw_bitmap: impl Fn(&Plot<BitMapBackend>) -> Result<(), String> + 'a,
+    draw: impl Fn(&Plot<SVGBackend>) -> Result<(), PlotError> + 'a,
+    draw_bitmap: impl Fn(&Plot<BitMapBackend>) -> Result<(), PlotError> + 'a,
 ) -> Figure<'a> {
     Figure {
         name,
@@ -443,13 +442,13 @@ pub fn figures<'a>(a: &'a Analysis, curves: &'a [CellCurve]) -> Vec<Figure<'a>> 
 }
 
 impl Figure<'_> {
-    pub fn svg(&self) -> Result<String, String> {
+    pub fn svg(&self) -> Result<String, PlotError> {
         let mut out = String::new();
         (self.draw)(Target::Svg(&mut out))?;
         Ok(out)
     }
 
-    pub fn png(&self) -> Result<Vec<u8>, String> {
+    pub fn png(&self) -> Result<Vec<u8>, PlotError> {
         let mut buf = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
         (self.draw)(Target::Rgb(&mut buf))?;
         let image = image::RgbImage::from_raw(SIZE.0, SIZE.1, buf).expect("buffer matches size");
@@ -468,10 +467,10 @@ pub fn write(dir: &Path, figures: &[Figure]) -> Result<Vec<PathBuf>, ReportError
     let mut written = Vec::new();
     for f in figures {
         let svg_path = dir.join(format!("{}.svg", f.name));
-        let svg = f.svg().map_err(|e| fail(&svg_path, e))?;
+        let svg = f.svg().map_err(|e| fail(&svg_path, e.to_string()))?;
         std::fs::write(&svg_path, svg).map_err(|e| fail(&svg_path, e.to_string()))?;
         let png_path = dir.join(format!("{}.png", f.name));
-        let png = f.png().map_err(|e| fail(&png_path, e))?;
+        let png = f.png().map_err(|e| fail(&png_path, e.to_string()))?;
         std::fs::write(&png_path, png).map_err(|e| fail(&png_path, e.to_string()))?;
         written.extend([png_path, svg_path]);
     }

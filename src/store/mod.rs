@@ -4,6 +4,8 @@
 //! keys on, a busy timeout instead of "database is locked", and every multi-row change in one
 //! transaction so a crash never leaves half a sweep or half an evaluation behind.
 
+mod analysis;
+mod dashboard;
 mod epochs;
 mod leases;
 pub mod migrations;
@@ -12,13 +14,17 @@ mod records;
 mod report;
 mod runs;
 mod sweeps;
+mod synthetic;
 
+pub use analysis::{ClassMetricRow, EvalScores, FinishedRun, RunOutcome};
+pub use dashboard::{RunEvent, SweepMeta, SweepRunRow};
 pub use leases::now_unix;
 pub use reads::{RunningProgress, StoredRun, TrainedRunRow};
 pub use records::{
     EPOCH_COLUMNS, EpochRow, EventKind, RunRecord, RunState, RunStatus, SweepRecord, UnknownWord,
 };
-pub use report::{LeaderOrder, LeaderRow, RunListRow, SweptValues, axes, swept_values};
+pub use report::{LeaderOrder, LeaderRow, RunListRow, SweptValues};
+pub use synthetic::{SyntheticEval, SyntheticState, synthetic_sweep};
 
 use crate::table::Rows;
 use rusqlite::{Connection, OpenFlags, types::ValueRef};
@@ -191,17 +197,21 @@ impl Store {
         &self.path
     }
 
-    pub fn conn(&self) -> &Connection {
+    #[cfg(test)]
+    fn conn(&self) -> &Connection {
         &self.conn
+    }
+
+    /// Stamps the file with another schema version, for tests of what readers refuse.
+    #[cfg(test)]
+    pub(crate) fn set_schema_version_for_test(&self, version: usize) {
+        self.conn
+            .pragma_update(None, "user_version", version as i64)
+            .expect("the test's database takes a pragma");
     }
 
     fn err(&self, e: rusqlite::Error) -> StoreError {
         sqlite(&self.path, e)
-    }
-
-    /// A rusqlite error on this database, as the store reports it (with the path).
-    pub fn sqlite_error(&self, e: rusqlite::Error) -> StoreError {
-        self.err(e)
     }
 
     /// The schema version of the file (`PRAGMA user_version`).
@@ -210,11 +220,6 @@ impl Store {
             .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
             .map(|v| v as usize)
             .map_err(|e| self.err(e))
-    }
-
-    /// The connection, for a reader that keeps its own prepared statements.
-    pub fn into_connection(self) -> Connection {
-        self.conn
     }
 
     /// [`Store::query`], stopped with [`StoreError::Timeout`] once it has run for `limit`.

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 /// Read from the runs themselves, not only from the axes the file declared, so runs added by a
 /// later launch with `--set` (or with another `tta`) are never mixed in silently. Declared axes
 /// come first, in file order.
-pub fn axes(conn: &rusqlite::Connection, sweep_id: i64) -> rusqlite::Result<Vec<String>> {
+fn axes(conn: &rusqlite::Connection, sweep_id: i64) -> rusqlite::Result<Vec<String>> {
     let mut stmt = conn.prepare_cached(
         "SELECT p.key,
                 (SELECT min(a.position) FROM sweep_axes a
@@ -30,7 +30,7 @@ pub fn axes(conn: &rusqlite::Connection, sweep_id: i64) -> rusqlite::Result<Vec<
 pub type SweptValues = HashMap<(String, String), Value>;
 
 /// The swept values of the runs of a sweep.
-pub fn swept_values(
+fn swept_values(
     conn: &rusqlite::Connection,
     sweep_id: i64,
     keys: &[String],
@@ -102,6 +102,16 @@ pub struct RunListRow {
 }
 
 impl Store {
+    /// The swept keys of a sweep (see [`axes`]).
+    pub fn sweep_axes(&self, sweep_id: i64) -> Result<Vec<String>, StoreError> {
+        axes(&self.conn, sweep_id).map_err(|e| self.err(e))
+    }
+
+    /// The values of `keys` of every run of a sweep.
+    pub fn swept_values(&self, sweep_id: i64, keys: &[String]) -> Result<SweptValues, StoreError> {
+        swept_values(&self.conn, sweep_id, keys).map_err(|e| self.err(e))
+    }
+
     /// Every sweep as (id, name), the most recently launched first.
     pub fn sweeps_newest_first(&self) -> Result<Vec<(i64, String)>, StoreError> {
         let mut stmt = self

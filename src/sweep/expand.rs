@@ -62,15 +62,28 @@ pub struct ExpandError {
     pub message: String,
 }
 
+/// Why a value cannot be set at a dotted key.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ApplyError {
+    /// The config did not serialise to TOML (a bug, not an input error).
+    #[error("{0}")]
+    Serialize(String),
+    #[error("`{0}` is not a table")]
+    NotATable(String),
+    /// toml's message on one line: the wrong type, or an unknown key.
+    #[error("{0}")]
+    Invalid(String),
+}
+
 /// Sets the dotted `key` of `base` to `value`, re-checking types and unknown keys.
-pub fn apply(base: &RunConfig, key: &str, value: &toml::Value) -> Result<RunConfig, String> {
-    let mut root = toml::Value::try_from(base).map_err(|e| e.to_string())?;
+pub fn apply(base: &RunConfig, key: &str, value: &toml::Value) -> Result<RunConfig, ApplyError> {
+    let mut root = toml::Value::try_from(base).map_err(|e| ApplyError::Serialize(e.to_string()))?;
     let mut slot = &mut root;
     let parts: Vec<&str> = key.split('.').collect();
     for (i, part) in parts.iter().enumerate() {
         let table = match slot {
             toml::Value::Table(t) => t,
-            _ => return Err(format!("`{}` is not a table", parts[..i].join("."))),
+            _ => return Err(ApplyError::NotATable(parts[..i].join("."))),
         };
         if i == parts.len() - 1 {
             table.insert(part.to_string(), value.clone());
@@ -81,7 +94,7 @@ pub fn apply(base: &RunConfig, key: &str, value: &toml::Value) -> Result<RunConf
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
     }
     root.try_into::<RunConfig>()
-        .map_err(|e| e.to_string().trim().replace('\n', " "))
+        .map_err(|e| ApplyError::Invalid(e.to_string().trim().replace('\n', " ")))
 }
 
 fn apply_all(base: &RunConfig, assignment: &Assignment) -> Result<RunConfig, (String, String)> {

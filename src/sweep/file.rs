@@ -151,13 +151,13 @@ impl Sweep {
         for (key, spanned) in &doc.grid {
             let line = line_of(text, spanned.span().start);
             flatten_axis(key, spanned.get_ref(), line, &mut axes)
-                .map_err(|message| err(Some(line), message))?;
+                .map_err(|e| err(Some(line), e.to_string()))?;
         }
         axes.sort_by_key(|a| a.line);
         if let Some(search) = &doc.search {
             let line = line_of(text, search.span().start);
             let axis = super::search::axis(search.get_ref(), line)
-                .map_err(|message| err(Some(line), message))?;
+                .map_err(|e| err(Some(line), e.to_string()))?;
             if let Some(key) = axis
                 .keys()
                 .into_iter()
@@ -274,6 +274,17 @@ fn varying_keys(axes: &[Axis], runs: &[PlannedRun]) -> Vec<String> {
     out
 }
 
+/// A `[grid]` entry that is not an axis.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GridError {
+    #[error("grid.{0} = [] expands to zero runs")]
+    Empty(String),
+    #[error(
+        "grid.{key} must be a list of values to sweep, found `{found}` (put fixed values in [base])"
+    )]
+    NotAList { key: String, found: String },
+}
+
 /// `[grid]` tables nest (`augment.rotation = [...]` is a table `augment`): each array leaf is
 /// one axis named by its dotted path.
 fn flatten_axis(
@@ -281,11 +292,11 @@ fn flatten_axis(
     value: &toml::Value,
     line: usize,
     out: &mut Vec<Axis>,
-) -> Result<(), String> {
+) -> Result<(), GridError> {
     match value {
         toml::Value::Array(values) => {
             if values.is_empty() {
-                return Err(format!("grid.{key} = [] expands to zero runs"));
+                return Err(GridError::Empty(key.to_string()));
             }
             out.push(Axis::grid(key, values, line));
             Ok(())
@@ -296,9 +307,10 @@ fn flatten_axis(
             }
             Ok(())
         }
-        other => Err(format!(
-            "grid.{key} must be a list of values to sweep, found `{other}` (put fixed values in [base])"
-        )),
+        other => Err(GridError::NotAList {
+            key: key.to_string(),
+            found: other.to_string(),
+        }),
     }
 }
 

@@ -40,21 +40,48 @@ pub enum Distribution {
 
 const DISTRIBUTIONS: [&str; 4] = ["loguniform", "uniform", "int_uniform", "choice"];
 
+/// A distribution whose bounds describe nothing to draw from.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DistributionError {
+    #[error("loguniform [{0}, {1}] needs 0 < low < high")]
+    Loguniform(f64, f64),
+    #[error("uniform [{0}, {1}] needs low < high")]
+    Uniform(f64, f64),
+    #[error("int_uniform [{0}, {1}] needs low ≤ high")]
+    IntUniform(i64, i64),
+    #[error("choice [] has nothing to choose")]
+    EmptyChoice,
+}
+
+/// Why a `[search]` table expands to no runs.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SearchError {
+    #[error(
+        "search.space.{0} must be a distribution: {{ loguniform = [a, b] }}, {{ uniform = [a, b] }}, {{ int_uniform = [a, b] }} or {{ choice = [...] }}"
+    )]
+    NotADistribution(String),
+    /// toml's message, trimmed.
+    #[error("search.space.{key}: {message}")]
+    Unreadable { key: String, message: String },
+    #[error("search.space.{key}: {why}")]
+    Invalid { key: String, why: DistributionError },
+    #[error("search.samples = 0 expands to zero runs")]
+    ZeroSamples,
+    #[error("search.space is empty")]
+    EmptySpace,
+}
+
 impl Distribution {
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), DistributionError> {
         match self {
             Distribution::Loguniform([a, b]) if !(*a > 0.0 && a < b) => {
-                Err(format!("loguniform [{a}, {b}] needs 0 < low < high"))
+                Err(DistributionError::Loguniform(*a, *b))
             }
             Distribution::Uniform([a, b]) if a.partial_cmp(b) != Some(std::cmp::Ordering::Less) => {
-                Err(format!("uniform [{a}, {b}] needs low < high"))
+                Err(DistributionError::Uniform(*a, *b))
             }
-            Distribution::IntUniform([a, b]) if a > b => {
-                Err(format!("int_uniform [{a}, {b}] needs low ≤ high"))
-            }
-            Distribution::Choice(v) if v.is_empty() => {
-                Err("choice [] has nothing to choose".into())
-            }
+            Distribution::IntUniform([a, b]) if a > b => Err(DistributionError::IntUniform(*a, *b)),
+            Distribution::Choice(v) if v.is_empty() => Err(DistributionError::EmptyChoice),
             _ => Ok(()),
         }
     }
@@ -87,7 +114,7 @@ fn leaves(
     prefix: &str,
     table: &toml::Table,
     out: &mut Vec<(String, Distribution)>,
-) -> Result<(), String> {
+) -> Result<(), SearchError> {
     for (k, v) in table {
         let key = if prefix.is_empty() {
             k.clone()
@@ -95,20 +122,21 @@ fn leaves(
             format!("{prefix}.{k}")
         };
         let toml::Value::Table(t) = v else {
-            return Err(format!(
-                "search.space.{key} must be a distribution: {{ loguniform = [a, b] }}, {{ uniform = [a, b] }}, {{ int_uniform = [a, b] }} or {{ choice = [...] }}"
-            ));
+            return Err(SearchError::NotADistribution(key));
         };
         let is_leaf = t.len() == 1 && t.keys().all(|k| DISTRIBUTIONS.contains(&k.as_str()));
         if is_leaf {
             let dist: Distribution =
                 toml::Value::Table(t.clone())
                     .try_into()
-                    .map_err(|e: toml::de::Error| {
-                        format!("search.space.{key}: {}", e.message().trim())
+                    .map_err(|e: toml::de::Error| SearchError::Unreadable {
+                        key: key.clone(),
+                        message: e.message().trim().to_string(),
                     })?;
-            dist.check()
-                .map_err(|why| format!("search.space.{key}: {why}"))?;
+            dist.check().map_err(|why| SearchError::Invalid {
+                key: key.clone(),
+                why,
+            })?;
             out.push((key, dist));
         } else {
             leaves(&key, t, out)?;
@@ -118,14 +146,14 @@ fn leaves(
 }
 
 /// The random-search axis: `samples` assignments of every space key.
-pub fn axis(search: &SearchToml, line: usize) -> Result<Axis, String> {
+pub fn axis(search: &SearchToml, line: usize) -> Result<Axis, SearchError> {
     if search.samples == 0 {
-        return Err("search.samples = 0 expands to zero runs".into());
+        return Err(SearchError::ZeroSamples);
     }
     let mut space = Vec::new();
     leaves("", &search.space, &mut space)?;
     if space.is_empty() {
-        return Err("search.space is empty".into());
+        return Err(SearchError::EmptySpace);
     }
     let mut rng = ChaCha8Rng::seed_from_u64(search.seed);
     let values: Vec<Assignment> = (0..search.samples)
@@ -184,10 +212,20 @@ mod tests {
     fn bad_spaces_are_named() {
         let s =
             search("method = \"random\"\nsamples = 2\n[space]\nlr = { loguniform = [0.0, 1.0] }");
-        assert!(axis(&s, 1).unwrap_err().contains("search.space.lr"));
+        assert!(
+            axis(&s, 1)
+                .unwrap_err()
+                .to_string()
+                .contains("search.space.lr")
+        );
         let s = search("method = \"random\"\nsamples = 2\n[space]\nlr = 0.1");
-        assert!(axis(&s, 1).unwrap_err().contains("must be a distribution"));
+        assert!(
+            axis(&s, 1)
+                .unwrap_err()
+                .to_string()
+                .contains("must be a distribution")
+        );
         let s = search("method = \"random\"\nsamples = 0\n[space]\nlr = { uniform = [0.1, 0.2] }");
-        assert!(axis(&s, 1).unwrap_err().contains("zero runs"));
+        assert!(axis(&s, 1).unwrap_err().to_string().contains("zero runs"));
     }
 }

@@ -7,11 +7,13 @@
 //! newer than the ones it holds (by rowid / id). A run's per-class metrics and confusion matrix
 //! are read once, when it has been evaluated.
 
+use crate::data::Split;
 use crate::emotion::Emotion;
-use crate::store::{EPOCH_COLUMNS, EpochRow, RunStatus, Store, StoreError};
-use rusqlite::{Connection, params};
+use crate::store::{EpochRow, RunStatus, Store, StoreError};
 use std::collections::HashMap;
 use std::path::Path;
+
+pub use crate::store::SweepMeta;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DashboardError {
@@ -19,26 +21,8 @@ pub enum DashboardError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),
-    // SQLite's message is part of this one, not a `source`: anyhow would print it twice.
-    #[error("{path}: {err}")]
-    Read { path: String, err: rusqlite::Error },
     #[error("the terminal: {0}")]
     Terminal(#[from] std::io::Error),
-}
-
-/// The sweep itself.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SweepMeta {
-    pub id: i64,
-    pub name: String,
-    pub file: String,
-    pub data_path: String,
-    /// Unix seconds of the earliest start of any of its runs (for elapsed time).
-    pub started: Option<f64>,
-    /// Unix seconds of the latest end of any of its runs: where the clock of an ended sweep
-    /// stops.
-    pub last_end: Option<f64>,
-    pub paused: bool,
 }
 
 /// A run as the runs table shows it.
@@ -77,15 +61,7 @@ pub struct RunDetail {
 }
 
 /// One line of the event log.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EventView {
-    pub id: i64,
-    /// `HH:MM:SS` (UTC) of the event.
-    pub at: String,
-    pub run_id: String,
-    pub kind: String,
-    pub detail: Option<String>,
-}
+pub type EventView = crate::store::RunEvent;
 
 /// Everything a frame needs.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -163,7 +139,8 @@ impl Snapshot {
 
 /// Keeps a [`Snapshot`] of one sweep current.
 pub struct Loader {
-    conn: Connection,
+    /// Read-only: the dashboard never writes through it (see [`Loader::set_paused`]).
+    store: Store,
     path: String,
     last_epoch_rowid: i64,
     last_event_id: i64,
@@ -179,7 +156,7 @@ impl Loader {
         let store = Store::open_read_only(db)?;
         let (id, name) = crate::report::resolve_sweep(&store, sweep)?;
         let mut loader = Loader {
-            conn: store.into_connection(),
+            store,
             path: db.display().to_string(),
             last_epoch_rowid: 0,
             last_event_id: 0,
@@ -196,29 +173,17 @@ impl Loader {
         &self.path
     }
 
-    fn err(&self) -> impl Fn(rusqlite::Error) -> DashboardError + '_ {
-        |err| DashboardError::Read {
-            path: self.path.clone(),
-            err,
-        }
-    }
-
     /// Reads what changed since the last call. Returns whether anything did.
     pub fn refresh(&mut self) -> Result<bool, DashboardError> {
-        let version: i64 = self
-            .conn
-            .query_row("PRAGMA data_version", [], |r| r.get(0))
-            .map_err(self.err())?;
+        let version = self.store.data_version()?;
         if self.data_version == Some(version) {
             return Ok(false);
         }
         self.data_version = Some(version);
         // One read transaction: the runs, epochs and events of a frame agree with each other.
-        self.conn
-            .execute_batch("BEGIN DEFERRED")
-            .map_err(self.err())?;
+        self.store.begin_read()?;
         let result = self.read_all();
-        self.conn.execute_batch("COMMIT").map_err(self.err())?;
+        self.store.end_read()?;
         result.map(|()| true)
     }
 
@@ -232,97 +197,48 @@ impl Loader {
 
     fn read_sweep(&mut self) -> Result<(), DashboardError> {
         let id = self.snapshot.sweep.id;
-        type Row = (String, String, String, bool, Option<f64>, Option<f64>);
-        // finished_at is ISO text: julianday() turns it into unix seconds like launched_at.
-        let (name, file, data_path, paused, started, last_end): Row = self
-            .conn
-            .query_row(
-                "SELECT name, file, data_path, paused, min(r.launched_at),
-                        (julianday(max(r.finished_at)) - 2440587.5) * 86400.0
-                 FROM sweeps s
-                 LEFT JOIN sweep_runs sr ON sr.sweep_id = s.id
-                 LEFT JOIN runs r ON r.id = sr.run_id
-                 WHERE s.id = ?1 GROUP BY s.id",
-                [id],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                    ))
-                },
-            )
-            .map_err(self.err())?;
-        self.snapshot.sweep = SweepMeta {
-            id,
-            name,
-            file,
-            data_path,
-            started,
-            last_end,
-            paused,
-        };
-        self.snapshot.axes = crate::report::axes(&self.conn, id).map_err(self.err())?;
+        self.snapshot.sweep = self.store.sweep_meta(id)?;
+        self.snapshot.axes = self.store.sweep_axes(id)?;
         Ok(())
     }
 
     fn read_runs(&mut self) -> Result<(), DashboardError> {
         let id = self.snapshot.sweep.id;
-        let values =
-            crate::report::swept_values(&self.conn, id, &self.snapshot.axes).map_err(self.err())?;
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT r.id, sr.position, r.status, r.seed, r.slot, r.epochs_done, r.epochs_planned,
-                        r.split, r.items_done, r.items_total, r.best_epoch, r.error, r.attempts,
-                        v.accuracy, t.accuracy, v.macro_recall
-                 FROM sweep_runs sr JOIN runs r ON r.id = sr.run_id
-                 LEFT JOIN evals v ON v.run_id = r.id AND v.split = 'val'
-                 LEFT JOIN evals t ON t.run_id = r.id AND t.split = 'test'
-                 WHERE sr.sweep_id = ?1 ORDER BY sr.position",
-            )
-            .map_err(self.err())?;
         let axes = &self.snapshot.axes;
-        let runs = stmt
-            .query_map([id], |r| {
-                let id: String = r.get(0)?;
-                let status: RunStatus = r.get(2)?;
-                let params = axes
+        let values = self.store.swept_values(id, axes)?;
+        let runs: Vec<RunView> = self
+            .store
+            .sweep_runs(id)?
+            .into_iter()
+            .map(|r| RunView {
+                params: axes
                     .iter()
                     .map(|k| {
                         values
-                            .get(&(id.clone(), k.clone()))
+                            .get(&(r.id.clone(), k.clone()))
                             .map_or_else(|| "-".to_string(), crate::table::cell_text)
                     })
-                    .collect();
-                Ok(RunView {
-                    position: r.get::<_, i64>(1)? as usize + 1,
-                    status,
-                    seed: r.get::<_, i64>(3)? as u64,
-                    params,
-                    slot: r.get(4)?,
-                    epochs_done: r.get::<_, i64>(5)? as usize,
-                    epochs_planned: r.get::<_, i64>(6)? as usize,
-                    split: r.get(7)?,
-                    items_done: r.get::<_, Option<i64>>(8)?.unwrap_or(0) as usize,
-                    items_total: r.get::<_, Option<i64>>(9)?.unwrap_or(0) as usize,
-                    best_epoch: r.get::<_, Option<i64>>(10)?.map(|e| e as usize),
-                    error: r.get(11)?,
-                    attempts: r.get::<_, i64>(12)? as u32,
-                    val_acc: r.get(13)?,
-                    test_acc: r.get(14)?,
-                    never_learned: status == RunStatus::Done
-                        && r.get::<_, Option<f64>>(15)?
-                            .is_some_and(|v| v < crate::store::NEVER_LEARNED_BELOW),
-                    id,
-                })
+                    .collect(),
+                position: r.position as usize + 1,
+                status: r.status,
+                seed: r.seed as u64,
+                slot: r.slot,
+                epochs_done: r.epochs_done as usize,
+                epochs_planned: r.epochs_planned as usize,
+                split: r.split,
+                items_done: r.items_done.unwrap_or(0) as usize,
+                items_total: r.items_total.unwrap_or(0) as usize,
+                best_epoch: r.best_epoch.map(|e| e as usize),
+                error: r.error,
+                attempts: r.attempts as u32,
+                val_acc: r.val_acc,
+                test_acc: r.test_acc,
+                never_learned: r.status == RunStatus::Done
+                    && r.val_macro_recall
+                        .is_some_and(|v| v < crate::store::NEVER_LEARNED_BELOW),
+                id: r.id,
             })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(self.err())?;
-        drop(stmt);
+            .collect();
         // A resumed run rewrote its epochs after the checkpoint: drop what it no longer has.
         for run in &runs {
             if let Some(curve) = self.snapshot.curves.get_mut(&run.id) {
@@ -335,26 +251,7 @@ impl Loader {
 
     fn read_epochs(&mut self) -> Result<(), DashboardError> {
         let id = self.snapshot.sweep.id;
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!(
-                "SELECT e.rowid, e.run_id, {EPOCH_COLUMNS}
-                     FROM epochs e
-                     WHERE e.rowid > ?1
-                       AND e.run_id IN (SELECT run_id FROM sweep_runs WHERE sweep_id = ?2)
-                     ORDER BY e.rowid"
-            ))
-            .map_err(self.err())?;
-        let rows = stmt
-            .query_map(params![self.last_epoch_rowid, id], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    EpochRow::from_row(r, 2)?,
-                ))
-            })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(self.err())?;
+        let rows = self.store.sweep_epochs_after(id, self.last_epoch_rowid)?;
         for (rowid, run, point) in rows {
             self.last_epoch_rowid = self.last_epoch_rowid.max(rowid);
             let curve = self.snapshot.curves.entry(run).or_default();
@@ -367,28 +264,9 @@ impl Loader {
 
     fn read_events(&mut self) -> Result<(), DashboardError> {
         let id = self.snapshot.sweep.id;
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT e.id, substr(e.at, 12, 8), e.run_id, e.kind, e.detail FROM run_events e
-                 WHERE e.id > ?1
-                   AND e.run_id IN (SELECT run_id FROM sweep_runs WHERE sweep_id = ?2)
-                 ORDER BY e.id DESC LIMIT ?3",
-            )
-            .map_err(self.err())?;
-        let mut rows = stmt
-            .query_map(params![self.last_event_id, id, EVENTS_KEPT as i64], |r| {
-                Ok(EventView {
-                    id: r.get(0)?,
-                    at: r.get(1)?,
-                    run_id: r.get(2)?,
-                    kind: r.get(3)?,
-                    detail: r.get(4)?,
-                })
-            })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(self.err())?;
-        rows.reverse();
+        let rows = self
+            .store
+            .sweep_events_after(id, self.last_event_id, EVENTS_KEPT)?;
         if let Some(last) = rows.last() {
             self.last_event_id = last.id;
         }
@@ -428,49 +306,22 @@ impl Loader {
     }
 
     fn read_detail(&self, run: &str) -> Result<RunDetail, DashboardError> {
-        let mut detail = RunDetail::default();
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT class_id, f1, support FROM class_metrics
-                 WHERE run_id = ?1 AND split = 'val' ORDER BY class_id",
-            )
-            .map_err(self.err())?;
-        detail.class_f1 = stmt
-            .query_map([run], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, f64>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(self.err())?
+        let class_f1 = self
+            .store
+            .class_metrics(run, Some(Split::Val))?
             .into_iter()
-            .filter_map(|(c, f1, n)| Some((Emotion::from_id(c as u8)?, f1, n)))
+            .filter_map(|m| Some((Emotion::from_id(m.class_id as u8)?, m.f1, m.support)))
             .collect();
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT true_id, pred_id, count FROM confusion WHERE run_id = ?1 AND split = 'val'",
-            )
-            .map_err(self.err())?;
-        let cells = stmt
-            .query_map([run], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(self.err())?;
-        for (t, p, n) in cells {
+        let mut confusion = [[0; 7]; 7];
+        for (t, p, n) in self.store.confusion_cells(run, Split::Val)? {
             if (0..7).contains(&t) && (0..7).contains(&p) {
-                detail.confusion[t as usize][p as usize] = n;
+                confusion[t as usize][p as usize] = n;
             }
         }
-        Ok(detail)
+        Ok(RunDetail {
+            class_f1,
+            confusion,
+        })
     }
 
     /// The sweep's pause flag, written through a short-lived writable connection: the loader's
@@ -578,10 +429,7 @@ mod tests {
             err.contains("no sweep named `nope`") && err.contains("known: s"),
             "{err}"
         );
-        store
-            .conn()
-            .pragma_update(None, "user_version", 99)
-            .unwrap();
+        store.set_schema_version_for_test(99);
         drop(store);
         let err = Loader::open(&db, Some("s")).err().unwrap().to_string();
         assert!(err.contains("schema version 99"), "{err}");
