@@ -5,6 +5,7 @@
 //! transaction so a crash never leaves half a sweep or half an evaluation behind.
 
 mod epochs;
+mod heartbeat;
 mod leases;
 pub mod migrations;
 mod reads;
@@ -13,6 +14,7 @@ mod report;
 mod runs;
 mod sweeps;
 
+pub use heartbeat::{Beat, Heartbeat, SharedStore};
 pub use leases::now_unix;
 pub use reads::{RunningProgress, StoredRun, TrainedRunRow};
 pub use records::{
