@@ -31,8 +31,8 @@ pub enum PredictError {
     Config { run: String, why: String },
     #[error("{path}: not a readable image: {why}")]
     Image { path: PathBuf, why: String },
-    #[error("{0}")]
-    Load(String),
+    #[error(transparent)]
+    Load(crate::train::LoadError),
     #[error("{path}: {why}")]
     Write { path: PathBuf, why: String },
 }

@@ -8,17 +8,18 @@
 //! is marked `interrupted` and resumes from its last checkpoint on the next launch).
 
 use crate::config::RunConfig;
-use crate::data::{self, Split};
+use crate::data::{self, FerData, Split};
 use crate::device::DeviceSpec;
 use crate::model::{self, FerModel};
 use crate::scheduler::pruning::Pruning;
-use crate::store::{RunStatus, Store, StoreError};
-use crate::train::hook::{EpochGate, Progress, StopReason};
-use crate::train::{self, RunSpec, Splits, TrainError};
-use std::path::{Path, PathBuf};
+use crate::store::{Beat, EpochRow, Heartbeat, RunStatus, SharedStore, Store, StoreError};
+use crate::train::hook::Progress;
+use crate::train::sink::{EpochSink, StopReason, Verdict};
+use crate::train::{self, RunOutcome, RunSpec, Splits, TrainError};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often a worker renews its lease.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -49,6 +50,15 @@ pub struct WorkerArgs {
     pub keep_checkpoints: bool,
 }
 
+impl WorkerArgs {
+    fn setup(&self, why: String) -> WorkerError {
+        WorkerError::Setup {
+            run: self.run.clone(),
+            why,
+        }
+    }
+}
+
 struct StoredRun {
     config: RunConfig,
     seed: u64,
@@ -61,12 +71,11 @@ fn load_run(store: &Store, id: &str) -> Result<StoredRun, WorkerError> {
     let row = store
         .stored_run(id)?
         .ok_or_else(|| WorkerError::NoSuchRun(id.into()))?;
-    let setup = |why: String| WorkerError::Setup {
-        run: id.into(),
-        why,
-    };
-    let config: RunConfig = serde_json::from_str(&row.config_json)
-        .map_err(|e| setup(format!("stored config does not parse: {e}")))?;
+    let config: RunConfig =
+        serde_json::from_str(&row.config_json).map_err(|e| WorkerError::Setup {
+            run: id.into(),
+            why: format!("stored config does not parse: {e}"),
+        })?;
     Ok(StoredRun {
         config,
         seed: row.seed,
@@ -76,21 +85,35 @@ fn load_run(store: &Store, id: &str) -> Result<StoredRun, WorkerError> {
     })
 }
 
-/// The pruning gate: at each deciding epoch, compare this run's best val accuracy so far with
-/// the other runs of the sweep that reached the same epoch.
-fn pruning_gate(
-    rule: Pruning,
-    db: &Path,
+/// The run's training time over all its attempts, a killed one's up to its last heartbeat.
+#[derive(Debug, Clone, Copy)]
+struct WallClock {
+    earlier: f64,
+    started: Instant,
+}
+
+impl WallClock {
+    fn secs(&self) -> f64 {
+        self.earlier + self.started.elapsed().as_secs_f64()
+    }
+}
+
+/// Decides, after each epoch, whether the run goes on: a graceful stop first, then the
+/// pruning rule, which compares this run's best val accuracy so far with the other runs of the
+/// sweep that reached the same epoch.
+struct Gate {
+    pruning: Option<Pruning>,
     sweep_id: i64,
-    run: &str,
+    run: String,
     graceful: Arc<AtomicBool>,
-) -> Result<EpochGate, StoreError> {
-    let store = Store::open(db)?;
-    let run = run.to_string();
-    Ok(Box::new(move |epochs| {
-        if graceful.load(Ordering::SeqCst) {
+}
+
+impl Gate {
+    fn verdict(&self, store: &Store, epochs: &[EpochRow]) -> Option<StopReason> {
+        if self.graceful.load(Ordering::SeqCst) {
             return Some(StopReason::Interrupted);
         }
+        let rule = self.pruning?;
         let last = epochs.last()?;
         if !rule.decides_at(last.epoch) {
             return None;
@@ -99,20 +122,172 @@ fn pruning_gate(
             .iter()
             .filter_map(|r| r.val_acc)
             .fold(f64::NAN, f64::max);
-        let others = store.others_best_val_acc(sweep_id, &run, last.epoch).ok()?;
+        // A failed read prunes nobody: pruning saves time, it must never lose a run.
+        let others = store
+            .others_best_val_acc(self.sweep_id, &self.run, last.epoch)
+            .ok()?;
         rule.prunes(mine, &others).then_some(StopReason::Pruned)
+    }
+}
+
+/// The worker's [`EpochSink`]: each epoch goes into SQLite (with the run's progress) and to
+/// stdout as a progress line, then the [`Gate`] decides.
+struct StoreSink {
+    store: SharedStore,
+    gate: Gate,
+    epochs_total: usize,
+}
+
+impl EpochSink for StoreSink {
+    fn epoch(&mut self, epochs: &[EpochRow]) -> Verdict {
+        let Some(row) = epochs.last() else {
+            return Verdict::Continue;
+        };
+        let mut store = self.store.lock();
+        let recorded = store.record_epoch(&self.gate.run, row);
+        let stop = match recorded {
+            Ok(_) => self.gate.verdict(&store, epochs),
+            Err(e) => Some(StopReason::SinkFailed(e.to_string())),
+        };
+        drop(store);
+        let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.4}"));
+        println!(
+            "  epoch {:>3}/{}  train loss {} acc {}  val loss {} acc {}  {:.1}s",
+            row.epoch,
+            self.epochs_total,
+            f(row.train_loss),
+            f(row.train_acc),
+            f(row.val_loss),
+            f(row.val_acc),
+            row.secs.unwrap_or(0.0)
+        );
+        stop.map_or(Verdict::Continue, Verdict::Stop)
+    }
+}
+
+/// Signals: the first SIGINT asks for a graceful stop at the end of the epoch (the returned
+/// flag, which the [`Gate`] reads); SIGTERM records the run `interrupted` and exits now.
+fn on_signals(
+    store: SharedStore,
+    run: String,
+    clock: WallClock,
+) -> std::io::Result<Arc<AtomicBool>> {
+    let graceful = Arc::new(AtomicBool::new(false));
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])?;
+    let flag = graceful.clone();
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            if signal == signal_hook::consts::SIGINT {
+                flag.store(true, Ordering::SeqCst);
+            } else {
+                let store = store.lock();
+                let done = store.run_state(&run).ok().flatten().map(|s| s.epochs_done);
+                let _ = store.end_run(&run, RunStatus::Interrupted, Some(clock.secs()), None, done);
+                std::process::exit(143);
+            }
+        }
+    });
+    Ok(graceful)
+}
+
+/// What the heartbeat publishes: the wall time so far and where the running split is.
+fn beat(progress: Arc<Progress>, clock: WallClock) -> impl Fn() -> Beat + Send + 'static {
+    move || Beat {
+        wall_secs: clock.secs(),
+        split: *progress.split.lock().expect("progress lock"),
+        done: progress.done.load(Ordering::Relaxed),
+        total: progress.total.load(Ordering::Relaxed),
+        first_step_at: *progress.first_step_at.lock().expect("progress lock"),
+    }
+}
+
+/// Trains, turning a panic anywhere in training into the run's failure.
+fn train_catching_panics(
+    spec: &RunSpec<'_>,
+    splits: &Splits,
+    earlier: Vec<EpochRow>,
+    sink: Box<dyn EpochSink>,
+) -> Result<RunOutcome, TrainError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        train::train_run(spec, splits, earlier, sink)
     }))
+    .unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "panic".into());
+        Err(TrainError::Training(format!("panicked: {why}")))
+    })
+}
+
+/// Records how training ended: the evaluations of a finished run (then its checkpoints go,
+/// unless kept), or the status a stopped or failed one ends in.
+fn record_outcome(
+    store: &mut Store,
+    args: &WorkerArgs,
+    stored: &StoredRun,
+    data: &FerData,
+    outcome: Result<RunOutcome, TrainError>,
+    wall: f64,
+) -> Result<(), WorkerError> {
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            let (status, epoch, error) = match &e {
+                TrainError::Diverged { epoch } => {
+                    (RunStatus::Diverged, Some(*epoch), Some(e.to_string()))
+                }
+                TrainError::Pruned { epoch } => (RunStatus::Pruned, Some(*epoch), None),
+                TrainError::Interrupted { epoch } => (RunStatus::Interrupted, Some(*epoch), None),
+                _ => (RunStatus::Failed, None, Some(e.to_string())),
+            };
+            store.end_run(&args.run, status, Some(wall), error.as_deref(), epoch)?;
+            println!("  {}: {e}", status.as_str());
+            return Ok(());
+        }
+    };
+    store.finish_run(
+        &args.run,
+        outcome.best_epoch,
+        wall,
+        &[
+            (Split::Val, &outcome.val, data.val.len()),
+            (Split::Test, &outcome.test, data.test.len()),
+        ],
+    )?;
+    // Only once the run is recorded done: until then a resume may need them.
+    if !args.keep_checkpoints {
+        // The folder train::resumable_epoch reads.
+        let checkpoints = stored.artifact_dir.join("checkpoint");
+        if let Err(e) = std::fs::remove_dir_all(&checkpoints)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            eprintln!("could not remove {}: {e}", checkpoints.display());
+        }
+    }
+    println!(
+        "  done: best epoch {}  val acc {:.4}  test acc {:.4}  test macro-F1 {:.4}  ({:.0}s)",
+        outcome.best_epoch,
+        outcome.val.accuracy,
+        outcome.test.accuracy,
+        outcome.test.macro_f1,
+        wall
+    );
+    Ok(())
 }
 
 /// Runs the worker to the end; the outcome is in the database. Returns the exit code.
+///
+/// The worker opens the database once: that one handle, shared, serves the epoch sink, the
+/// heartbeat and the SIGTERM handler.
 pub fn run(args: WorkerArgs) -> Result<i32, WorkerError> {
     let mut store = Store::open(&args.db)?;
     let stored = load_run(&store, &args.run)?;
-    let setup = |why: String| WorkerError::Setup {
-        run: args.run.clone(),
-        why,
-    };
-    let (data, _) = data::open(&args.data).map_err(|e| setup(e.to_string()))?;
+    let (data, _) = data::open(&args.data).map_err(|e| args.setup(e.to_string()))?;
     if data.manifest.fingerprint != stored.fingerprint {
         let why = format!(
             "the data at {} changed since the run was planned (fingerprint {} ≠ {})",
@@ -138,190 +313,71 @@ pub fn run(args: WorkerArgs) -> Result<i32, WorkerError> {
         size.flops,
         resume_from,
     )?;
-    // The run's training time over all its attempts, a killed one's up to its last heartbeat.
-    let attempt_started = std::time::Instant::now();
-    let wall = move || earlier_wall + attempt_started.elapsed().as_secs_f64();
-    if let Some(e) = resume_from {
-        println!("  resuming from the checkpoint of epoch {e}");
-    }
-
-    // Signals: the first SIGINT asks for a graceful stop at the end of the epoch, SIGTERM now.
-    let graceful = Arc::new(AtomicBool::new(false));
-    {
-        let graceful = graceful.clone();
-        let db = args.db.clone();
-        let run = args.run.clone();
-        let mut signals = signal_hook::iterator::Signals::new([
-            signal_hook::consts::SIGINT,
-            signal_hook::consts::SIGTERM,
-        ])
-        .map_err(|e| setup(format!("signal handlers: {e}")))?;
-        std::thread::spawn(move || {
-            for signal in signals.forever() {
-                if signal == signal_hook::consts::SIGINT {
-                    graceful.store(true, Ordering::SeqCst);
-                } else {
-                    if let Ok(store) = Store::open(&db) {
-                        let done = store.run_state(&run).ok().flatten().map(|s| s.epochs_done);
-                        let _ =
-                            store.end_run(&run, RunStatus::Interrupted, Some(wall()), None, done);
-                    }
-                    std::process::exit(143);
-                }
-            }
-        });
-    }
-
-    // Heartbeat: the lease, and where the split is, every HEARTBEAT.
-    let progress = Arc::new(Progress::default());
-    let alive = Arc::new(AtomicBool::new(true));
-    let heartbeat = {
-        let (db, run, progress, alive) = (
-            args.db.clone(),
-            args.run.clone(),
-            progress.clone(),
-            alive.clone(),
-        );
-        std::thread::spawn(move || -> Result<(), StoreError> {
-            let store = Store::open(&db)?;
-            let pid = std::process::id();
-            let mut first_step_written = false;
-            while alive.load(Ordering::SeqCst) {
-                store.heartbeat(&run, pid, LEASE_SECS, wall())?;
-                let split = *progress.split.lock().expect("progress lock");
-                store.set_progress(
-                    &run,
-                    split,
-                    progress.done.load(Ordering::Relaxed),
-                    progress.total.load(Ordering::Relaxed),
-                )?;
-                if !first_step_written
-                    && let Some(at) = *progress.first_step_at.lock().expect("progress lock")
-                {
-                    store.set_first_step(&run, at)?;
-                    first_step_written = true;
-                }
-                std::thread::sleep(HEARTBEAT);
-            }
-            if !first_step_written
-                && let Some(at) = *progress.first_step_at.lock().expect("progress lock")
-            {
-                store.set_first_step(&run, at)?;
-            }
-            Ok(())
-        })
+    let clock = WallClock {
+        earlier: earlier_wall,
+        started: Instant::now(),
+    };
+    let earlier = match resume_from {
+        Some(e) => {
+            println!("  resuming from the checkpoint of epoch {e}");
+            store.epoch_rows(&args.run)?
+        }
+        None => Vec::new(),
     };
 
-    let gate: EpochGate = match args.pruning {
-        Some(rule) => pruning_gate(rule, &args.db, args.sweep_id, &args.run, graceful.clone())?,
-        None => {
-            let graceful = graceful.clone();
-            Box::new(move |_| {
-                graceful
-                    .load(Ordering::SeqCst)
-                    .then_some(StopReason::Interrupted)
-            })
-        }
+    let store = SharedStore::new(store);
+    let graceful = on_signals(store.clone(), args.run.clone(), clock)
+        .map_err(|e| args.setup(format!("signal handlers: {e}")))?;
+    let progress = Arc::new(Progress::default());
+    let heartbeat = Heartbeat::start(
+        store.clone(),
+        args.run.clone(),
+        LEASE_SECS,
+        HEARTBEAT,
+        beat(progress.clone(), clock),
+    );
+    let sink = StoreSink {
+        store: store.clone(),
+        gate: Gate {
+            pruning: args.pruning,
+            sweep_id: args.sweep_id,
+            run: args.run.clone(),
+            graceful,
+        },
+        epochs_total: stored.config.epochs,
     };
     let splits = Splits {
         train: Arc::new(data.split(Split::Train).clone()),
         val: Arc::new(data.split(Split::Val).clone()),
         test: Arc::new(data.split(Split::Test).clone()),
     };
-    let epochs = stored.config.epochs;
-    let on_epoch: train::hook::EpochCallback = Box::new(move |row| {
-        let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.4}"));
-        println!(
-            "  epoch {:>3}/{epochs}  train loss {} acc {}  val loss {} acc {}  {:.1}s",
-            row.epoch,
-            f(row.train_loss),
-            f(row.train_acc),
-            f(row.val_loss),
-            f(row.val_acc),
-            row.secs.unwrap_or(0.0)
-        );
-    });
     let spec = RunSpec {
-        run_id: &args.run,
         config: &stored.config,
         seed: stored.seed,
         device: &device,
-        db_path: &args.db,
         artifact_dir: &stored.artifact_dir,
         resume_from,
         progress,
     };
-    let gate = Mutex::new(Some(gate));
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        train::train_run(
-            &spec,
-            &splits,
-            Some(on_epoch),
-            gate.lock().expect("gate").take(),
-        )
-    }))
-    .unwrap_or_else(|panic| {
-        let why = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "panic".into());
-        Err(TrainError::Training(format!("panicked: {why}")))
-    });
-    alive.store(false, Ordering::SeqCst);
-    let _ = heartbeat.join();
-    let wall = wall();
-    match outcome {
-        Ok(outcome) => {
-            store.finish_run(
-                &args.run,
-                outcome.best_epoch,
-                wall,
-                &[
-                    (Split::Val, &outcome.val, data.val.len()),
-                    (Split::Test, &outcome.test, data.test.len()),
-                ],
-            )?;
-            // Only once the run is recorded done: until then a resume may need them.
-            if !args.keep_checkpoints {
-                // The folder train::resumable_epoch reads.
-                let checkpoints = stored.artifact_dir.join("checkpoint");
-                if let Err(e) = std::fs::remove_dir_all(&checkpoints)
-                    && e.kind() != std::io::ErrorKind::NotFound
-                {
-                    eprintln!("could not remove {}: {e}", checkpoints.display());
-                }
-            }
-            println!(
-                "  done: best epoch {}  val acc {:.4}  test acc {:.4}  test macro-F1 {:.4}  ({:.0}s)",
-                outcome.best_epoch,
-                outcome.val.accuracy,
-                outcome.test.accuracy,
-                outcome.test.macro_f1,
-                wall
-            );
-        }
-        Err(TrainError::Store(e)) => return Err(e.into()),
-        Err(e) => {
-            let (status, epoch, error) = match &e {
-                TrainError::Diverged { epoch } => {
-                    (RunStatus::Diverged, Some(*epoch), Some(e.to_string()))
-                }
-                TrainError::Pruned { epoch } => (RunStatus::Pruned, Some(*epoch), None),
-                TrainError::Interrupted { epoch } => (RunStatus::Interrupted, Some(*epoch), None),
-                _ => (RunStatus::Failed, None, Some(e.to_string())),
-            };
-            store.end_run(&args.run, status, Some(wall), error.as_deref(), epoch)?;
-            println!("  {}: {e}", status.as_str());
-        }
-    }
+    let outcome = train_catching_panics(&spec, &splits, earlier, Box::new(sink));
+    // Its errors only ever cost a lease renewal; the outcome is what matters now.
+    let _ = heartbeat.stop();
+    record_outcome(
+        &mut store.lock(),
+        &args,
+        &stored,
+        &data,
+        outcome,
+        clock.secs(),
+    )?;
     Ok(0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{EpochRow, RunRecord, SweepRecord};
+    use crate::store::{RunRecord, SweepRecord};
+    use std::path::Path;
 
     /// A sweep of four runs whose val curves are known: run i has val accuracy 0.1·(i+1) at
     /// every epoch it reached.
@@ -355,6 +411,24 @@ mod tests {
             .collect()
     }
 
+    /// The gate of run `run` in sweep `sweep_id`, asked with its own store handle.
+    fn gate(
+        rule: Pruning,
+        db: &Path,
+        sweep_id: i64,
+        run: &str,
+        graceful: Arc<AtomicBool>,
+    ) -> impl FnMut(&[EpochRow]) -> Option<StopReason> {
+        let store = Store::open(db).unwrap();
+        let gate = Gate {
+            pruning: Some(rule),
+            sweep_id,
+            run: run.into(),
+            graceful,
+        };
+        move |epochs| gate.verdict(&store, epochs)
+    }
+
     #[test]
     fn the_gate_compares_with_the_runs_that_reached_the_same_epoch() {
         let dir = tempfile::tempdir().unwrap();
@@ -365,14 +439,14 @@ mod tests {
         let asha = Pruning::Asha { rung: 3, eta: 3 };
         // A new run at the rung at epoch 3 with .35: others at epoch 3 are .1 .2 .4 (r2 never got
         // there); of four, the top ⌈4/3⌉ = 2 continue: .4 and .35.
-        let mut gate = pruning_gate(asha, &db, sweep_id, "new", stop.clone()).unwrap();
-        assert_eq!(gate(&curve(2, 0.35)), None, "epoch 2 is not a rung");
-        assert_eq!(gate(&curve(3, 0.35)), None);
-        assert_eq!(gate(&curve(3, 0.15)), Some(StopReason::Pruned));
+        let mut g = gate(asha, &db, sweep_id, "new", stop.clone());
+        assert_eq!(g(&curve(2, 0.35)), None, "epoch 2 is not a rung");
+        assert_eq!(g(&curve(3, 0.35)), None);
+        assert_eq!(g(&curve(3, 0.15)), Some(StopReason::Pruned));
         // A run never compares with itself: r3 (.4) against .1 .2 → promoted; r0 (.1) → pruned.
-        let mut r3 = pruning_gate(asha, &db, sweep_id, "r3", stop.clone()).unwrap();
+        let mut r3 = gate(asha, &db, sweep_id, "r3", stop.clone());
         assert_eq!(r3(&curve(3, 0.4)), None);
-        let mut r0 = pruning_gate(asha, &db, sweep_id, "r0", stop.clone()).unwrap();
+        let mut r0 = gate(asha, &db, sweep_id, "r0", stop.clone());
         assert_eq!(r0(&curve(3, 0.1)), Some(StopReason::Pruned));
 
         // The median rule at epoch 3 with min_runs 3: median of .1 .2 .4 is .2.
@@ -380,14 +454,14 @@ mod tests {
             warmup: 1,
             min_runs: 3,
         };
-        let mut gate = pruning_gate(median, &db, sweep_id, "new", stop.clone()).unwrap();
-        assert_eq!(gate(&curve(3, 0.25)), None);
-        assert_eq!(gate(&curve(3, 0.15)), Some(StopReason::Pruned));
+        let mut g = gate(median, &db, sweep_id, "new", stop.clone());
+        assert_eq!(g(&curve(3, 0.25)), None);
+        assert_eq!(g(&curve(3, 0.15)), Some(StopReason::Pruned));
         // Too few runs reached epoch 4: nobody is pruned there.
-        assert_eq!(gate(&curve(4, 0.0)), None);
+        assert_eq!(g(&curve(4, 0.0)), None);
 
         // A graceful stop outranks pruning.
         stop.store(true, Ordering::SeqCst);
-        assert_eq!(gate(&curve(3, 0.15)), Some(StopReason::Interrupted));
+        assert_eq!(g(&curve(3, 0.15)), Some(StopReason::Interrupted));
     }
 }

@@ -65,11 +65,28 @@ pub enum DeviceChoice {
     List(Vec<String>),
 }
 
+/// A `--devices` that names nothing this machine can run on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DevicesError {
+    #[error("--devices is empty: use auto, cpu, or a list like cuda:0,cuda:1")]
+    Empty,
+    #[error("--devices {text}: {why}")]
+    Unknown { text: String, why: String },
+    #[error("--devices {text}: no GPU cuda:{index} on this machine (found: {found})")]
+    NoSuchGpu {
+        text: String,
+        index: usize,
+        found: String,
+    },
+    #[error("--devices {text}: {part} is named twice")]
+    Twice { text: String, part: String },
+}
+
 /// Parses `--devices auto | cpu | tch-cpu | cuda:0,cuda:1` against what was discovered.
-pub fn choose(text: &str, found: &Discovered) -> Result<Vec<DeviceSpec>, String> {
+pub fn choose(text: &str, found: &Discovered) -> Result<Vec<DeviceSpec>, DevicesError> {
     let text = text.trim();
     if text.is_empty() {
-        return Err("--devices is empty: use auto, cpu, or a list like cuda:0,cuda:1".into());
+        return Err(DevicesError::Empty);
     }
     if text == "auto" {
         return Ok(if found.gpus.is_empty() {
@@ -84,13 +101,17 @@ pub fn choose(text: &str, found: &Discovered) -> Result<Vec<DeviceSpec>, String>
     }
     let mut out = Vec::new();
     for part in text.split(',') {
-        let spec: DeviceSpec = part.parse().map_err(|e| format!("--devices {text}: {e}"))?;
-        if let DeviceSpec::Cuda(i) = spec
-            && !found.gpus.iter().any(|g| g.index == i)
+        let spec: DeviceSpec = part.parse().map_err(|e| DevicesError::Unknown {
+            text: text.into(),
+            why: e,
+        })?;
+        if let DeviceSpec::Cuda(index) = spec
+            && !found.gpus.iter().any(|g| g.index == index)
         {
-            return Err(format!(
-                "--devices {text}: no GPU cuda:{i} on this machine (found: {})",
-                if found.gpus.is_empty() {
+            return Err(DevicesError::NoSuchGpu {
+                text: text.into(),
+                index,
+                found: if found.gpus.is_empty() {
                     "none".to_string()
                 } else {
                     found
@@ -99,11 +120,14 @@ pub fn choose(text: &str, found: &Discovered) -> Result<Vec<DeviceSpec>, String>
                         .map(|g| format!("cuda:{} {}", g.index, g.name))
                         .collect::<Vec<_>>()
                         .join(", ")
-                }
-            ));
+                },
+            });
         }
         if out.contains(&spec) {
-            return Err(format!("--devices {text}: {part} is named twice"));
+            return Err(DevicesError::Twice {
+                text: text.into(),
+                part: part.into(),
+            });
         }
         out.push(spec);
     }
@@ -217,18 +241,21 @@ mod tests {
 
     #[test]
     fn nonsense_devices_are_refused_clearly() {
-        let err = choose("gpu9000", &no_gpu()).unwrap_err();
+        let err = choose("gpu9000", &no_gpu()).unwrap_err().to_string();
         assert!(err.contains("gpu9000"), "{err}");
         assert!(choose("", &no_gpu()).is_err());
-        assert!(choose("cpu,cpu", &no_gpu()).unwrap_err().contains("twice"));
+        let twice = choose("cpu,cpu", &no_gpu()).unwrap_err().to_string();
+        assert!(twice.contains("twice"));
         if cfg!(feature = "tch") {
             assert!(
                 choose("cuda:3", &no_gpu())
                     .unwrap_err()
+                    .to_string()
                     .contains("no GPU cuda:3")
             );
         } else {
-            assert!(choose("cuda:0", &no_gpu()).unwrap_err().contains("tch"));
+            let err = choose("cuda:0", &no_gpu()).unwrap_err().to_string();
+            assert!(err.contains("tch"));
         }
     }
 

@@ -3,27 +3,49 @@
 //!
 //! All state lives in SQLite, so the scheduler can die at any point: runs are claimed with a
 //! lease that the worker renews; a run whose lease expired (or whose worker is gone) is resumed
-//! from its last checkpoint by the next launch. Workers run in their own process group (a
-//! terminal's Ctrl-C reaches only the scheduler, which decides what to tell them) and die with
-//! the scheduler (Linux parent-death signal), so no orphan keeps training unseen.
+//! from its last checkpoint by the next launch.
+//!
+//! Two halves: the policy loop ([`policy`]: what runs next, where, and what a failure means)
+//! and an [`Executor`] that starts, watches and stops workers ([`local`]: child processes on
+//! this machine). The policy only ever talks to the executor and the store.
+//!
+//! # Adding an executor (a batch queue such as Slurm, a remote machine)
+//!
+//! 1. A file beside `local.rs` with a type that implements [`Executor`]: `launch` starts
+//!    `fer-lab worker --db … --run … --device … --data … --sweep-id …` (see
+//!    `LocalExecutor::command` for the flags and environment) wherever it runs, `poll` reports
+//!    the runs whose worker ended, `stop_gracefully` delivers SIGINT (the worker finishes its
+//!    epoch), `kill` ends one now, `memory` says what it can about GPU memory (or `None`),
+//!    `known_gone` may tell a dead worker before its lease expires (or always `false`).
+//! 2. The worker needs the database: the same file (a shared filesystem) or, later, a store
+//!    that speaks over the network. It renews its lease every [`crate::worker::HEARTBEAT`];
+//!    that lease is what keeps another launch from taking the run, wherever the worker is.
+//! 3. Pass it to [`run_sweep_on`] instead of what [`run_sweep`] builds. Nothing in the policy
+//!    changes: retries, resume, pruning and Ctrl-C levels are the same for every executor.
+//!
+//! Runs planned while the sweep runs (an adaptive search) come from a [`RunSource`]; the plan
+//! fixed at launch is [`FixedPlan`].
 
 pub mod devices;
+pub mod executor;
+pub mod local;
+pub mod policy;
 pub mod pruning;
 
 use crate::data::FerData;
-use crate::store::{RunRecord, RunState, RunStatus, Store, StoreError, SweepRecord, now_unix};
+use crate::store::{RunRecord, RunStatus, Store, StoreError, SweepRecord};
 use crate::sweep::{PlannedRun, Sweep, run_id};
 use crate::table::Rows;
 use devices::Slot;
+pub use executor::Executor;
+use local::LocalExecutor;
+pub use policy::{FixedPlan, RunSource};
 use pruning::Pruning;
 use serde_json::Value;
-use std::collections::{HashMap, VecDeque};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A planned run with its identity and where its files go.
 #[derive(Debug, Clone)]
@@ -142,7 +164,7 @@ pub struct SweepSummary {
 #[derive(Clone)]
 pub struct Options {
     pub slots: Vec<Slot>,
-    /// Retries after a failure that counts (see the reaping in [`run_sweep`]).
+    /// Retries after a failure that counts (see `policy::Sweeper::on_failure`).
     pub max_retries: u32,
     pub fail_fast: bool,
     /// Keep a finished run's epoch checkpoints (see [`crate::worker::WorkerArgs`]).
@@ -248,117 +270,9 @@ impl FailureCause {
     }
 }
 
-/// A worker process the scheduler started.
-struct Running {
-    child: Child,
-    run: String,
-    slot: Slot,
-    started: Instant,
-    first_step_seen: bool,
-    /// The newest complete checkpoint when it was launched: a worker that dies after saving a
-    /// newer one made progress.
-    checkpoint_at_launch: Option<usize>,
-}
-
-fn signal(child: &Child, sig: nix::sys::signal::Signal) {
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig);
-}
-
-/// Why a run that looks alive is not launched yet, for the line a relaunch prints while it
-/// waits instead of sitting silent for up to a lease.
-fn waiting_for(state: &RunState, now: f64) -> String {
-    let left = state.lease_expires.map_or(0.0, |t| (t - now).max(0.0));
-    match state.worker_pid {
-        Some(pid) => format!(
-            "held by a live worker (pid {pid}) of another launch; waiting for it to end, or at most {left:.0} s for its lease to expire"
-        ),
-        None => format!(
-            "launched by another scheduler whose worker has not reported yet; waiting for it, or at most {left:.0} s for its lease to expire"
-        ),
-    }
-}
-
-/// The last lines of a worker's stderr log, for the error a crash records.
-fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    // A crashed worker's stderr may hold anything; this text reaches the terminal.
-    crate::table::printable(&lines[lines.len().saturating_sub(3)..].join(" | "))
-}
-
-fn spawn_worker(
-    exe: &Path,
-    db: &Path,
-    sweep_id: i64,
-    planned: &Planned,
-    slot: Slot,
-    opts: &Options,
-) -> std::io::Result<Child> {
-    std::fs::create_dir_all(&planned.artifact_dir)?;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(planned.artifact_dir.join("worker.log"))?;
-    let mut cmd = Command::new(exe);
-    // A GPU is pinned with CUDA_VISIBLE_DEVICES: inside the worker it is always cuda:0.
-    let device = match slot.device {
-        crate::device::DeviceSpec::Cuda(i) => {
-            cmd.env("CUDA_VISIBLE_DEVICES", i.to_string());
-            "cuda:0".to_string()
-        }
-        other => other.to_string(),
-    };
-    cmd.arg("worker")
-        .arg("--db")
-        .arg(db)
-        .args(["--run", &planned.id, "--device", &device])
-        .arg("--data")
-        .arg(&opts.data)
-        .args(["--sweep-id", &sweep_id.to_string()]);
-    if opts.keep_checkpoints {
-        cmd.arg("--keep-checkpoints");
-    }
-    if let Some(p) = &opts.pruning {
-        cmd.args([
-            "--pruning",
-            &serde_json::to_string(p).expect("pruning serialises"),
-        ]);
-    }
-    let threads = slot.threads.to_string();
-    cmd.env("RAYON_NUM_THREADS", &threads)
-        .env("OMP_NUM_THREADS", &threads)
-        .env("MKL_NUM_THREADS", &threads)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log));
-    {
-        use std::os::unix::process::CommandExt;
-        cmd.process_group(0);
-        #[cfg(target_os = "linux")]
-        // SAFETY: between fork and exec only async-signal-safe calls are allowed; prctl is one.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                    .map_err(std::io::Error::from)
-            });
-        }
-    }
-    let mut child = cmd.spawn()?;
-    // Forward the worker's progress lines, prefixed with its run id.
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let prefix = format!("[{}]", &planned.id);
-    let output = opts.worker_output.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            output(&format!("{prefix}{line}"));
-        }
-    });
-    Ok(child)
-}
-
-/// Trains every run of `planned` that is not finished, on all `opts.slots`, until the queue is
-/// empty or a stop is asked. Failures are reported as they happen. `log` receives one line per
-/// event.
+/// Trains every run of `planned` that is not finished, on all `opts.slots`, each in a local
+/// worker process, until the queue is empty or a stop is asked. Failures are reported as they
+/// happen. `log` receives one line per event.
 pub fn run_sweep(
     store: &mut Store,
     sweep_id: i64,
@@ -367,370 +281,32 @@ pub fn run_sweep(
     stop: &StopSignal,
     mut log: impl FnMut(&str),
 ) -> Result<SweepSummary, StoreError> {
-    let exe =
-        std::env::current_exe().map_err(|e| StoreError::Folder(PathBuf::from("fer-lab"), e))?;
     let db = store.path().to_path_buf();
-    let by_id: HashMap<&str, &Planned> = planned.iter().map(|p| (p.id.as_str(), p)).collect();
-    let position: HashMap<&str, usize> = planned
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.id.as_str(), i + 1))
-        .collect();
-    let total = planned.len();
-    let label = |id: &str| {
-        let p = by_id[id];
-        format!(
-            "[{}/{total}] run {} {} seed={}",
-            position[id], p.id, p.label, p.run.seed
-        )
-    };
+    let mut executor = LocalExecutor::new(&db, sweep_id, opts)
+        .map_err(|e| StoreError::Folder(PathBuf::from("fer-lab"), e))?;
+    run_sweep_on(
+        &mut executor,
+        &mut FixedPlan,
+        store,
+        sweep_id,
+        planned,
+        opts,
+        stop,
+        &mut log,
+    )
+}
 
-    let mut summary = SweepSummary::default();
-    let mut queue: VecDeque<String> = VecDeque::new();
-    // Runs another live worker holds (an earlier scheduler's, still finishing): wait for them.
-    let mut foreign: Vec<String> = Vec::new();
-    let now = now_unix();
-    for p in planned {
-        let Some(state) = store.run_state(&p.id)? else {
-            continue;
-        };
-        match state.status {
-            RunStatus::Done => {
-                summary.skipped += 1;
-                log(&format!("{}: done already, skipped", label(&p.id)));
-            }
-            RunStatus::Pruned => summary.pruned += 1,
-            RunStatus::Diverged => summary
-                .diverged
-                .push((p.id.clone(), state.error.unwrap_or_default())),
-            RunStatus::Failed if state.failures > opts.max_retries => {
-                log(&format!(
-                    "{}: failed {} times, not retried (--retry-failed to retry)",
-                    label(&p.id),
-                    state.failures
-                ));
-                summary
-                    .failed
-                    .push((p.id.clone(), state.error.unwrap_or_default()));
-            }
-            RunStatus::Running
-                if !state.lease_expired(now)
-                    && state.worker_pid.is_none_or(crate::process::alive) =>
-            {
-                log(&format!("{}: {}", label(&p.id), waiting_for(&state, now)));
-                foreign.push(p.id.clone());
-            }
-            RunStatus::Running => {
-                // The launch that ran it died (or its worker did, unseen): not the run's
-                // failure, so it does not count against max_retries.
-                store.requeue(&p.id, "its worker is gone: the launch that ran it stopped")?;
-                log(&format!(
-                    "{}: its worker is gone (the last launch was stopped); resuming it",
-                    label(&p.id)
-                ));
-                queue.push_back(p.id.clone());
-            }
-            RunStatus::Queued | RunStatus::Interrupted | RunStatus::Failed => {
-                queue.push_back(p.id.clone())
-            }
-        }
-    }
-
-    let mut running: Vec<Running> = Vec::new();
-    let mut last_launch: HashMap<String, Instant> = HashMap::new();
-    let mut gpu_capacity: HashMap<String, usize> = HashMap::new();
-    let mut stop_level = StopLevel::Continue;
-    let mut paused = false;
-    let mut last_poll = Instant::now() - Duration::from_secs(10);
-    loop {
-        // A dashboard steers through the database: pause launching, or put runs back in the
-        // queue (`r` on a failed run). Polled, not per iteration: reads are cheap, not free.
-        if last_poll.elapsed() >= Duration::from_millis(500) {
-            last_poll = Instant::now();
-            let now_paused = store.is_paused(sweep_id)?;
-            if now_paused != paused {
-                paused = now_paused;
-                log(if paused {
-                    "paused: no new launches until resumed (p in the dashboard)"
-                } else {
-                    "resumed launching"
-                });
-            }
-            for id in store.queued_runs(sweep_id)? {
-                let known = queue.contains(&id)
-                    || running.iter().any(|r| r.run == id)
-                    || foreign.contains(&id);
-                if !known && by_id.contains_key(id.as_str()) {
-                    summary.failed.retain(|(f, _)| *f != id);
-                    summary.diverged.retain(|(d, _)| *d != id);
-                    log(&format!("{}: queued again", label(&id)));
-                    queue.push_back(id);
-                }
-            }
-        }
-        // Ctrl-C: the first press lets running epochs finish and checkpoint, the second stops now.
-        let asked = stop.level();
-        if asked > stop_level {
-            stop_level = asked;
-            if stop_level == StopLevel::Finish {
-                log(
-                    "stopping: no new runs; running epochs finish and checkpoint (Ctrl-C again to stop now)",
-                );
-                for r in &running {
-                    signal(&r.child, nix::sys::signal::Signal::SIGINT);
-                }
-            } else {
-                log("stopping now");
-                for r in &mut running {
-                    let _ = r.child.kill();
-                    let _ = r.child.wait();
-                    let done = store.run_state(&r.run)?.map(|s| s.epochs_done);
-                    store.end_run(&r.run, RunStatus::Interrupted, None, None, done)?;
-                }
-                summary.interrupted += running.len() + queue.len();
-                running.clear();
-                break;
-            }
-        }
-
-        // Reap finished workers.
-        let mut i = 0;
-        while i < running.len() {
-            let exited = running[i].child.try_wait().ok().flatten();
-            let Some(exit) = exited else {
-                if !running[i].first_step_seen
-                    && store
-                        .run_state(&running[i].run)?
-                        .is_some_and(|s| s.epochs_done > 0 || s.status != RunStatus::Running)
-                {
-                    running[i].first_step_seen = true;
-                }
-                i += 1;
-                continue;
-            };
-            let r = running.remove(i);
-            let state = store.run_state(&r.run)?.expect("a claimed run exists");
-            let worker_log = by_id[r.run.as_str()].artifact_dir.join("worker.log");
-            match state.status {
-                RunStatus::Done => summary.trained += 1,
-                RunStatus::Pruned => {
-                    summary.pruned += 1;
-                    log(&format!("{}: pruned", label(&r.run)));
-                }
-                RunStatus::Interrupted => summary.interrupted += 1,
-                RunStatus::Diverged => {
-                    let why = state.error.clone().unwrap_or_default();
-                    log(&format!("{}: DIVERGED: {why}", label(&r.run)));
-                    summary.diverged.push((r.run.clone(), why));
-                }
-                RunStatus::Failed | RunStatus::Running | RunStatus::Queued => {
-                    // Failed as recorded by the worker, or the worker died without recording.
-                    let recorded = state.status == RunStatus::Failed;
-                    let why = if recorded {
-                        state.error.clone().unwrap_or_default()
-                    } else {
-                        format!(
-                            "worker exited ({exit}) without a result: {}",
-                            log_tail(&worker_log)
-                        )
-                    };
-                    let oom = FailureCause::of(&why) == FailureCause::OutOfMemory;
-                    let on_gpu = matches!(r.slot.device, crate::device::DeviceSpec::Cuda(_));
-                    let neighbours = running
-                        .iter()
-                        .filter(|o| o.slot.device == r.slot.device)
-                        .count();
-                    let checkpoint = crate::train::resumable_epoch(
-                        &by_id[r.run.as_str()].artifact_dir,
-                        state.epochs_done,
-                    );
-                    let progressed = checkpoint > r.checkpoint_at_launch;
-                    // What counts against max_retries (the README's crash-safety paragraph):
-                    // the worker's own error, and a death that saved no new checkpoint (a crash
-                    // that would recur). A death after progress resumes uncounted: each such
-                    // retry is at least one epoch further, so it cannot loop. Out of GPU memory
-                    // counts only when the run was alone on its GPU.
-                    let counts = if oom && on_gpu {
-                        neighbours == 0
-                    } else {
-                        recorded || !progressed
-                    };
-                    if oom && on_gpu && neighbours > 0 {
-                        // Fewer neighbours on that GPU, and the run goes back in the queue as it was.
-                        gpu_capacity.insert(r.slot.device.to_string(), neighbours);
-                        store.requeue(&r.run, "out of GPU memory: fewer runs per GPU")?;
-                        queue.push_front(r.run.clone());
-                        log(&format!(
-                            "{}: out of GPU memory, requeued with fewer neighbours",
-                            label(&r.run)
-                        ));
-                    } else if !counts {
-                        let epoch = checkpoint.unwrap_or(0);
-                        store.requeue(
-                            &r.run,
-                            &format!("{why}; resumes from epoch {epoch}, not counted as a failure"),
-                        )?;
-                        if stop_level == StopLevel::Continue {
-                            queue.push_back(r.run.clone());
-                            log(&format!(
-                                "{}: worker died after the checkpoint of epoch {epoch}; resuming: {why}",
-                                label(&r.run)
-                            ));
-                        } else {
-                            summary.interrupted += 1;
-                        }
-                    } else {
-                        let failures = store.count_failure(&r.run)?;
-                        if failures <= opts.max_retries && stop_level == StopLevel::Continue {
-                            store.requeue(&r.run, &format!("failure {failures}: {why}"))?;
-                            queue.push_back(r.run.clone());
-                            log(&format!(
-                                "{}: FAILED (failure {failures} of at most {}), retrying: {why}",
-                                label(&r.run),
-                                opts.max_retries + 1
-                            ));
-                        } else {
-                            if !recorded {
-                                store.end_run(&r.run, RunStatus::Failed, None, Some(&why), None)?;
-                            }
-                            log(&format!("{}: FAILED: {why}", label(&r.run)));
-                            summary.failed.push((r.run.clone(), why));
-                            if opts.fail_fast && stop_level == StopLevel::Continue {
-                                log("--fail-fast: stopping the sweep");
-                                stop.request(StopLevel::Finish);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-
-        // Runs held by another worker: done when they end, ours when their lease expires.
-        let now = now_unix();
-        let mut still = Vec::new();
-        for id in foreign.drain(..) {
-            match store.run_state(&id)? {
-                Some(s)
-                    if s.status == RunStatus::Running
-                        && (s.lease_expired(now)
-                            || s.worker_pid.is_some_and(|p| !crate::process::alive(p))) =>
-                {
-                    store.requeue(&id, "its worker is gone: the launch that ran it stopped")?;
-                    log(&format!("{}: its worker is gone; resuming it", label(&id)));
-                    queue.push_back(id);
-                }
-                Some(s) if s.status == RunStatus::Running => still.push(id),
-                Some(s) if s.status == RunStatus::Done => summary.trained += 1,
-                _ => queue.push_back(id),
-            }
-        }
-        foreign = still;
-
-        // Launch into free slots, one device start at a time.
-        if stop_level == StopLevel::Continue && !paused {
-            for slot in &opts.slots {
-                if queue.is_empty() {
-                    break;
-                }
-                let device = slot.device.to_string();
-                let busy = running.iter().any(|r| r.slot == *slot);
-                let on_device = running
-                    .iter()
-                    .filter(|r| r.slot.device == slot.device)
-                    .count();
-                let unmeasured =
-                    if opts.gpu_auto && matches!(slot.device, crate::device::DeviceSpec::Cuda(_)) {
-                        1
-                    } else {
-                        usize::MAX
-                    };
-                let capacity = gpu_capacity.get(&device).copied().unwrap_or(unmeasured);
-                let starting = running.iter().any(|r| {
-                    r.slot.device == slot.device
-                        && !r.first_step_seen
-                        && r.started.elapsed() < opts.stagger * 10
-                });
-                let recent = last_launch
-                    .get(&device)
-                    .is_some_and(|t| t.elapsed() < opts.stagger);
-                if busy || on_device >= capacity || starting || recent {
-                    continue;
-                }
-                let id = queue.pop_front().expect("queue is not empty");
-                let p = by_id[id.as_str()];
-                let checkpoint_at_launch = crate::train::resumable_epoch(
-                    &p.artifact_dir,
-                    store.run_state(&id)?.map_or(0, |s| s.epochs_done),
-                );
-                let attempt = store.claim_run(&id, &slot.name(), crate::worker::LEASE_SECS)?;
-                log(&format!(
-                    "{}: training on {}{}",
-                    label(&id),
-                    slot.name(),
-                    if attempt > 1 {
-                        format!(" (attempt {attempt})")
-                    } else {
-                        String::new()
-                    }
-                ));
-                match spawn_worker(&exe, &db, sweep_id, p, *slot, opts) {
-                    Ok(child) => {
-                        store.set_worker_pid(&id, child.id())?;
-                        running.push(Running {
-                            child,
-                            run: id,
-                            slot: *slot,
-                            started: Instant::now(),
-                            first_step_seen: false,
-                            checkpoint_at_launch,
-                        })
-                    }
-                    Err(e) => {
-                        let why = format!("could not start a worker: {e}");
-                        store.count_failure(&id)?;
-                        store.end_run(&id, RunStatus::Failed, None, Some(&why), None)?;
-                        log(&format!("{}: FAILED: {why}", label(&id)));
-                        summary.failed.push((id, why));
-                    }
-                }
-                last_launch.insert(device, Instant::now());
-            }
-        }
-
-        // Measure a GPU run's memory once it trains, and fit as many as the card holds.
-        for r in &running {
-            let device = r.slot.device.to_string();
-            if matches!(r.slot.device, crate::device::DeviceSpec::Cuda(_))
-                && r.first_step_seen
-                && !gpu_capacity.contains_key(&device)
-                && let Some((_, mib)) = devices::gpu_memory_by_pid()
-                    .into_iter()
-                    .find(|(pid, _)| *pid == r.child.id())
-            {
-                let total = devices::discover()
-                    .gpus
-                    .iter()
-                    .find(|g| {
-                        Some(g.index) == device.strip_prefix("cuda:").and_then(|i| i.parse().ok())
-                    })
-                    .and_then(|g| g.memory_total_mib)
-                    .unwrap_or(0);
-                let cap = devices::gpu_capacity(total, mib, opts.gpu_cap);
-                log(&format!(
-                    "{device}: a run uses {mib} MiB of {total} MiB: up to {cap} runs at once"
-                ));
-                gpu_capacity.insert(device, cap);
-            }
-        }
-
-        if running.is_empty()
-            && (queue.is_empty() || stop_level > StopLevel::Continue)
-            && foreign.is_empty()
-        {
-            summary.interrupted += queue.len();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(summary)
+/// [`run_sweep`] with any executor, and runs that `source` adds while the sweep runs.
+#[allow(clippy::too_many_arguments)]
+pub fn run_sweep_on(
+    executor: &mut dyn Executor,
+    source: &mut dyn RunSource,
+    store: &mut Store,
+    sweep_id: i64,
+    planned: &[Planned],
+    opts: &Options,
+    stop: &StopSignal,
+    log: &mut dyn FnMut(&str),
+) -> Result<SweepSummary, StoreError> {
+    policy::Sweeper::new(store, sweep_id, planned, opts, stop, executor, source, log).run()
 }

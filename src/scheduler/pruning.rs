@@ -37,12 +37,23 @@ fn three() -> usize {
     3
 }
 
+/// A `[pruning]` setting no rule can work with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PruningError {
+    #[error("pruning.min_runs must be ≥ 1")]
+    NoMinRuns,
+    #[error("pruning.rung must be ≥ 1 epoch")]
+    NoRung,
+    #[error("pruning.eta = {0} must be ≥ 2")]
+    Eta(usize),
+}
+
 impl Pruning {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), PruningError> {
         match *self {
-            Pruning::Median { min_runs: 0, .. } => Err("pruning.min_runs must be ≥ 1".into()),
-            Pruning::Asha { rung: 0, .. } => Err("pruning.rung must be ≥ 1 epoch".into()),
-            Pruning::Asha { eta, .. } if eta < 2 => Err(format!("pruning.eta = {eta} must be ≥ 2")),
+            Pruning::Median { min_runs: 0, .. } => Err(PruningError::NoMinRuns),
+            Pruning::Asha { rung: 0, .. } => Err(PruningError::NoRung),
+            Pruning::Asha { eta, .. } if eta < 2 => Err(PruningError::Eta(eta)),
             _ => Ok(()),
         }
     }

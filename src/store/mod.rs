@@ -7,6 +7,7 @@
 mod analysis;
 mod dashboard;
 mod epochs;
+mod heartbeat;
 mod leases;
 pub mod migrations;
 mod reads;
@@ -18,6 +19,7 @@ mod synthetic;
 
 pub use analysis::{ClassMetricRow, EvalScores, FinishedRun, RunOutcome};
 pub use dashboard::{RunEvent, SweepMeta, SweepRunRow};
+pub use heartbeat::{Beat, Heartbeat, SharedStore};
 pub use leases::now_unix;
 pub use reads::{RunningProgress, StoredRun, TrainedRunRow};
 pub use records::{

@@ -192,7 +192,7 @@ impl Sweep {
             Some(p) => {
                 let line = line_of(text, p.span().start);
                 let p = p.into_inner();
-                p.validate().map_err(|m| err(Some(line), m))?;
+                p.validate().map_err(|m| err(Some(line), m.to_string()))?;
                 Some(p)
             }
             None => None,

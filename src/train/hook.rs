@@ -1,12 +1,14 @@
-//! fer-lab's hook into burn-train: a `MetricLogger` that streams each epoch's train and val
-//! loss / accuracy and the learning rate into SQLite as the epoch ends, and a renderer that
-//! stays quiet (progress lines are the sweep's job, the dashboard reads SQLite).
+//! fer-lab's hook into burn-train: a `MetricLogger` that collects each epoch's train and val
+//! loss / accuracy and the learning rate and hands the finished epoch to the run's
+//! [`EpochSink`], and a renderer that stays quiet (progress lines are the sweep's job, the
+//! dashboard reads SQLite).
 //!
-//! burn-train calls loggers on its event-processor thread, so these writes never stall the
-//! training step.
+//! burn-train calls loggers on its event-processor thread, so what the sink does with an epoch
+//! never stalls the training step.
 
 use super::schedule::ValHistory;
-use crate::store::{EpochRow, Store};
+use super::sink::{EpochSink, StopReason, Verdict};
+use crate::store::EpochRow;
 use burn::train::logger::{
     EvaluationProgressLogger, InMemoryMetricLogger, MetricLogger, TrainingProgressLogger,
 };
@@ -22,15 +24,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// Why training stopped before its last epoch, by the hook's own decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopReason {
-    /// The pruning rule judged the run not worth finishing.
-    Pruned,
-    /// A graceful stop was asked for (first Ctrl-C): the epoch finished and was checkpointed.
-    Interrupted,
-}
-
 /// What the hook learned, shared with the thread that launched training.
 #[derive(Debug, Default, Clone)]
 pub struct HookState {
@@ -38,58 +31,45 @@ pub struct HookState {
     pub epochs: Vec<EpochRow>,
     /// First epoch whose train loss was NaN or infinite.
     pub diverged_at: Option<usize>,
-    /// An SQLite error while recording (training is stopped when it happens).
-    pub store_error: Option<String>,
-    /// Set when the gate stopped training, with the epoch.
+    /// Set when the sink stopped training, with the epoch.
     pub stopped: Option<(StopReason, usize)>,
 }
 
-/// Called with each finished epoch (used for progress lines).
-pub type EpochCallback = Box<dyn FnMut(&EpochRow) + Send>;
-
-/// Asked after each recorded epoch, with all epochs so far, whether training should stop.
-pub type EpochGate = Box<dyn FnMut(&[EpochRow]) -> Option<StopReason> + Send>;
-
-pub struct SqliteHook {
-    store: Store,
-    run_id: String,
+pub struct EpochHook {
+    sink: Box<dyn EpochSink>,
     names: HashMap<MetricId, String>,
     row: EpochRow,
     epoch_started: Instant,
     memory: InMemoryMetricLogger,
+    /// The hook's own copy of the run's epochs, what the sink is shown: the shared state is
+    /// not locked while the sink works, so the checkpointer waiting on it is not held up longer.
+    epochs: Vec<EpochRow>,
     state: Arc<Mutex<HookState>>,
     interrupter: Interrupter,
-    on_epoch: Option<EpochCallback>,
-    gate: Option<EpochGate>,
     history: Arc<ValHistory>,
 }
 
-impl SqliteHook {
+impl EpochHook {
     /// `earlier` are the epochs of the attempt this one resumes (empty for a fresh start).
     pub fn new(
-        store: Store,
-        run_id: &str,
+        sink: Box<dyn EpochSink>,
         interrupter: Interrupter,
-        on_epoch: Option<EpochCallback>,
-        gate: Option<EpochGate>,
         history: Arc<ValHistory>,
         earlier: Vec<EpochRow>,
-    ) -> (SqliteHook, Arc<Mutex<HookState>>) {
+    ) -> (EpochHook, Arc<Mutex<HookState>>) {
         let state = Arc::new(Mutex::new(HookState {
-            epochs: earlier,
+            epochs: earlier.clone(),
             ..HookState::default()
         }));
-        let hook = SqliteHook {
-            store,
-            run_id: run_id.to_string(),
+        let hook = EpochHook {
+            sink,
             names: HashMap::new(),
             row: EpochRow::default(),
             epoch_started: Instant::now(),
             memory: InMemoryMetricLogger::default(),
+            epochs: earlier,
             state: state.clone(),
             interrupter,
-            on_epoch,
-            gate,
             history,
         };
         (hook, state)
@@ -103,14 +83,10 @@ impl SqliteHook {
         let diverged = row.train_loss.is_some_and(|l| !l.is_finite())
             || row.val_loss.is_some_and(|l| !l.is_finite());
         self.history.push(row.val_acc.unwrap_or(f64::NAN));
-        match self.store.record_epoch(&self.run_id, &row) {
-            Ok(ms) => row.write_ms = Some(ms),
-            Err(e) => {
-                self.state.lock().expect("hook state lock").store_error = Some(e.to_string());
-                self.interrupter
-                    .stop(Some("could not record metrics in SQLite"));
-            }
-        }
+        self.epochs.push(row);
+        // Before the epoch enters the shared state: the checkpointer waits for it there, so the
+        // sink has kept the epoch before its checkpoint is written.
+        let verdict = self.sink.epoch(&self.epochs);
         let mut state = self.state.lock().expect("hook state lock");
         state.epochs.push(row);
         if diverged && state.diverged_at.is_none() {
@@ -119,23 +95,19 @@ impl SqliteHook {
         }
         if state.diverged_at.is_none()
             && state.stopped.is_none()
-            && let Some(gate) = &mut self.gate
-            && let Some(reason) = gate(&state.epochs)
+            && let Verdict::Stop(reason) = verdict
         {
-            state.stopped = Some((reason, epoch));
             self.interrupter.stop(Some(match reason {
                 StopReason::Pruned => "pruned",
                 StopReason::Interrupted => "interrupted",
+                StopReason::SinkFailed(_) => "the sink could not keep the epoch",
             }));
-        }
-        drop(state);
-        if let Some(callback) = &mut self.on_epoch {
-            callback(&row);
+            state.stopped = Some((reason, epoch));
         }
     }
 }
 
-impl MetricLogger for SqliteHook {
+impl MetricLogger for EpochHook {
     fn log(&mut self, update: MetricsUpdate, epoch: usize, split: &Split) {
         for numeric in &update.entries_numeric {
             // The epoch-level value arrives once, as a `Final` entry, when the split ends.

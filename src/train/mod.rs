@@ -1,18 +1,21 @@
 //! Training one run with burn-train: `Learner` + `SupervisedTraining`, its accuracy / loss /
-//! learning-rate metrics and its checkpointer, with [`hook::SqliteHook`] streaming every epoch
-//! into SQLite. After training, the best-on-val checkpoint is evaluated on val and test.
+//! learning-rate metrics and its checkpointer, with [`hook::EpochHook`] handing every finished
+//! epoch to the caller's [`sink::EpochSink`], whose verdict may stop the run. After training, the
+//! best-on-val checkpoint is evaluated on val and test. Training never opens the database: the
+//! caller passes the epochs of an attempt it resumes and keeps what the sink receives.
 
 pub mod eval;
 pub mod hook;
 pub mod loss;
 pub mod schedule;
+pub mod sink;
 
 use crate::config::{OptimizerSpec, RunConfig};
 use crate::data::SplitImages;
 use crate::data::batcher::{FerBatch, FerBatcher, IndexDataset};
 use crate::metrics::Evaluation;
 use crate::model::{self, FerModel, ModelSize};
-use crate::store::{EpochRow, Store, StoreError};
+use crate::store::EpochRow;
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::grad_clipping::GradientClippingConfig;
@@ -28,8 +31,9 @@ use burn::train::{
     ClassificationOutput, InferenceStep, Learner, SupervisedTraining, TrainOutput, TrainStep,
 };
 use burn::train::{MetricEarlyStoppingStrategy, StoppingCondition};
-use hook::{EpochCallback, EpochGate, HookState, Progress, QuietRenderer, SqliteHook, StopReason};
+use hook::{EpochHook, HookState, Progress, QuietRenderer};
 use loss::Loss;
+use sink::{EpochSink, StopReason};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -99,20 +103,25 @@ pub enum TrainError {
     Training(String),
     #[error("checkpoint: {0}")]
     Checkpoint(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
+}
+
+/// A saved model that could not be read back.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {why}")]
+pub struct LoadError {
+    pub path: String,
+    /// burn's message; not a `source`, so that anyhow does not print it twice.
+    pub why: String,
 }
 
 /// One run to train.
 pub struct RunSpec<'a> {
-    pub run_id: &'a str,
     pub config: &'a RunConfig,
     pub seed: u64,
     pub device: &'a Device,
-    pub db_path: &'a Path,
     /// `results/<sweep>/<run>/`: burn-train's checkpoints and the best model.
     pub artifact_dir: &'a Path,
-    /// Resume from the checkpoint of this epoch; the epochs before it are in the database.
+    /// Resume from the checkpoint of this epoch; the caller passes the epochs up to it.
     pub resume_from: Option<usize>,
     /// Where the running split is, for whoever watches (the worker's heartbeat).
     pub progress: Arc<Progress>,
@@ -207,8 +216,11 @@ pub fn init_model(config: &RunConfig, seed: u64, device: &Device) -> FerModel {
 }
 
 /// Loads a checkpoint of a run (a saved [`Classifier`]) onto `device`.
-pub fn load_model(config: &RunConfig, path: &Path, device: &Device) -> Result<FerModel, String> {
-    let record = ModuleRecord::load(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn load_model(config: &RunConfig, path: &Path, device: &Device) -> Result<FerModel, LoadError> {
+    let record = ModuleRecord::load(path).map_err(|e| LoadError {
+        path: path.display().to_string(),
+        why: e.to_string(),
+    })?;
     let classifier = Classifier {
         model: FerModel::new(&config.model, config.dropout, device),
         loss: Loss::cross_entropy(),
@@ -245,13 +257,15 @@ fn optimizer(config: &RunConfig) -> burn::optim::ModuleOptimizer {
     }
 }
 
-/// Trains one run to the end, streaming epochs into SQLite, then evaluates the best-on-val
-/// checkpoint on val and test. The caller records the outcome.
+/// Trains one run to the end, handing each finished epoch to `sink`, then evaluates the
+/// best-on-val checkpoint on val and test. `earlier` are the recorded epochs of the attempt
+/// `spec.resume_from` resumes (those after its checkpoint are ignored; all of them on a fresh
+/// start). The caller records the outcome.
 pub fn train_run(
     spec: &RunSpec<'_>,
     splits: &Splits,
-    on_epoch: Option<EpochCallback>,
-    gate: Option<EpochGate>,
+    earlier: Vec<EpochRow>,
+    sink: Box<dyn EpochSink>,
 ) -> Result<RunOutcome, TrainError> {
     let started = Instant::now();
     let config = spec.config;
@@ -295,15 +309,10 @@ pub fn train_run(
         .set_device(spec.device.clone())
         .build(IndexDataset::eval(splits.val.len()));
 
-    let store = Store::open(spec.db_path)?;
     // The epochs of the attempt this one resumes: the schedule, the best-epoch choice and the
-    // gate see the whole run.
+    // sink see the whole run.
     let earlier: Vec<EpochRow> = match resume_from {
-        Some(e) => store
-            .epoch_rows(spec.run_id)?
-            .into_iter()
-            .filter(|r| r.epoch <= e)
-            .collect(),
+        Some(e) => earlier.into_iter().filter(|r| r.epoch <= e).collect(),
         None => Vec::new(),
     };
     let history = Arc::new(schedule::ValHistory::default());
@@ -317,15 +326,7 @@ pub fn train_run(
         .collect();
     let training = SupervisedTraining::new(spec.artifact_dir, train_loader, valid_loader);
     let interrupter = training.interrupter();
-    let (hook, hook_state) = SqliteHook::new(
-        store,
-        spec.run_id,
-        interrupter,
-        on_epoch,
-        gate,
-        history.clone(),
-        earlier,
-    );
+    let (hook, hook_state) = EpochHook::new(sink, interrupter, history.clone(), earlier);
     let mut training = training
         .metric_train_numeric(AccuracyMetric::new())
         .metric_valid_numeric(AccuracyMetric::new())
@@ -372,7 +373,7 @@ pub fn train_run(
     if let Some(epoch) = state.diverged_at {
         return Err(TrainError::Diverged { epoch });
     }
-    if let Some(why) = state.store_error {
+    if let Some((StopReason::SinkFailed(why), _)) = &state.stopped {
         return Err(TrainError::Training(format!("recording metrics: {why}")));
     }
     if let Some(error) = result.error {
@@ -381,7 +382,7 @@ pub fn train_run(
     match state.stopped {
         Some((StopReason::Pruned, epoch)) => return Err(TrainError::Pruned { epoch }),
         Some((StopReason::Interrupted, epoch)) => return Err(TrainError::Interrupted { epoch }),
-        None => {}
+        Some((StopReason::SinkFailed(_), _)) | None => {}
     }
     let stopped_early = config.early_stopping.is_some() && !state.epochs.is_empty();
     if state.epochs.len() < config.epochs && !stopped_early {
@@ -401,7 +402,8 @@ pub fn train_run(
     let checkpoint = checkpoint_path(spec.artifact_dir, best_epoch);
     std::fs::copy(&checkpoint, &best_model)
         .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", checkpoint.display())))?;
-    let model = load_model(config, &best_model, spec.device).map_err(TrainError::Checkpoint)?;
+    let model = load_model(config, &best_model, spec.device)
+        .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
     let eval_batch = config.batch_size.max(256);
     let val = eval::evaluate(&model, &splits.val, eval_batch, config.tta, spec.device);
     let test = eval::evaluate(&model, &splits.test, eval_batch, config.tta, spec.device);
