@@ -8,7 +8,7 @@ use crate::data::{IMAGE_PIXELS, IMAGE_SIDE, SplitImages};
 use crate::model::{self, FerModel};
 use crate::table::Rows;
 use crate::train::loss::Loss;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use serde_json::Value;
 use std::time::Instant;
@@ -90,7 +90,7 @@ impl StepBench {
         let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &device);
         StepBench {
             model: Some(model),
-            optim: AdamConfig::new().init(),
+            optim: crate::train::fused_adam::FusedAdam::new(0.0).init(),
             loss: Loss::cross_entropy(),
             images,
             targets,

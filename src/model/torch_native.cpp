@@ -1,8 +1,9 @@
 // What fer-lab needs from libtorch that tch does not expose: the backward of a recorded region
 // seeded with its output gradient (tch's run_backward only takes scalar roots, which would cost
-// a multiply and a sum over every region's output), and a trace of the ATen operators and
+// a multiply and a sum over every region's output), the fused Adam kernel, and a trace of the ATen operators and
 // autograd nodes that run, with their input shapes (libtorch's RecordFunction, what PyTorch's
 // profiler reads), so a test can show which native kernels each layer uses.
+#include <ATen/ATen.h>
 #include <ATen/record_function.h>
 #include <torch/csrc/autograd/autograd.h>
 
@@ -89,12 +90,14 @@ char *ferlab_region_grad(at::Tensor *output, at::Tensor *grad_output, at::Tensor
     }
 }
 
-// Starts recording every ATen operator and autograd node, on every thread.
+// Starts recording every ATen operator and autograd node of this thread (and of the autograd
+// engine's threads while they work for it: they inherit its thread-local state), so ops that
+// other threads run at the same time stay out of the trace.
 void ferlab_trace_start() {
     std::lock_guard<std::mutex> lock(trace_mutex);
     trace_lines.clear();
     if (!trace_handle) {
-        trace_handle = at::addGlobalCallback(
+        trace_handle = at::addThreadLocalCallback(
             at::RecordFunctionCallback(on_enter, on_exit)
                 .needsInputs(true)
                 .scopes({at::RecordScope::FUNCTION, at::RecordScope::BACKWARD_FUNCTION}));
@@ -115,6 +118,30 @@ char *ferlab_trace_stop() {
     }
     trace_lines.clear();
     return copy_string(out);
+}
+
+// One Adam (or, with decoupled, AdamW) step of one parameter tensor, in place on the
+// parameter and both moments: libtorch's fused kernel, one pass instead of burn's dozen
+// element-wise kernels. `step` counts this step (1 for the first). Returns an error message (to
+// free with ferlab_free) or null.
+char *ferlab_fused_adam(at::Tensor *param, at::Tensor *grad, at::Tensor *exp_avg,
+                        at::Tensor *exp_avg_sq, double step, double lr, double beta1,
+                        double beta2, double weight_decay, double eps, int decoupled) {
+    try {
+        // The kernel reads the step count from a tensor on the parameter's device (no copy from
+        // the host, so no synchronisation on a GPU).
+        at::Tensor steps = at::full({}, step, param->options().dtype(at::kFloat));
+        if (decoupled) {
+            at::_fused_adamw_({*param}, {*grad}, {*exp_avg}, {*exp_avg_sq}, {}, {steps}, lr, beta1,
+                              beta2, weight_decay, eps, /*amsgrad=*/false, /*maximize=*/false);
+        } else {
+            at::_fused_adam_({*param}, {*grad}, {*exp_avg}, {*exp_avg_sq}, {}, {steps}, lr, beta1,
+                             beta2, weight_decay, eps, /*amsgrad=*/false, /*maximize=*/false);
+        }
+        return nullptr;
+    } catch (const std::exception &e) {
+        return copy_string(e.what());
+    }
 }
 
 void ferlab_free(char *s) { std::free(s); }

@@ -266,7 +266,7 @@ fn context(inputs: &[DispatchTensor]) -> DispatchAutodiffContext {
         })
 }
 
-fn plain(t: DispatchTensor) -> TchTensor {
+pub fn plain(t: DispatchTensor) -> TchTensor {
     match t.kind {
         DispatchTensorKind::LibTorch(BackendTensor::Float(t)) => t,
         other => panic!("a LibTorch float tensor, got {other:?}"),
@@ -414,6 +414,19 @@ unsafe extern "C" {
         n_inputs: c_int,
         grads: *mut *mut C_tensor,
     ) -> *mut c_char;
+    fn ferlab_fused_adam(
+        param: *const C_tensor,
+        grad: *const C_tensor,
+        exp_avg: *const C_tensor,
+        exp_avg_sq: *const C_tensor,
+        step: f64,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        weight_decay: f64,
+        eps: f64,
+        decoupled: c_int,
+    ) -> *mut c_char;
     fn ferlab_trace_start();
     fn ferlab_trace_stop() -> *mut c_char;
     fn ferlab_free(s: *mut c_char);
@@ -452,10 +465,69 @@ fn region_grad(output: &T, grad: &T, inputs: &[&T]) -> Vec<Option<T>> {
         .collect()
 }
 
+/// The hyperparameters of one Adam step (`decoupled`: AdamW's weight decay).
+#[derive(Debug, Clone, Copy)]
+pub struct AdamStep {
+    pub lr: f64,
+    pub beta_1: f64,
+    pub beta_2: f64,
+    pub epsilon: f64,
+    pub weight_decay: f64,
+    pub decoupled: bool,
+    /// This step's number, 1 for the first.
+    pub step: usize,
+}
+
+/// One Adam step of `param` with `grad`, updating `param` and the moments in place with
+/// libtorch's fused kernel (`_fused_adam_` / `_fused_adamw_`): one pass where burn's Adam runs a
+/// dozen element-wise kernels. The caller owns the three tensors it updates.
+pub fn fused_adam(param: &T, grad: &T, moment_1: &T, moment_2: &T, step: &AdamStep) {
+    // SAFETY: four live `at::Tensor*`; the shim writes only into the storage of the param and
+    // the moments, which the caller owns alone.
+    let error = unsafe {
+        ferlab_fused_adam(
+            param.as_ptr(),
+            grad.as_ptr(),
+            moment_1.as_ptr(),
+            moment_2.as_ptr(),
+            step.step as f64,
+            step.lr,
+            step.beta_1,
+            step.beta_2,
+            step.weight_decay,
+            step.epsilon,
+            c_int::from(step.decoupled),
+        )
+    };
+    if !error.is_null() {
+        panic!("libtorch fused Adam: {}", take_string(error));
+    }
+}
+
+/// A LibTorch float tensor that nothing else references, so a kernel may write into it: the
+/// tensor itself when burn holds it alone, else a copy.
+pub fn owned(t: DispatchTensor) -> TchTensor {
+    let t = plain(t);
+    if t.can_mut() {
+        t
+    } else {
+        wrap(t.tensor.copy())
+    }
+}
+
+pub fn into_dispatch(t: TchTensor) -> DispatchTensor {
+    from_plain(t)
+}
+
 /// Every ATen operator and autograd node libtorch runs inside `f`, one line each:
 /// `depth \t op|backward \t name \t input shapes`.
+/// Traces run one at a time (the shim keeps one list of lines).
 pub fn trace<R>(f: impl FnOnce() -> R) -> (R, String) {
-    // SAFETY: start/stop only (un)register a RecordFunction callback.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // SAFETY: start/stop only (un)register a RecordFunction callback on this thread.
     unsafe { ferlab_trace_start() };
     let result = f();
     let lines = take_string(unsafe { ferlab_trace_stop() });

@@ -5,6 +5,7 @@
 //! caller passes the epochs of an attempt it resumes and keeps what the sink receives.
 
 pub mod eval;
+pub mod fused_adam;
 pub mod hook;
 pub mod loss;
 pub mod schedule;
@@ -17,10 +18,10 @@ use crate::metrics::Evaluation;
 use crate::model::{self, FerModel, ModelSize};
 use crate::store::EpochRow;
 use burn::data::dataloader::DataLoaderBuilder;
+use burn::optim::SgdConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, AdamWConfig, SgdConfig};
 use burn::prelude::*;
 use burn::store::ModuleRecord;
 use burn::train::checkpoint::{CheckpointingAction, CheckpointingStrategy};
@@ -228,6 +229,16 @@ pub fn load_model(config: &RunConfig, path: &Path, device: &Device) -> Result<Fe
     Ok(classifier.load_record(record).model)
 }
 
+fn clipped(
+    optim: burn::optim::ModuleOptimizer,
+    clip: Option<GradientClippingConfig>,
+) -> burn::optim::ModuleOptimizer {
+    match clip {
+        Some(clip) => optim.with_grad_clipping(clip.init()),
+        None => optim,
+    }
+}
+
 /// The optimizer of a run; weight decay is L2 for adam / sgd and decoupled for adamw.
 fn optimizer(config: &RunConfig) -> burn::optim::ModuleOptimizer {
     let clip = config
@@ -236,14 +247,15 @@ fn optimizer(config: &RunConfig) -> burn::optim::ModuleOptimizer {
     let decay =
         (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
     match config.optimizer {
-        OptimizerSpec::Adam => AdamConfig::new()
-            .with_weight_decay(decay)
-            .with_grad_clipping(clip)
-            .init(),
-        OptimizerSpec::AdamW => AdamWConfig::new()
-            .with_weight_decay(config.weight_decay as f32)
-            .with_grad_clipping(clip)
-            .init(),
+        // libtorch's fused kernel on LibTorch, burn's Adam elsewhere (src/train/fused_adam.rs).
+        OptimizerSpec::Adam => clipped(
+            fused_adam::FusedAdam::new(config.weight_decay as f32).init(),
+            clip,
+        ),
+        OptimizerSpec::AdamW => clipped(
+            fused_adam::FusedAdamW::new(config.weight_decay as f32).init(),
+            clip,
+        ),
         OptimizerSpec::Sgd { momentum, nesterov } => SgdConfig::new()
             .with_weight_decay(decay)
             .with_momentum((momentum > 0.0).then(|| {
