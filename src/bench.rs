@@ -21,15 +21,25 @@ pub fn default_models() -> Vec<ModelSpec> {
         .collect()
 }
 
+/// A `--model` the command line gave that names no model, with why.
+#[derive(Debug, thiserror::Error)]
+#[error("--model {text}: {why}")]
+pub struct BadModel {
+    text: String,
+    why: String,
+}
+
 /// A model as the command line gives it: a name or an inline TOML table.
-pub fn parse_model(text: &str) -> Result<ModelSpec, String> {
+pub fn parse_model(text: &str) -> Result<ModelSpec, BadModel> {
     let value = if text.trim_start().starts_with('{') {
         text.to_string()
     } else {
         format!("\"{text}\"")
     };
-    let config: RunConfig = toml::from_str(&format!("model = {value}"))
-        .map_err(|e| format!("--model {text}: {}", e.message()))?;
+    let config: RunConfig = toml::from_str(&format!("model = {value}")).map_err(|e| BadModel {
+        text: text.to_string(),
+        why: e.message().to_string(),
+    })?;
     Ok(config.model)
 }
 

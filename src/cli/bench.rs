@@ -85,8 +85,8 @@ fn stage(args: BenchArgs) -> Result<ExitCode> {
     let stage = args.stage.expect("guarded");
     let device = args.timed_device()?;
     let spec = match args.model.as_slice() {
-        [] => b::parse_model("baseline").map_err(anyhow::Error::msg)?,
-        [one] => b::parse_model(one).map_err(anyhow::Error::msg)?,
+        [] => b::parse_model("baseline")?,
+        [one] => b::parse_model(one)?,
         _ => bail!("--stage measures one --model at a time"),
     };
     let threads = std::env::var("RAYON_NUM_THREADS")
@@ -144,8 +144,8 @@ fn conv(args: BenchArgs) -> Result<ExitCode> {
 fn ops(args: BenchArgs) -> Result<ExitCode> {
     let device = args.timed_device()?;
     let spec = match args.model.as_slice() {
-        [] => fer_lab::bench::parse_model("baseline").map_err(anyhow::Error::msg)?,
-        [one] => fer_lab::bench::parse_model(one).map_err(anyhow::Error::msg)?,
+        [] => fer_lab::bench::parse_model("baseline")?,
+        [one] => fer_lab::bench::parse_model(one)?,
         _ => bail!("--ops traces one --model at a time"),
     };
     if device == DeviceSpec::Flex {
@@ -202,8 +202,7 @@ fn steps(args: BenchArgs) -> Result<ExitCode> {
         args.model
             .iter()
             .map(|m| fer_lab::bench::parse_model(m))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(anyhow::Error::msg)?
+            .collect::<Result<Vec<_>, _>>()?
     };
     // Real faces when the data is imported (see `train_step_seconds`), else synthetic.
     let data = match fer_lab::data::open(&args.data) {
