@@ -32,16 +32,6 @@ pub fn status_color(status: RunStatus) -> Color {
     }
 }
 
-const STATUSES: [RunStatus; 7] = [
-    RunStatus::Queued,
-    RunStatus::Running,
-    RunStatus::Done,
-    RunStatus::Failed,
-    RunStatus::Diverged,
-    RunStatus::Pruned,
-    RunStatus::Interrupted,
-];
-
 pub fn draw(frame: &mut Frame, app: &mut App) {
     let area = frame.area();
     let [header, body, events, footer] = Layout::vertical([
@@ -146,7 +136,7 @@ fn draw_header(frame: &mut Frame, app: &App, area: Rect) {
         s.sweep.file, s.sweep.data_path
     )));
     let mut counts: Vec<Span> = Vec::new();
-    for status in STATUSES {
+    for status in RunStatus::ALL {
         let n = s.count(status);
         if n == 0
             && !matches!(

@@ -56,7 +56,7 @@ pub fn native_cross_entropy(
     smoothing: f32,
 ) -> Option<Tensor<1>> {
     #[cfg(feature = "tch")]
-    if torch::libtorch(&logits.device()).is_some() {
+    if super::torch_native::libtorch(&logits.device()).is_some() {
         return Some(Tensor::from_dispatch(super::torch_native::cross_entropy(
             logits.clone().into_dispatch(),
             targets.clone().into_dispatch(),
@@ -89,21 +89,10 @@ fn symmetric_padding(
 #[cfg(feature = "tch")]
 mod torch {
     use super::{Layer, symmetric_padding};
-    use crate::model::torch_native::{self, Region, Step};
-    use burn::backend::{DispatchDevice, DispatchTensor};
+    use crate::model::torch_native::{self, Region, Step, libtorch};
+    use burn::backend::DispatchTensor;
     use burn::nn::{BatchNorm, Linear};
     use burn::prelude::*;
-
-    /// Whether tensors on `device` live in libtorch, and whether gradients are recorded.
-    pub fn libtorch(device: &Device) -> Option<bool> {
-        match device.as_dispatch() {
-            DispatchDevice::LibTorch(_) => Some(false),
-            DispatchDevice::Autodiff(inner) => {
-                matches!(**inner, DispatchDevice::LibTorch(_)).then_some(true)
-            }
-            _ => None,
-        }
-    }
 
     /// A layer as a region step, its tensors, and the norm whose statistics it updates.
     struct Lowered<'a> {

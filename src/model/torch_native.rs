@@ -168,6 +168,18 @@ impl Region {
     }
 }
 
+/// Whether tensors on `device` live in libtorch, and whether gradients are recorded.
+pub fn libtorch(device: &burn::prelude::Device) -> Option<bool> {
+    use burn::backend::DispatchDevice;
+    match device.as_dispatch() {
+        DispatchDevice::LibTorch(_) => Some(false),
+        DispatchDevice::Autodiff(inner) => {
+            matches!(**inner, DispatchDevice::LibTorch(_)).then_some(true)
+        }
+        _ => None,
+    }
+}
+
 /// The most tensors one region takes (its input and every step's). Each arity up to it is a
 /// separate instantiation of [`record`]; `layers::features` splits longer runs of layers.
 pub const MAX_INPUTS: usize = 24;
