@@ -356,7 +356,7 @@ pub fn stage_line(
     });
     if device.0.starts_with("cuda") {
         let pid = std::process::id();
-        if let Some((_, mib)) = crate::scheduler::devices::gpu_memory_by_pid()
+        if let Some((_, mib)) = crate::device::discover::gpu_memory_by_pid()
             .into_iter()
             .find(|(p, _)| *p == pid)
         {

@@ -24,6 +24,7 @@ pub mod model;
 pub mod predict;
 pub mod process;
 pub mod progress;
+pub mod pruning;
 pub mod report;
 pub mod scheduler;
 pub mod stats;

@@ -15,8 +15,6 @@ use std::path::{Path, PathBuf};
 pub enum PredictError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(transparent)]
-    Report(#[from] crate::report::ReportError),
     #[error(
         "no run `{0}` in the database (ids from `fer-lab runs`; a unique prefix of 4+ characters will do)"
     )]
@@ -64,7 +62,7 @@ pub fn resolve(
             }
         }
         None => {
-            let (sweep_id, name) = crate::report::resolve_sweep(store, sweep)?;
+            let (sweep_id, name) = store.resolve_sweep(sweep)?;
             store
                 .best_finished_run(sweep_id)?
                 .ok_or(PredictError::NoFinishedRun(name))?

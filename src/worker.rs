@@ -11,7 +11,7 @@ use crate::config::RunConfig;
 use crate::data::{self, FerData, Split};
 use crate::device::DeviceSpec;
 use crate::model::{self, FerModel};
-use crate::scheduler::pruning::Pruning;
+use crate::pruning::Pruning;
 use crate::store::{Beat, EpochRow, Heartbeat, RunStatus, SharedStore, Store, StoreError};
 use crate::train::hook::Progress;
 use crate::train::sink::{EpochSink, StopReason, Verdict};
@@ -436,7 +436,7 @@ mod tests {
         // r0..r3 reached epochs 3, 3, 1, 3 with val accuracies .1, .2, .3, .4.
         let sweep_id = synthetic_sweep(&db, [3, 3, 1, 3]);
         let stop = Arc::new(AtomicBool::new(false));
-        let asha = Pruning::Asha { rung: 3, eta: 3 };
+        let asha = Pruning::Asha(crate::pruning::Asha { rung: 3, eta: 3 });
         // A new run at the rung at epoch 3 with .35: others at epoch 3 are .1 .2 .4 (r2 never got
         // there); of four, the top ⌈4/3⌉ = 2 continue: .4 and .35.
         let mut g = gate(asha, &db, sweep_id, "new", stop.clone());
@@ -450,10 +450,10 @@ mod tests {
         assert_eq!(r0(&curve(3, 0.1)), Some(StopReason::Pruned));
 
         // The median rule at epoch 3 with min_runs 3: median of .1 .2 .4 is .2.
-        let median = Pruning::Median {
+        let median = Pruning::Median(crate::pruning::Median {
             warmup: 1,
             min_runs: 3,
-        };
+        });
         let mut g = gate(median, &db, sweep_id, "new", stop.clone());
         assert_eq!(g(&curve(3, 0.25)), None);
         assert_eq!(g(&curve(3, 0.15)), Some(StopReason::Pruned));

@@ -104,14 +104,11 @@ fn store_error<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a S
     if let Some(r) = cause.downcast_ref::<ReportError>() {
         return of_report(r);
     }
-    match cause.downcast_ref::<PredictError>() {
-        Some(PredictError::Store(s)) => return Some(s),
-        Some(PredictError::Report(r)) => return of_report(r),
-        _ => {}
+    if let Some(PredictError::Store(s)) = cause.downcast_ref::<PredictError>() {
+        return Some(s);
     }
     match cause.downcast_ref::<DashboardError>() {
         Some(DashboardError::Store(s)) => Some(s),
-        Some(DashboardError::Report(r)) => of_report(r),
         _ => None,
     }
 }

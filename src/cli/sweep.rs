@@ -1,6 +1,8 @@
 //! `fer-lab sweep`: plan, train, watch.
 
 use super::*;
+use fer_lab::device::discover;
+use fer_lab::scheduler::launch::{self, LaunchRequest};
 
 #[derive(Args)]
 pub(crate) struct SweepArgs {
@@ -143,54 +145,30 @@ pub(crate) fn sweep(args: SweepArgs) -> Result<ExitCode> {
     };
     let planned = scheduler::plan(&sweep, &data.manifest.fingerprint, &results_dir);
     print_plan(&sweep, &planned, &data, imported);
-    // What the launch would refuse, a dry run refuses too.
-    let found = scheduler::devices::discover();
-    let devices_text = match (&args.devices, &sweep.resources.devices) {
-        (Some(d), _) => d.clone(),
-        (None, Some(scheduler::devices::DeviceChoice::Named(d))) => d.clone(),
-        (None, Some(scheduler::devices::DeviceChoice::List(l))) => l.join(","),
-        (None, None) => "auto".into(),
+    let request = LaunchRequest {
+        devices: args.devices.clone(),
+        per_device: args.per_device,
+        max_retries: args.max_retries,
+        fail_fast: args.fail_fast,
+        keep_checkpoints: args.keep_checkpoints,
     };
-    let devices = scheduler::devices::choose(&devices_text, &found).map_err(anyhow::Error::msg)?;
-    let per_device = args.per_device.or(sweep.resources.per_device);
-    if per_device == Some(0) {
-        bail!("--per-device 0 runs nothing");
-    }
+    // What the launch would refuse, a dry run refuses too.
+    let launch = request.resolve(&sweep, &discover::discover())?;
     if args.dry_run {
         return dry_run(&args.db.db, &sweep, &planned);
     }
-    const GPU_CAP: usize = 8;
-    let slots = scheduler::devices::slots(&devices, per_device, GPU_CAP, &found);
     let mut store = Store::open(&args.db.db)?;
     let sweep_id = scheduler::register(&mut store, &sweep, &data, &planned)
         .with_context(|| format!("recording sweep {}", sweep.name))?;
-    restart_and_retry(&mut store, &args, &sweep, &planned)?;
-    println!(
-        "devices: {} ({} slot{})",
-        devices
-            .iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        slots.len(),
-        if slots.len() == 1 { "" } else { "s" }
-    );
-    let opts = scheduler::Options {
-        slots,
-        max_retries: args
-            .max_retries
-            .or(sweep.resources.max_retries)
-            .unwrap_or(1),
-        fail_fast: args.fail_fast,
-        keep_checkpoints: args.keep_checkpoints
-            || sweep.resources.keep_checkpoints.unwrap_or(false),
-        pruning: sweep.pruning,
-        data: sweep.data.clone(),
-        stagger: std::time::Duration::from_millis(500),
-        gpu_cap: GPU_CAP,
-        gpu_auto: per_device.is_none(),
-        worker_output: scheduler::stdout_output(),
-    };
+    launch::restart_and_retry(
+        &mut store,
+        &sweep,
+        &planned,
+        &args.restart,
+        args.retry_failed,
+    )?;
+    println!("{}", launch.describe());
+    let opts = launch.options;
     let stop = scheduler::stop_signal().context("installing the Ctrl-C handler")?;
     let terminal = std::io::stdout().is_terminal();
     let (summary, store) = if terminal && !args.no_tui {
@@ -260,38 +238,6 @@ fn dry_run(db: &Path, sweep: &Sweep, planned: &[scheduler::Planned]) -> Result<E
     });
     print!("{}", rows.render(Format::Table));
     Ok(ExitCode::SUCCESS)
-}
-
-/// `--restart ID…` resets those runs (and removes their artifacts); `--retry-failed` queues the
-/// failed ones again.
-fn restart_and_retry(
-    store: &mut Store,
-    args: &SweepArgs,
-    sweep: &Sweep,
-    planned: &[scheduler::Planned],
-) -> Result<()> {
-    for run in &args.restart {
-        let Some(p) = planned.iter().find(|p| &p.id == run) else {
-            bail!(
-                "--restart {run}: no run with that id in sweep {} (fer-lab runs --sweep {})",
-                sweep.name,
-                sweep.name
-            );
-        };
-        store.reset_run(&p.id)?;
-        if p.artifact_dir.exists() {
-            std::fs::remove_dir_all(&p.artifact_dir)
-                .with_context(|| format!("removing {}", p.artifact_dir.display()))?;
-        }
-    }
-    if args.retry_failed {
-        for p in planned {
-            if store.run_status(&p.id)? == Some(fer_lab::store::RunStatus::Failed) {
-                store.retry_run(&p.id, "--retry-failed")?;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The summary line, the sweep's top 10 and each failure; the exit code says how it ended.

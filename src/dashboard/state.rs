@@ -19,8 +19,6 @@ pub use crate::store::SweepMeta;
 pub enum DashboardError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(transparent)]
-    Report(#[from] crate::report::ReportError),
     #[error("the terminal: {0}")]
     Terminal(#[from] std::io::Error),
 }
@@ -154,7 +152,7 @@ impl Loader {
     /// is an error that says so; the file is never created or migrated.
     pub fn open(db: &Path, sweep: Option<&str>) -> Result<Loader, DashboardError> {
         let store = Store::open_read_only(db)?;
-        let (id, name) = crate::report::resolve_sweep(&store, sweep)?;
+        let (id, name) = store.resolve_sweep(sweep)?;
         let mut loader = Loader {
             store,
             path: db.display().to_string(),

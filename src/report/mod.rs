@@ -23,8 +23,6 @@ pub enum ReportError {
         db: String,
         known: String,
     },
-    #[error("{0}: no sweep recorded yet; run `fer-lab sweep FILE` first")]
-    NoSweeps(String),
     #[error("--compare {0}")]
     Compare(String),
     #[error("plot {0}")]
@@ -78,24 +76,7 @@ impl RankMetric {
 
 /// Resolves `--sweep` (or the most recently launched sweep) to its id and name.
 pub fn resolve_sweep(store: &Store, name: Option<&str>) -> Result<(i64, String), ReportError> {
-    let sweeps = store.sweeps_newest_first()?;
-    let db = store.path().display().to_string();
-    match name {
-        None => sweeps.first().cloned().ok_or(ReportError::NoSweeps(db)),
-        Some(name) => sweeps
-            .iter()
-            .find(|(_, n)| n == name)
-            .cloned()
-            .ok_or_else(|| ReportError::NoSuchSweep {
-                name: name.to_string(),
-                db,
-                known: sweeps
-                    .iter()
-                    .map(|(_, n)| n.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }),
-    }
+    Ok(store.resolve_sweep(name)?)
 }
 
 /// The leaderboard of a sweep: finished runs ranked by a val metric.

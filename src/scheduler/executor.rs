@@ -8,7 +8,7 @@
 //! still alive comes from its lease in the store, which every worker renews wherever it runs;
 //! an executor may only shorten that wait when it can see for certain that a worker is gone.
 
-use super::devices::Slot;
+use super::slots::Slot;
 use crate::device::DeviceSpec;
 use crate::store::RunState;
 use std::path::Path;

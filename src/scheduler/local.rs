@@ -5,10 +5,10 @@
 //! orphan keeps training unseen. A GPU is pinned with `CUDA_VISIBLE_DEVICES`; a worker's memory
 //! is what `nvidia-smi` reports for its pid.
 
-use super::devices::{self, Slot};
 use super::executor::{Ended, Executor, Launch, Launched, MemoryUse};
+use super::slots::Slot;
 use super::{Options, Output};
-use crate::device::DeviceSpec;
+use crate::device::{DeviceSpec, discover};
 use crate::store::RunState;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -164,10 +164,10 @@ impl Executor for LocalExecutor {
             return None;
         };
         let pid = self.worker(run)?.child.id();
-        let (_, used_mib) = devices::gpu_memory_by_pid()
+        let (_, used_mib) = discover::gpu_memory_by_pid()
             .into_iter()
             .find(|(p, _)| *p == pid)?;
-        let total_mib = devices::discover()
+        let total_mib = discover::discover()
             .gpus
             .iter()
             .find(|g| g.index == index)

@@ -26,22 +26,22 @@
 //! Runs planned while the sweep runs (an adaptive search) come from a [`RunSource`]; the plan
 //! fixed at launch is [`FixedPlan`].
 
-pub mod devices;
 pub mod executor;
+pub mod launch;
 pub mod local;
 pub mod policy;
-pub mod pruning;
+pub mod slots;
 
 use crate::data::FerData;
+use crate::pruning::Pruning;
 use crate::store::{RunRecord, RunStatus, Store, StoreError, SweepRecord};
 use crate::sweep::{PlannedRun, Sweep, run_id};
 use crate::table::Rows;
-use devices::Slot;
 pub use executor::Executor;
 use local::LocalExecutor;
 pub use policy::{FixedPlan, RunSource};
-use pruning::Pruning;
 use serde_json::Value;
+use slots::Slot;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

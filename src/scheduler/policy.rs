@@ -4,8 +4,8 @@
 //! runs another launch holds, launch into free slots, measure GPU memory to open more slots.
 //! Everything about processes is the [`Executor`]'s.
 
-use super::devices::{self, Slot};
 use super::executor::{Ended, Executor, Launch};
+use super::slots::{self, Slot};
 use super::{FailureCause, Options, Planned, StopLevel, StopSignal, SweepSummary};
 use crate::device::DeviceSpec;
 use crate::store::{RunState, RunStatus, Store, StoreError, now_unix};
@@ -584,7 +584,7 @@ impl<'a> Sweeper<'a> {
             let Some(memory) = self.executor.memory(&r.run, r.slot.device) else {
                 continue;
             };
-            let cap = devices::gpu_capacity(memory.total_mib, memory.used_mib, self.opts.gpu_cap);
+            let cap = slots::gpu_capacity(memory.total_mib, memory.used_mib, self.opts.gpu_cap);
             (self.log)(&format!(
                 "{device}: a run uses {} MiB of {} MiB: up to {cap} runs at once",
                 memory.used_mib, memory.total_mib

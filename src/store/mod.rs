@@ -84,6 +84,14 @@ pub enum StoreError {
     },
     #[error("{path}: cannot prepare the database: {why}")]
     Migration { path: PathBuf, why: String },
+    #[error("no sweep named `{name}` in {} (known: {known})", .db.display())]
+    NoSuchSweep {
+        name: String,
+        db: PathBuf,
+        known: String,
+    },
+    #[error("{0}: no sweep recorded yet; run `fer-lab sweep FILE` first")]
+    NoSweeps(PathBuf),
     #[error("fer-lab sql is read-only: {0}")]
     ReadOnly(String),
     #[error("the query is empty: give one SQL statement, e.g. \"SELECT * FROM leaderboard\"")]

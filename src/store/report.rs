@@ -123,6 +123,31 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// A sweep named on the command line (or, with `None`, the most recently launched one)
+    /// as (id, name).
+    pub fn resolve_sweep(&self, name: Option<&str>) -> Result<(i64, String), StoreError> {
+        let sweeps = self.sweeps_newest_first()?;
+        match name {
+            None => sweeps
+                .first()
+                .cloned()
+                .ok_or_else(|| StoreError::NoSweeps(self.path().to_path_buf())),
+            Some(name) => sweeps
+                .iter()
+                .find(|(_, n)| n == name)
+                .cloned()
+                .ok_or_else(|| StoreError::NoSuchSweep {
+                    name: name.to_string(),
+                    db: self.path().to_path_buf(),
+                    known: sweeps
+                        .iter()
+                        .map(|(_, n)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }),
+        }
+    }
+
     /// The finished runs of a sweep with val and test results, best first by `order`, the
     /// earlier in the sweep on a tie.
     pub fn leaderboard_rows(

@@ -32,7 +32,7 @@ struct SweepToml {
     grid: BTreeMap<String, Spanned<toml::Value>>,
     search: Option<Spanned<super::search::SearchToml>>,
     resources: Option<Resources>,
-    pruning: Option<Spanned<crate::scheduler::pruning::Pruning>>,
+    pruning: Option<Spanned<crate::pruning::Pruning>>,
 }
 
 /// `[resources]`: where and how wide a sweep runs (the command line overrides each key).
@@ -40,7 +40,7 @@ struct SweepToml {
 #[serde(deny_unknown_fields)]
 pub struct Resources {
     /// `"auto"`, `"cpu"`, or a list like `["cuda:0", "cuda:1"]`.
-    pub devices: Option<crate::scheduler::devices::DeviceChoice>,
+    pub devices: Option<crate::device::choice::DeviceChoice>,
     /// Runs at once per device.
     pub per_device: Option<usize>,
     /// Retries after a failure that counts (see the scheduler).
@@ -71,7 +71,7 @@ pub struct Sweep {
     /// Every run, cells in grid order, seeds innermost.
     pub runs: Vec<PlannedRun>,
     pub resources: Resources,
-    pub pruning: Option<crate::scheduler::pruning::Pruning>,
+    pub pruning: Option<crate::pruning::Pruning>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {

@@ -1,6 +1,9 @@
 //! Choosing the burn device a run trains on: `cpu` (burn's pure-Rust flex backend, always
 //! built in) or, with the `tch` feature, libtorch on the CPU (`tch-cpu`) or a GPU (`cuda:N`).
 
+pub mod choice;
+pub mod discover;
+
 use burn::prelude::Device;
 use std::fmt;
 use std::str::FromStr;

@@ -1,0 +1,237 @@
+//! Launch policy: what one `fer-lab sweep` asks for (devices, runs per device, retries,
+//! restarts) resolved against the sweep file and this machine into the scheduler's
+//! [`Options`]. The command line only collects the flags; a flag beats `[resources]`, which
+//! beats the defaults here.
+
+use super::slots::{self, Slot};
+use super::{Options, Planned, stdout_output};
+use crate::device::DeviceSpec;
+use crate::device::choice::{self, DeviceChoice, DevicesError};
+use crate::device::discover::Discovered;
+use crate::store::{RunStatus, Store, StoreError};
+use crate::sweep::Sweep;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Upper bound of runs per GPU when its capacity is measured.
+pub const GPU_CAP: usize = 8;
+/// Time between two launches on the same device, so two runs never race for its memory.
+pub const STAGGER: Duration = Duration::from_millis(500);
+
+/// What the command line asked for; `None` defers to the sweep file, then to the default.
+#[derive(Debug, Clone, Default)]
+pub struct LaunchRequest {
+    /// `--devices`: auto, cpu, tch-cpu or a list like cuda:0,cuda:1.
+    pub devices: Option<String>,
+    pub per_device: Option<usize>,
+    pub max_retries: Option<u32>,
+    pub fail_fast: bool,
+    pub keep_checkpoints: bool,
+}
+
+/// A launch the scheduler cannot carry out, in the user's words.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error(transparent)]
+    Devices(#[from] DevicesError),
+    #[error("--per-device 0 runs nothing")]
+    NoSlots,
+    #[error("--restart {run}: no run with that id in sweep {sweep} (fer-lab runs --sweep {sweep})")]
+    UnknownRun { run: String, sweep: String },
+    #[error("removing {}: {source}", .path.display())]
+    RemoveArtifacts {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A resolved launch: the devices, their slots and how the scheduler treats its runs.
+#[derive(Clone)]
+pub struct Launch {
+    pub devices: Vec<DeviceSpec>,
+    pub options: Options,
+}
+
+impl LaunchRequest {
+    /// Resolves the request against `sweep` and what `found` on this machine. What a launch
+    /// would refuse, a dry run refuses too, so both call this.
+    pub fn resolve(&self, sweep: &Sweep, found: &Discovered) -> Result<Launch, LaunchError> {
+        let devices_text = match (&self.devices, &sweep.resources.devices) {
+            (Some(d), _) => d.clone(),
+            (None, Some(DeviceChoice::Named(d))) => d.clone(),
+            (None, Some(DeviceChoice::List(l))) => l.join(","),
+            (None, None) => "auto".into(),
+        };
+        let devices = choice::choose(&devices_text, found)?;
+        let per_device = self.per_device.or(sweep.resources.per_device);
+        if per_device == Some(0) {
+            return Err(LaunchError::NoSlots);
+        }
+        let slots: Vec<Slot> = slots::slots(&devices, per_device, GPU_CAP, found);
+        let options = Options {
+            slots,
+            max_retries: self
+                .max_retries
+                .or(sweep.resources.max_retries)
+                .unwrap_or(1),
+            fail_fast: self.fail_fast,
+            keep_checkpoints: self.keep_checkpoints
+                || sweep.resources.keep_checkpoints.unwrap_or(false),
+            pruning: sweep.pruning,
+            data: sweep.data.clone(),
+            stagger: STAGGER,
+            gpu_cap: GPU_CAP,
+            gpu_auto: per_device.is_none(),
+            worker_output: stdout_output(),
+        };
+        Ok(Launch { devices, options })
+    }
+}
+
+impl Launch {
+    /// `devices: cpu (1 slot)`.
+    pub fn describe(&self) -> String {
+        let n = self.options.slots.len();
+        format!(
+            "devices: {} ({} slot{})",
+            self.devices
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            n,
+            if n == 1 { "" } else { "s" }
+        )
+    }
+}
+
+/// `--restart ID…` resets those runs and removes their artifacts, so they train from scratch;
+/// `retry_failed` queues the runs that failed in earlier launches again (they resume from
+/// their last checkpoint). Every id is checked before anything is reset.
+pub fn restart_and_retry(
+    store: &mut Store,
+    sweep: &Sweep,
+    planned: &[Planned],
+    restart: &[String],
+    retry_failed: bool,
+) -> Result<(), LaunchError> {
+    let mut chosen = Vec::new();
+    for run in restart {
+        let Some(p) = planned.iter().find(|p| &p.id == run) else {
+            return Err(LaunchError::UnknownRun {
+                run: run.clone(),
+                sweep: sweep.name.clone(),
+            });
+        };
+        chosen.push(p);
+    }
+    for p in chosen {
+        store.reset_run(&p.id)?;
+        if p.artifact_dir.exists() {
+            std::fs::remove_dir_all(&p.artifact_dir).map_err(|source| {
+                LaunchError::RemoveArtifacts {
+                    path: p.artifact_dir.clone(),
+                    source,
+                }
+            })?;
+        }
+    }
+    if retry_failed {
+        for p in planned {
+            if store.run_status(&p.id)? == Some(RunStatus::Failed) {
+                store.retry_run(&p.id, "--retry-failed")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::discover::Gpu;
+
+    fn sweep(resources: &str) -> Sweep {
+        let text = format!("name = \"t\"\ndata = \"d\"\n[resources]\n{resources}\n");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.toml");
+        std::fs::write(&file, text).unwrap();
+        Sweep::load(&file, &[], None).unwrap()
+    }
+
+    fn machine(gpus: usize) -> Discovered {
+        Discovered {
+            cpu_cores: 16,
+            gpus: (0..gpus)
+                .map(|index| Gpu {
+                    index,
+                    name: "H200".into(),
+                    memory_total_mib: Some(143_771),
+                    memory_used_mib: Some(0),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_flag_beats_the_sweep_file_which_beats_the_default() {
+        let file = sweep("per_device = 3\nmax_retries = 4\nkeep_checkpoints = true");
+        let launch = LaunchRequest::default()
+            .resolve(&file, &machine(0))
+            .unwrap();
+        assert_eq!(launch.options.slots.len(), 3);
+        assert_eq!(launch.options.max_retries, 4);
+        assert!(launch.options.keep_checkpoints);
+        assert!(!launch.options.gpu_auto);
+        let flags = LaunchRequest {
+            per_device: Some(2),
+            max_retries: Some(0),
+            ..LaunchRequest::default()
+        };
+        let launch = flags.resolve(&file, &machine(0)).unwrap();
+        assert_eq!(launch.options.slots.len(), 2);
+        assert_eq!(launch.options.max_retries, 0);
+        let bare = LaunchRequest::default()
+            .resolve(&sweep(""), &machine(0))
+            .unwrap();
+        assert_eq!(bare.options.max_retries, 1);
+        assert_eq!(
+            bare.describe(),
+            format!("devices: {} (1 slot)", DeviceSpec::auto_cpu())
+        );
+    }
+
+    #[test]
+    fn gpus_open_slots_by_measured_memory_unless_per_device_is_set() {
+        if !cfg!(feature = "tch") {
+            return; // without libtorch no GPU is usable, whatever nvidia-smi says
+        }
+        let launch = LaunchRequest::default()
+            .resolve(&sweep(""), &machine(2))
+            .unwrap();
+        assert_eq!(
+            launch.devices,
+            vec![DeviceSpec::Cuda(0), DeviceSpec::Cuda(1)]
+        );
+        assert!(launch.options.gpu_auto);
+        assert_eq!(launch.options.slots.len(), 2 * GPU_CAP);
+    }
+
+    #[test]
+    fn nonsense_is_refused_in_the_users_words() {
+        let zero = LaunchRequest {
+            per_device: Some(0),
+            ..LaunchRequest::default()
+        };
+        let err = zero.resolve(&sweep(""), &machine(0)).err().unwrap();
+        assert_eq!(err.to_string(), "--per-device 0 runs nothing");
+        let bad = LaunchRequest {
+            devices: Some("gpu9000".into()),
+            ..LaunchRequest::default()
+        };
+        let err = bad.resolve(&sweep(""), &machine(0)).err().unwrap();
+        assert!(err.to_string().contains("gpu9000"), "{err}");
+    }
+}
