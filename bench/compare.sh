@@ -136,7 +136,7 @@ for r in $(seq 1 "$repeats"); do
             loop-gpu-graph) pytorch --stage loop-gpu --epochs "$epochs" --cuda-graph >> "$lines" ;;
             step-graph) pytorch --stage step --cuda-graph >> "$lines" ;;
             *)
-                "$ferlab" bench --stage "$stage" --model "$bench_model" --batch "$batch" --device "$device" \
+                "$ferlab" bench stage "$stage" --model "$bench_model" --batch "$batch" --device "$device" \
                     --data "$data" --steps 30 >> "$lines"
                 pytorch --stage "$stage" >> "$lines" ;;
         esac

@@ -3,7 +3,7 @@
 # fer-lab against PyTorch 2.11 on the same GPU, in one sitting:
 #   - the training step (forward + backward + Adam on a fixed batch of real faces) of every
 #     model kind (baseline, compact, residual, attention SE and CBAM, vgg width 1.0) at batch 64
-#     and 256: `fer-lab bench --stage step` against bench/pytorch_reference.py's eager step and
+#     and 256: `fer-lab bench stage step` against bench/pytorch_reference.py's eager step and
 #     its CUDA-graph step, with the parameter counts and peak GPU memory of each side;
 #   - one real epoch (batch 64) of the baseline and, when time is left, the compact net, as
 #     `fer-lab sweep` trains it (epoch 2's `secs` from its SQLite, validation and checkpoint
@@ -198,7 +198,7 @@ sql() { "$ferlab" sql "$1" --db "$2" --format json 2>> "$log"; }
 say "step: fer-lab bench, $models at batch $batches"
 for m in $models; do
     for b in $batches; do
-        timed "$(cap 40)" "$ferlab" bench --stage step --model "$(bench_model "$m")" --batch "$b" \
+        timed "$(cap 40)" "$ferlab" bench stage step --model "$(bench_model "$m")" --batch "$b" \
             --device "$device" --data "$data" --steps "$steps" |
             tag "{\"check\": \"step\", \"label\": \"$m\", \"batch\": $b, \"side\": \"fer-lab\"}"
         rc=${PIPESTATUS[0]}

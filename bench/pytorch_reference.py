@@ -31,7 +31,7 @@ Stages (each prints one JSON line: {"side": "pytorch", "stage": ..., "img_s": ..
             epoch, then the validation split (on the device too); the last epoch is reported,
             all of them in "epoch_seconds"
   eval      forward passes over the validation split without gradients
-  ops       what runs in one training step, as `fer-lab bench --ops` lists it (no timing): per
+  ops       what runs in one training step, as `fer-lab bench ops` lists it (no timing): per
             phase (forward, backward, optimizer) every top-level ATen operator and autograd
             node with its input shapes and calls, one JSON line each
 
@@ -336,7 +336,7 @@ def reset_gpu_peak(device):
 
 def gpu_process_mb():
     """What nvidia-smi says this process holds (CUDA context and caching allocator included):
-    the measure fer-lab's `bench --stage` reports, so both sides compare like with like."""
+    the measure fer-lab's `bench stage` reports, so both sides compare like with like."""
     import subprocess
 
     try:
@@ -488,7 +488,7 @@ def stage_step(args, model, train):
 
 
 def stage_ops(args, model, train):
-    """What PyTorch runs in one training step, as `fer-lab bench --ops` lists it: per phase
+    """What PyTorch runs in one training step, as `fer-lab bench ops` lists it: per phase
     (forward, backward, optimizer) every top-level ATen operator and every autograd node, with
     input shapes and calls, as one JSON line each."""
     from torch.profiler import ProfilerActivity, profile

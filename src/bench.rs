@@ -227,7 +227,7 @@ pub fn traced_step(
     ops
 }
 
-/// `fer-lab bench --ops`: [`traced_step`] as a table.
+/// `fer-lab bench ops`: [`traced_step`] as a table.
 #[cfg(feature = "tch")]
 pub fn ops_rows(
     spec: &ModelSpec,
@@ -303,7 +303,7 @@ pub fn run(
     rows
 }
 
-/// What `fer-lab bench --stage` measures; the PyTorch reference (`bench/pytorch_reference.py`)
+/// What `fer-lab bench stage` measures; the PyTorch reference (`bench/pytorch_reference.py`)
 /// has the same stages, so `bench/compare.sh` can put the two side by side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Stage {
@@ -443,7 +443,7 @@ fn median_ms<const D: usize>(warmup: usize, steps: usize, mut f: impl FnMut() ->
     median(times)
 }
 
-/// `fer-lab bench --conv`: each of the baseline's two convolutions in training, forward +
+/// `fer-lab bench conv`: each of the baseline's two convolutions in training, forward +
 /// backward, burn's module against fer-lab's layer (`model::conv` on flex, libtorch's own
 /// kernels on LibTorch); on flex also the weight and bias gradients alone.
 pub fn conv_rows(device: &Device, batch: usize, steps: usize) -> Rows {

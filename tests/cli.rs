@@ -975,3 +975,56 @@ fn an_unknown_status_filter_is_an_error_that_lists_the_statuses() {
         "{err}"
     );
 }
+
+#[test]
+fn bench_modes_are_subcommands() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path();
+    let data = mini();
+    let line = ok(
+        t,
+        &[
+            "bench",
+            "stage",
+            "step",
+            "--model",
+            "baseline",
+            "--batch",
+            "4",
+            "--steps",
+            "1",
+            "--device",
+            "cpu",
+            "--data",
+            data.to_str().unwrap(),
+        ],
+    );
+    let json: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(json["stage"], "step", "{line}");
+    assert_eq!(json["model"], "baseline", "{line}");
+    assert!(json["img_s"].as_f64().unwrap() > 0.0, "{line}");
+    let table = ok(
+        t,
+        &[
+            "bench",
+            "--model",
+            "baseline",
+            "--batch",
+            "2",
+            "--steps",
+            "1",
+            "--device",
+            "cpu",
+            "--data",
+            data.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        table.contains("baseline") && table.contains("img_per_s"),
+        "{table}"
+    );
+    assert!(fails(t, &["bench", "report", "--runs", "0"]).contains("--runs must be ≥ 1"));
+    assert!(fails(t, &["bench", "ops", "--device", "cpu"]).contains("use --device tch-cpu"));
+    // A flag of one mode is refused in another, not ignored.
+    assert!(fails(t, &["bench", "conv", "--model", "vgg"]).contains("--model"));
+}

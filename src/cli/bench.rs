@@ -1,62 +1,55 @@
-//! `fer-lab bench`: the step, a stage for bench/compare.sh, the convolutions, the ops trace,
-//! the report and the dashboard.
+//! `fer-lab bench`: the training step of each model (the default), and as subcommands a
+//! stage for bench/compare.sh, the convolutions, the ops trace, the report and the dashboard.
 
 use super::*;
+use fer_lab::bench::Stage;
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct BenchArgs {
-    /// Model to measure: a name (baseline, compact, residual, attention, vgg) or an inline
-    /// table like '{ kind = "vgg", width = 0.25 }'. Repeatable; default: all five.
-    #[arg(long)]
-    pub(crate) model: Vec<String>,
-    #[arg(long, default_value_t = 64)]
-    pub(crate) batch: usize,
-    /// Timed steps (the median is reported), after 3 warm-up steps.
-    #[arg(long, default_value_t = 20)]
-    pub(crate) steps: usize,
-    /// Device: auto, cpu (flex), tch-cpu or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub(crate) device: String,
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub(crate) format: Format,
-    /// A stage to measure as bench/compare.sh does (prints one JSON line): the training step,
-    /// the data pipeline on real images, or evaluation on the real val split.
-    #[arg(long, value_enum, conflicts_with_all = ["dashboard", "report"])]
-    pub(crate) stage: Option<fer_lab::bench::Stage>,
-    /// The imported data: real training images for the step, the loader for --stage data, the
-    /// val split for --stage eval.
-    #[arg(long, default_value = "data/fer2013")]
-    pub(crate) data: PathBuf,
-    /// Measure the dashboard instead: time to first frame and CPU use on a synthetic sweep.
-    #[arg(long)]
-    pub(crate) dashboard: bool,
-    /// Time the gradients of the baseline's convolutions instead: burn's formulation against
-    /// fer-lab's (src/model/conv.rs), on --device at --batch.
-    #[arg(long, conflicts_with_all = ["dashboard", "report", "stage"])]
-    pub(crate) conv: bool,
-    /// List what libtorch runs in one training step of --model instead (tch builds): every
-    /// ATen operator and autograd node with its input shapes, per phase (forward, backward,
-    /// optimizer) — the native kernels each layer uses.
-    #[arg(long, conflicts_with_all = ["dashboard", "report", "stage", "conv"])]
-    pub(crate) ops: bool,
-    /// Measure `fer-lab report` instead, on a synthetic sweep of --runs finished runs.
-    #[arg(long, conflicts_with = "dashboard")]
-    pub(crate) report: bool,
-    /// With --dashboard or --report: runs in the synthetic sweep (default 500, or 2000 with
-    /// --report).
-    #[arg(long)]
-    pub(crate) runs: Option<usize>,
-    /// With --dashboard: epochs per run.
-    #[arg(long, default_value_t = 50, requires = "dashboard")]
-    pub(crate) epochs: usize,
-    /// With --dashboard: seconds of drawing at 4 frames a second.
-    #[arg(long, default_value_t = 20.0, requires = "dashboard")]
-    pub(crate) seconds: f64,
+    #[command(subcommand)]
+    mode: Option<Mode>,
+    /// Without a subcommand: the training step of each --model.
+    #[command(flatten)]
+    step: StepArgs,
 }
 
-impl BenchArgs {
-    /// The device of a timed benchmark, after checking the sizes every timed mode uses.
-    fn timed_device(&self) -> Result<DeviceSpec> {
+#[derive(Subcommand)]
+enum Mode {
+    /// The training step of each model (what `fer-lab bench` alone does).
+    Step(StepArgs),
+    /// One stage as bench/compare.sh measures it, as one JSON line: the training step, the
+    /// data pipeline on real images, or evaluation on the real val split.
+    Stage(StageArgs),
+    /// The gradients of the baseline's convolutions: burn's formulation against fer-lab's
+    /// (src/model/conv.rs).
+    Conv(ConvArgs),
+    /// What libtorch runs in one training step of a model (tch builds): every ATen operator and
+    /// autograd node with its input shapes, per phase (forward, backward, optimizer) — the
+    /// native kernels each layer uses.
+    Ops(OpsArgs),
+    /// How long `fer-lab report` takes on a synthetic sweep of finished runs.
+    Report(ReportArgs),
+    /// The dashboard's time to first frame and CPU use on a synthetic sweep.
+    Dashboard(DashboardArgs),
+}
+
+/// Batch, steps and device of a timed benchmark.
+#[derive(Args, Clone)]
+struct Timing {
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Timed steps (the median is reported), after 3 warm-up steps.
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Device: auto, cpu (flex), tch-cpu or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+impl Timing {
+    /// The device, after checking the sizes every timed mode uses.
+    fn device(&self) -> Result<DeviceSpec> {
         if self.batch == 0 || self.steps == 0 {
             bail!("--batch and --steps must be at least 1");
         }
@@ -64,31 +57,100 @@ impl BenchArgs {
     }
 }
 
+#[derive(Args, Clone)]
+struct StepArgs {
+    /// Model to measure: a name (baseline, compact, residual, attention, vgg) or an inline
+    /// table like '{ kind = "vgg", width = 0.25 }'. Repeatable; default: all five.
+    #[arg(long)]
+    model: Vec<String>,
+    #[command(flatten)]
+    timing: Timing,
+    /// The imported data: its training images are the batch (synthetic pixels without it).
+    #[arg(long, default_value = "data/fer2013")]
+    data: PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(Args)]
+struct StageArgs {
+    #[arg(value_enum)]
+    stage: Stage,
+    /// The model (one; default baseline), as `fer-lab bench --model` takes it.
+    #[arg(long, default_value = "baseline")]
+    model: String,
+    #[command(flatten)]
+    timing: Timing,
+    /// The imported data: real training images for the step, the loader for `data`, the val
+    /// split for `eval`.
+    #[arg(long, default_value = "data/fer2013")]
+    data: PathBuf,
+}
+
+#[derive(Args)]
+struct ConvArgs {
+    #[command(flatten)]
+    timing: Timing,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(Args)]
+struct OpsArgs {
+    /// The model (one; default baseline).
+    #[arg(long, default_value = "baseline")]
+    model: String,
+    #[command(flatten)]
+    timing: Timing,
+    /// The imported data: real training images for the traced step, if present.
+    #[arg(long, default_value = "data/fer2013")]
+    data: PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// Finished runs in the synthetic sweep.
+    #[arg(long, default_value_t = 2000)]
+    runs: usize,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(Args)]
+struct DashboardArgs {
+    /// Runs in the synthetic sweep.
+    #[arg(long, default_value_t = 500)]
+    runs: usize,
+    /// Epochs per run.
+    #[arg(long, default_value_t = 50)]
+    epochs: usize,
+    /// Seconds of drawing at 4 frames a second.
+    #[arg(long, default_value_t = 20.0)]
+    seconds: f64,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
 pub(crate) fn run(args: BenchArgs) -> Result<ExitCode> {
-    if args.stage.is_some() {
-        stage(args)
-    } else if args.conv {
-        conv(args)
-    } else if args.ops {
-        ops(args)
-    } else if args.report {
-        report(args)
-    } else if args.dashboard {
-        dashboard(args)
-    } else {
-        steps(args)
+    match args.mode {
+        None => steps(args.step),
+        Some(Mode::Step(a)) => steps(a),
+        Some(Mode::Stage(a)) => stage(a),
+        Some(Mode::Conv(a)) => conv(a),
+        Some(Mode::Ops(a)) => ops(a),
+        Some(Mode::Report(a)) => report(a),
+        Some(Mode::Dashboard(a)) => dashboard(a),
     }
 }
 
-fn stage(args: BenchArgs) -> Result<ExitCode> {
-    use fer_lab::bench::{self as b, Stage};
-    let stage = args.stage.expect("guarded");
-    let device = args.timed_device()?;
-    let spec = match args.model.as_slice() {
-        [] => b::parse_model("baseline")?,
-        [one] => b::parse_model(one)?,
-        _ => bail!("--stage measures one --model at a time"),
-    };
+fn stage(args: StageArgs) -> Result<ExitCode> {
+    use fer_lab::bench as b;
+    let stage = args.stage;
+    let device = args.timing.device()?;
+    let spec = b::parse_model(&args.model)?;
+    let (batch, steps) = (args.timing.batch, args.timing.steps);
     let threads = std::env::var("RAYON_NUM_THREADS")
         .ok()
         .and_then(|t| t.parse().ok())
@@ -98,20 +160,14 @@ fn stage(args: BenchArgs) -> Result<ExitCode> {
         .with_context(|| format!("--data {}", args.data.display()))?;
     let (seconds, images) = match stage {
         Stage::Step => (
-            b::train_step_seconds(&spec, args.batch, 3, args.steps, &dev, Some(&data.train)),
-            args.batch,
+            b::train_step_seconds(&spec, batch, 3, steps, &dev, Some(&data.train)),
+            batch,
         ),
         Stage::Data | Stage::Eval => {
             if stage == Stage::Data {
-                (
-                    b::data_seconds(&data, args.batch, 3, args.steps, &dev),
-                    args.batch,
-                )
+                (b::data_seconds(&data, batch, 3, steps, &dev), batch)
             } else {
-                (
-                    b::eval_seconds(&data, &spec, args.batch, &dev),
-                    data.val.len(),
-                )
+                (b::eval_seconds(&data, &spec, batch, &dev), data.val.len())
             }
         }
     };
@@ -120,7 +176,7 @@ fn stage(args: BenchArgs) -> Result<ExitCode> {
         b::stage_line(
             stage,
             &spec,
-            args.batch,
+            batch,
             seconds,
             images,
             threads,
@@ -130,40 +186,34 @@ fn stage(args: BenchArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn conv(args: BenchArgs) -> Result<ExitCode> {
-    let device = args.timed_device()?;
-    println!(
-        "the baseline's convolutions on {device}, batch {}, median of {} calls:",
-        args.batch, args.steps
-    );
-    let rows = fer_lab::bench::conv_rows(&device.device(), args.batch, args.steps);
+fn conv(args: ConvArgs) -> Result<ExitCode> {
+    let device = args.timing.device()?;
+    let (batch, steps) = (args.timing.batch, args.timing.steps);
+    println!("the baseline's convolutions on {device}, batch {batch}, median of {steps} calls:");
+    let rows = fer_lab::bench::conv_rows(&device.device(), batch, steps);
     print!("{}", rows.render(args.format));
     Ok(ExitCode::SUCCESS)
 }
 
-fn ops(args: BenchArgs) -> Result<ExitCode> {
-    let device = args.timed_device()?;
-    let spec = match args.model.as_slice() {
-        [] => fer_lab::bench::parse_model("baseline")?,
-        [one] => fer_lab::bench::parse_model(one)?,
-        _ => bail!("--ops traces one --model at a time"),
-    };
+fn ops(args: OpsArgs) -> Result<ExitCode> {
+    let device = args.timing.device()?;
+    let spec = fer_lab::bench::parse_model(&args.model)?;
     if device == DeviceSpec::Flex {
-        bail!("--ops traces libtorch: use --device tch-cpu or cuda:N");
+        bail!("bench ops traces libtorch: use --device tch-cpu or cuda:N");
     }
     #[cfg(feature = "tch")]
     {
         let data = fer_lab::data::open(&args.data).ok().map(|(d, _)| d);
         let rows = fer_lab::bench::ops_rows(
             &spec,
-            args.batch,
+            args.timing.batch,
             &device.device(),
             data.as_ref().map(|d| &d.train),
         );
         println!(
             "what libtorch runs in one training step of {} at batch {} on {device}:",
             spec.kind(),
-            args.batch
+            args.timing.batch
         );
         print!("{}", rows.render(args.format));
     }
@@ -172,8 +222,8 @@ fn ops(args: BenchArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn report(args: BenchArgs) -> Result<ExitCode> {
-    let runs = args.runs.unwrap_or(2000);
+fn report(args: ReportArgs) -> Result<ExitCode> {
+    let runs = args.runs;
     if runs == 0 {
         bail!("--runs must be ≥ 1");
     }
@@ -183,8 +233,8 @@ fn report(args: BenchArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn dashboard(args: BenchArgs) -> Result<ExitCode> {
-    let runs = args.runs.unwrap_or(500);
+fn dashboard(args: DashboardArgs) -> Result<ExitCode> {
+    let runs = args.runs;
     if runs == 0 || args.epochs < 2 || args.seconds <= 0.0 {
         bail!("--runs must be ≥ 1, --epochs ≥ 2 and --seconds > 0");
     }
@@ -194,8 +244,8 @@ fn dashboard(args: BenchArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn steps(args: BenchArgs) -> Result<ExitCode> {
-    let device = args.timed_device()?;
+fn steps(args: StepArgs) -> Result<ExitCode> {
+    let device = args.timing.device()?;
     let models = if args.model.is_empty() {
         fer_lab::bench::default_models()
     } else {
@@ -217,9 +267,9 @@ fn steps(args: BenchArgs) -> Result<ExitCode> {
     };
     let rows = fer_lab::bench::run(
         &models,
-        args.batch,
+        args.timing.batch,
         3,
-        args.steps,
+        args.timing.steps,
         &device.device(),
         &device.to_string(),
         data.as_ref().map(|d| &d.train),

@@ -1,4 +1,4 @@
-//! `fer-lab bench --dashboard`: what the dashboard costs. A synthetic sweep of `runs` runs ×
+//! `fer-lab bench dashboard`: what the dashboard costs. A synthetic sweep of `runs` runs ×
 //! `epochs` epochs (per-class metrics and confusion for the finished ones) goes into a temporary
 //! database; a writer thread keeps 8 runs "training" (an epoch row and a heartbeat every 250 ms);
 //! the dashboard attaches, and draws a 200 × 60 frame at its full rate (4 a second) into an

@@ -9,7 +9,7 @@
 //! receptive field out as a column, then one batched matmul with the output gradient and a sum
 //! over the batch. (On LibTorch every layer runs libtorch's own kernels: [`super::layers`].)
 //!
-//! `fer-lab bench --conv` measures it on the baseline's layers (docs/benchmarks.md). At batch 64
+//! `fer-lab bench conv` measures it on the baseline's layers (docs/benchmarks.md). At batch 64
 //! on 2 threads, forward + backward of the first layer takes 8.5–10.1 ms instead of 20.2–20.5,
 //! of the second 24.2–24.7 instead of 34.7–38.4. Padded convolutions keep burn's path: with
 //! padding, im2col measured slower than burn's weight gradient.

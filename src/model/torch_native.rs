@@ -10,7 +10,7 @@
 //! graph sees as one operation: on LibTorch with autodiff its forward is recorded in libtorch's
 //! own autograd and its backward is that graph's, seeded with the output gradient burn hands
 //! down (`torch::autograd::grad` in `torch_native.cpp`). Each layer therefore runs exactly the
-//! kernels a PyTorch module runs, with the same shapes (`fer-lab bench --ops` lists them).
+//! kernels a PyTorch module runs, with the same shapes (`fer-lab bench ops` lists them).
 //! Without autodiff (evaluation) the region runs the same forward kernels without a graph.
 
 #![allow(deprecated)] // burn 0.22 marks libtorch deprecated; it is still the GPU path here

@@ -1,4 +1,4 @@
-//! `fer-lab bench --report`: how long `fer-lab report` takes on a big sweep — a synthetic one
+//! `fer-lab bench report`: how long `fer-lab report` takes on a big sweep — a synthetic one
 //! of `runs` finished runs (cells of three seeds, per-class metrics and confusion matrices),
 //! the same database the dashboard benchmark uses.
 

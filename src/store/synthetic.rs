@@ -1,5 +1,5 @@
 //! Results written as given, not earned by training: the synthetic sweep that `fer-lab bench
-//! --dashboard` and `bench --report` measure on, and the fixtures of the report's tests. Kept in
+//! dashboard` and `bench report` measure on, and the fixtures of the report's tests. Kept in
 //! the store so that no reader or benchmark holds SQL of its own; nothing that trains calls it.
 
 use super::records::{RunRecord, RunStatus, SweepRecord};
