@@ -45,14 +45,14 @@ impl RankMetric {
     }
 
     /// Accuracy and F1 read as percentages; loss as is.
-    fn show(self, v: f64) -> String {
+    pub(crate) fn show(self, v: f64) -> String {
         match self {
             RankMetric::ValLoss => format!("{v:.4}"),
             _ => format!("{:.2}", 100.0 * v),
         }
     }
 
-    fn unit(self) -> &'static str {
+    pub(crate) fn unit(self) -> &'static str {
         match self {
             RankMetric::ValLoss => "",
             _ => " %",
@@ -323,7 +323,7 @@ fn best_cell_classes(
     Ok((classes, confusion))
 }
 
-fn pm(metric: RankMetric, s: &Summary) -> String {
+pub(super) fn pm(metric: RankMetric, s: &Summary) -> String {
     if s.n > 1 {
         format!("{} ± {}", metric.show(s.mean), metric.show(s.sd))
     } else {
@@ -331,14 +331,14 @@ fn pm(metric: RankMetric, s: &Summary) -> String {
     }
 }
 
-fn ci(metric: RankMetric, s: &Summary) -> String {
+pub(super) fn ci(metric: RankMetric, s: &Summary) -> String {
     s.ci95.map_or_else(
         || "-".into(),
         |h| format!("[{}, {}]", metric.show(s.mean - h), metric.show(s.mean + h)),
     )
 }
 
-fn num(v: f64) -> Value {
+pub(super) fn num(v: f64) -> Value {
     if v.is_finite() {
         Value::from((v * 1e6).round() / 1e6)
     } else {
@@ -354,7 +354,7 @@ pub struct Section {
 }
 
 impl Analysis {
-    fn versus_text(&self, v: &Versus) -> (String, Option<f64>) {
+    pub(super) fn versus_text(&self, v: &Versus) -> (String, Option<f64>) {
         match v {
             Versus::Best => ("best".into(), None),
             Versus::Tied(w) => (format!("tied (p={:.2})", w.p), Some(w.p)),
@@ -364,7 +364,7 @@ impl Analysis {
     }
 
     /// Every row says what it was measured on: epochs, TTA, parameters.
-    fn cell_context(&self, cell: &Cell) -> (String, String, Value) {
+    pub(super) fn cell_context(&self, cell: &Cell) -> (String, String, Value) {
         let runs: Vec<&RunResult> = cell.runs.iter().map(|&i| &self.runs[i]).collect();
         let mut epochs: Vec<u64> = runs.iter().map(|r| r.epochs).collect();
         epochs.sort_unstable();
@@ -384,203 +384,13 @@ impl Analysis {
         (epochs, tta.join("/"), params)
     }
 
-    /// The report's tables; `human` formats numbers for reading (mean ± sd in one cell),
-    /// otherwise every number gets its own column.
+    /// The report's tables, in [`super::sections::ALL`]'s order; `human` formats numbers for
+    /// reading (mean ± sd in one cell), otherwise every number gets its own column.
     pub fn sections(&self, top: Option<usize>, human: bool) -> Vec<Section> {
-        let m = self.metric;
-        let unit = m.unit();
-        let mut out = Vec::new();
-
-        // Cells.
-        let mut headers: Vec<String> = vec!["rank".into(), "vs best".into()];
-        headers.extend(self.axes.iter().cloned());
-        headers.push("n".into());
-        if human {
-            headers.extend([
-                format!("val {}{unit} mean ± sd", m.name()),
-                "val 95 % CI".into(),
-                format!("test {}{unit} mean ± sd", m.name()),
-            ]);
-        } else {
-            headers.extend(
-                [
-                    "val_mean",
-                    "val_sd",
-                    "val_ci_low",
-                    "val_ci_high",
-                    "p_vs_best",
-                    "test_mean",
-                    "test_sd",
-                ]
-                .map(String::from),
-            );
-        }
-        headers.extend(["epochs", "tta", "n_params"].map(String::from));
-        let mut rows = Rows::new(headers);
-        for (rank, cell) in self.cells.iter().enumerate() {
-            if top.is_some_and(|n| rank >= n) {
-                break;
-            }
-            let (versus, p) = self.versus_text(&cell.versus);
-            let mut row = vec![Value::from(rank + 1), Value::from(versus)];
-            row.extend(cell.params.iter().map(|p| Value::from(p.clone())));
-            row.push(Value::from(cell.val.n));
-            if human {
-                row.extend([
-                    Value::from(pm(m, &cell.val)),
-                    Value::from(ci(m, &cell.val)),
-                    Value::from(pm(m, &cell.test)),
-                ]);
-            } else {
-                let (lo, hi) = cell.val.ci95.map_or((Value::Null, Value::Null), |h| {
-                    (num(cell.val.mean - h), num(cell.val.mean + h))
-                });
-                row.extend([
-                    num(cell.val.mean),
-                    num(cell.val.sd),
-                    lo,
-                    hi,
-                    p.map_or(Value::Null, num),
-                    num(cell.test.mean),
-                    num(cell.test.sd),
-                ]);
-            }
-            let (epochs, tta, params) = self.cell_context(cell);
-            row.extend([Value::from(epochs), Value::from(tta), params]);
-            rows.push(row);
-        }
-        out.push(Section {
-            name: "cells",
-            title: format!(
-                "Cells (runs that differ only by seed), ranked by val {}; test beside, never used to rank",
-                m.name()
-            ),
-            rows,
-        });
-
-        // Per-axis effects.
-        if !self.effects.is_empty() {
-            let headers: Vec<String> = if human {
-                [
-                    "key",
-                    "value",
-                    "n",
-                    &format!("val {}{unit} mean ± sd", m.name()),
-                    "Δ vs first value",
-                    &format!("test {}{unit} mean", m.name()),
-                ]
-                .map(String::from)
-                .to_vec()
-            } else {
-                [
-                    "key",
-                    "value",
-                    "n",
-                    "val_mean",
-                    "val_sd",
-                    "delta",
-                    "reference",
-                    "test_mean",
-                ]
-                .map(String::from)
-                .to_vec()
-            };
-            let mut rows = Rows::new(headers);
-            for e in &self.effects {
-                let mut row = vec![
-                    Value::from(e.key.clone()),
-                    Value::from(e.value.clone()),
-                    Value::from(e.val.n),
-                ];
-                if human {
-                    let delta = if e.value == e.reference {
-                        "0 (reference)".to_string()
-                    } else {
-                        let d = m.show(e.delta);
-                        if e.delta >= 0.0 { format!("+{d}") } else { d }
-                    };
-                    row.extend([
-                        Value::from(pm(m, &e.val)),
-                        Value::from(delta),
-                        Value::from(m.show(e.test.mean)),
-                    ]);
-                } else {
-                    row.extend([
-                        num(e.val.mean),
-                        num(e.val.sd),
-                        num(e.delta),
-                        Value::from(e.reference.clone()),
-                        num(e.test.mean),
-                    ]);
-                }
-                rows.push(row);
-            }
-            out.push(Section {
-                name: "effects",
-                title: "Per-key effects: each value's mean over every run with it (the other keys marginalised)".into(),
-                rows,
-            });
-        }
-
-        // The best cell per class and its confusion matrix.
-        if let Some(best) = self.cells.first() {
-            let label = crate::table::key_values(&self.axes, &best.params);
-            let mut rows = Rows::new(
-                [
-                    "emotion",
-                    "val F1",
-                    "test precision",
-                    "test recall",
-                    "test F1",
-                    "test support",
-                ]
-                .map(String::from),
-            );
-            for c in &self.classes {
-                let f = |v: f64| {
-                    if human {
-                        Value::from(format!("{v:.3}"))
-                    } else {
-                        num(v)
-                    }
-                };
-                rows.push(vec![
-                    Value::from(c.emotion.name()),
-                    f(c.val_f1),
-                    f(c.test_precision),
-                    f(c.test_recall),
-                    f(c.test_f1),
-                    num(c.support.round()),
-                ]);
-            }
-            out.push(Section {
-                name: "classes",
-                title: format!(
-                    "Best cell ({}), per class, mean over its {} run(s)",
-                    if label.is_empty() {
-                        "the only one".into()
-                    } else {
-                        label
-                    },
-                    best.runs.len()
-                ),
-                rows,
-            });
-            let mut headers = vec!["true \\ predicted".to_string()];
-            headers.extend(Emotion::ALL.iter().map(|e| e.name().to_string()));
-            let mut rows = Rows::new(headers);
-            for (t, e) in Emotion::ALL.iter().enumerate() {
-                let mut row = vec![Value::from(e.name())];
-                row.extend(self.confusion[t].iter().map(|&n| Value::from(n)));
-                rows.push(row);
-            }
-            out.push(Section {
-                name: "confusion",
-                title: "Best cell, test confusion matrix (counts summed over its runs)".into(),
-                rows,
-            });
-        }
-        out
+        super::sections::ALL
+            .iter()
+            .filter_map(|build| build(self, top, human))
+            .collect()
     }
 
     /// Lines that say how to read the tables.

@@ -7,6 +7,7 @@ pub mod analysis;
 pub mod bench;
 pub mod compare;
 pub mod plots;
+pub mod sections;
 
 use crate::store::{RunStatus, Store, StoreError, SweptValues};
 use crate::table::Rows;
