@@ -5,9 +5,9 @@
 
 use crate::config::{ModelSpec, RunConfig};
 use crate::data::{IMAGE_PIXELS, IMAGE_SIDE, SplitImages};
+use crate::loss::Loss;
 use crate::model::{self, FerModel};
 use crate::table::Rows;
-use crate::train::loss::Loss;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use serde_json::Value;

@@ -8,14 +8,21 @@
 //! their default (which reproduces the old behaviour), so adding a knob never renames old runs.
 //! Model, loss, optimizer and schedule are written either as a bare name (`"focal"`) or as a
 //! table with `kind` and that variant's own knobs (`{ kind = "focal", gamma = 2.0 }`): a knob
-//! that does not belong to the chosen kind is an error, not silently ignored.
+//! that does not belong to the chosen kind is an error, not silently ignored. Each spec lives
+//! beside its implementation, with its knobs, defaults and validation ([`crate::model`],
+//! [`crate::loss`], [`crate::train::optimizer`], [`crate::train::schedule`]); this file only
+//! reads and writes the bare-name form and composes them.
 
 // Tta lives beside the views it makes: config composes augment, never the other way round.
 use crate::data::augment::Augment;
 pub use crate::data::augment::Tta;
-use crate::emotion::NUM_CLASSES;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+pub use crate::loss::{ClassWeights, LossSpec, WeightsName};
+pub use crate::model::{AttentionKind, ModelSpec};
+pub use crate::train::optimizer::OptimizerSpec;
+pub use crate::train::schedule::Schedule;
 
 /// `"name"` or `{ kind = "name", knob = … }`, for any kind-tagged enum. The table goes through
 /// a JSON value so the same code reads sweep files (TOML) and stored configs (JSON).
@@ -43,344 +50,43 @@ where
     serde_json::from_value(serde_json::Value::Object(table)).map_err(serde::de::Error::custom)
 }
 
-/// Writes a knob-less variant as its bare name, anything else as a table.
-fn to_name_or_table<S: Serializer, T: Serialize>(
+/// Writes a knob-less variant as its bare name, anything else as its `kind`-tagged table.
+fn to_name_or_table<S: Serializer, T: Serialize + BareName>(
     value: &T,
-    bare: Option<&str>,
     s: S,
 ) -> Result<S::Ok, S::Error> {
-    match bare {
+    match value.bare() {
         Some(name) => s.serialize_str(name),
         None => value.serialize(s),
     }
 }
 
-macro_rules! name_or_table {
-    ($ty:ty) => {
-        impl<'de> Deserialize<'de> for $ty {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                from_name_or_table::<D, Tagged<$ty>>(d).map(|t| t.0)
-            }
-        }
-        impl Serialize for $ty {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                to_name_or_table(&Tagged(self.clone()), self.bare_name(), s)
-            }
-        }
-    };
+/// The specs written as a bare name when they have no knobs (each spec's own `bare_name`).
+trait BareName {
+    fn bare(&self) -> Option<&'static str>;
 }
 
-/// Serde's derived, `kind`-tagged form of the enums below.
-#[derive(Clone)]
-struct Tagged<T>(T);
-
-macro_rules! tagged_via {
-    ($ty:ty, $repr:ident) => {
-        impl<'de> Deserialize<'de> for Tagged<$ty> {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                $repr::deserialize(d).map(|r| Tagged(r.into()))
-            }
-        }
-        impl Serialize for Tagged<$ty> {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                $repr::from(self.0.clone()).serialize(s)
-            }
-        }
-    };
-}
-
-pub use crate::model::{AttentionKind, ModelSpec};
-
-/// `model = "baseline"` or a table with `kind`; a knob-less model is written as its name.
-fn model_from_name_or_table<'de, D: Deserializer<'de>>(d: D) -> Result<ModelSpec, D::Error> {
-    from_name_or_table(d)
-}
-
-fn model_to_name_or_table<S: Serializer>(model: &ModelSpec, s: S) -> Result<S::Ok, S::Error> {
-    to_name_or_table(model, model.bare_name(), s)
-}
-
-/// Per-class weights of the weighted cross-entropy.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum ClassWeights {
-    /// `"inverse_frequency"`: 1 / (train images of the class), normalised to mean 1.
-    Named(WeightsName),
-    /// Seven explicit weights in class-id order.
-    Explicit(Vec<f64>),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WeightsName {
-    InverseFrequency,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-enum LossRepr {
-    CrossEntropy {},
-    WeightedCrossEntropy {
-        #[serde(default = "inverse_frequency")]
-        weights: ClassWeights,
-    },
-    Focal {
-        #[serde(default = "two_f64")]
-        gamma: f64,
-        #[serde(default)]
-        alpha: Option<Vec<f64>>,
-    },
-}
-
-fn inverse_frequency() -> ClassWeights {
-    ClassWeights::Named(WeightsName::InverseFrequency)
-}
-fn two_f64() -> f64 {
-    2.0
-}
-
-/// The training loss.
-#[derive(Debug, Clone, PartialEq)]
-pub enum LossSpec {
-    CrossEntropy,
-    /// Cross-entropy with per-class weights (mean weighted by the targets' weights, as PyTorch).
-    WeightedCrossEntropy {
-        weights: ClassWeights,
-    },
-    /// Focal loss: −α_y (1 − p_y)^γ log p_y.
-    Focal {
-        gamma: f64,
-        alpha: Option<Vec<f64>>,
-    },
-}
-
-impl From<LossRepr> for LossSpec {
-    fn from(r: LossRepr) -> Self {
-        match r {
-            LossRepr::CrossEntropy {} => LossSpec::CrossEntropy,
-            LossRepr::WeightedCrossEntropy { weights } => {
-                LossSpec::WeightedCrossEntropy { weights }
-            }
-            LossRepr::Focal { gamma, alpha } => LossSpec::Focal { gamma, alpha },
-        }
+impl BareName for ModelSpec {
+    fn bare(&self) -> Option<&'static str> {
+        self.bare_name()
     }
 }
 
-impl From<LossSpec> for LossRepr {
-    fn from(l: LossSpec) -> Self {
-        match l {
-            LossSpec::CrossEntropy => LossRepr::CrossEntropy {},
-            LossSpec::WeightedCrossEntropy { weights } => {
-                LossRepr::WeightedCrossEntropy { weights }
-            }
-            LossSpec::Focal { gamma, alpha } => LossRepr::Focal { gamma, alpha },
-        }
+impl BareName for LossSpec {
+    fn bare(&self) -> Option<&'static str> {
+        self.bare_name()
     }
 }
 
-tagged_via!(LossSpec, LossRepr);
-name_or_table!(LossSpec);
-
-impl LossSpec {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            LossSpec::CrossEntropy => "cross_entropy",
-            LossSpec::WeightedCrossEntropy { .. } => "weighted_cross_entropy",
-            LossSpec::Focal { .. } => "focal",
-        }
-    }
-
-    fn bare_name(&self) -> Option<&'static str> {
-        match self {
-            LossSpec::CrossEntropy => Some("cross_entropy"),
-            LossSpec::WeightedCrossEntropy { weights } if *weights == inverse_frequency() => {
-                Some("weighted_cross_entropy")
-            }
-            _ => None,
-        }
-    }
-
-    fn validate(&self) -> Result<(), InvalidValue> {
-        let check7 = |key: &str, values: &[f64]| {
-            if values.len() != NUM_CLASSES
-                || values.iter().any(|w| !(w.is_finite() && *w >= 0.0))
-                || values.iter().all(|w| *w == 0.0)
-            {
-                Err(InvalidValue {
-                    key: format!("loss.{key}"),
-                    message: format!(
-                        "loss.{key} = {values:?} must be 7 non-negative numbers (one per class), not all 0"
-                    ),
-                })
-            } else {
-                Ok(())
-            }
-        };
-        match self {
-            LossSpec::CrossEntropy => Ok(()),
-            LossSpec::WeightedCrossEntropy { weights } => match weights {
-                ClassWeights::Named(_) => Ok(()),
-                ClassWeights::Explicit(w) => check7("weights", w),
-            },
-            LossSpec::Focal { gamma, alpha } => {
-                if !(0.0..=10.0).contains(gamma) {
-                    return Err(InvalidValue {
-                        key: "loss.gamma".into(),
-                        message: format!("loss.gamma = {gamma} must be in [0, 10]"),
-                    });
-                }
-                alpha.as_deref().map_or(Ok(()), |a| check7("alpha", a))
-            }
-        }
+impl BareName for OptimizerSpec {
+    fn bare(&self) -> Option<&'static str> {
+        self.bare_name()
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-enum OptimizerRepr {
-    Adam {},
-    Adamw {},
-    Sgd {
-        #[serde(default = "point_nine")]
-        momentum: f64,
-        #[serde(default)]
-        nesterov: bool,
-    },
-}
-
-fn point_nine() -> f64 {
-    0.9
-}
-
-/// The optimizer. Weight decay is the run's `weight_decay` (coupled L2 for adam and sgd,
-/// decoupled for adamw).
-#[derive(Debug, Clone, PartialEq)]
-pub enum OptimizerSpec {
-    Adam,
-    AdamW,
-    Sgd { momentum: f64, nesterov: bool },
-}
-
-impl From<OptimizerRepr> for OptimizerSpec {
-    fn from(r: OptimizerRepr) -> Self {
-        match r {
-            OptimizerRepr::Adam {} => OptimizerSpec::Adam,
-            OptimizerRepr::Adamw {} => OptimizerSpec::AdamW,
-            OptimizerRepr::Sgd { momentum, nesterov } => OptimizerSpec::Sgd { momentum, nesterov },
-        }
-    }
-}
-
-impl From<OptimizerSpec> for OptimizerRepr {
-    fn from(o: OptimizerSpec) -> Self {
-        match o {
-            OptimizerSpec::Adam => OptimizerRepr::Adam {},
-            OptimizerSpec::AdamW => OptimizerRepr::Adamw {},
-            OptimizerSpec::Sgd { momentum, nesterov } => OptimizerRepr::Sgd { momentum, nesterov },
-        }
-    }
-}
-
-tagged_via!(OptimizerSpec, OptimizerRepr);
-name_or_table!(OptimizerSpec);
-
-impl OptimizerSpec {
-    fn bare_name(&self) -> Option<&'static str> {
-        match self {
-            OptimizerSpec::Adam => Some("adam"),
-            OptimizerSpec::AdamW => Some("adamw"),
-            OptimizerSpec::Sgd { .. } => None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-enum ScheduleRepr {
-    Constant {},
-    Step {
-        #[serde(default = "ten")]
-        step_size: usize,
-        #[serde(default = "point_one")]
-        gamma: f64,
-    },
-    Cosine {
-        #[serde(default)]
-        warmup: usize,
-        #[serde(default)]
-        min_lr: f64,
-    },
-    Plateau {
-        #[serde(default = "half")]
-        factor: f64,
-        #[serde(default = "three")]
-        patience: usize,
-    },
-}
-
-fn ten() -> usize {
-    10
-}
-fn three() -> usize {
-    3
-}
-fn point_one() -> f64 {
-    0.1
-}
-fn half() -> f64 {
-    0.5
-}
-
-/// How the learning rate moves over epochs.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub enum Schedule {
-    #[default]
-    Constant,
-    /// Multiply by `gamma` every `step_size` epochs.
-    Step { step_size: usize, gamma: f64 },
-    /// Linear warm-up over `warmup` epochs, then cosine decay to `min_lr` by the last epoch.
-    Cosine { warmup: usize, min_lr: f64 },
-    /// Multiply by `factor` when val accuracy has not improved for `patience` epochs.
-    Plateau { factor: f64, patience: usize },
-}
-
-impl From<ScheduleRepr> for Schedule {
-    fn from(r: ScheduleRepr) -> Self {
-        match r {
-            ScheduleRepr::Constant {} => Schedule::Constant,
-            ScheduleRepr::Step { step_size, gamma } => Schedule::Step { step_size, gamma },
-            ScheduleRepr::Cosine { warmup, min_lr } => Schedule::Cosine { warmup, min_lr },
-            ScheduleRepr::Plateau { factor, patience } => Schedule::Plateau { factor, patience },
-        }
-    }
-}
-
-impl From<Schedule> for ScheduleRepr {
-    fn from(s: Schedule) -> Self {
-        match s {
-            Schedule::Constant => ScheduleRepr::Constant {},
-            Schedule::Step { step_size, gamma } => ScheduleRepr::Step { step_size, gamma },
-            Schedule::Cosine { warmup, min_lr } => ScheduleRepr::Cosine { warmup, min_lr },
-            Schedule::Plateau { factor, patience } => ScheduleRepr::Plateau { factor, patience },
-        }
-    }
-}
-
-tagged_via!(Schedule, ScheduleRepr);
-name_or_table!(Schedule);
-
-impl Schedule {
-    fn bare_name(&self) -> Option<&'static str> {
-        matches!(self, Schedule::Constant).then_some("constant")
-    }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Schedule::Constant => "constant",
-            Schedule::Step { .. } => "step",
-            Schedule::Cosine { .. } => "cosine",
-            Schedule::Plateau { .. } => "plateau",
-        }
+impl BareName for Schedule {
+    fn bare(&self) -> Option<&'static str> {
+        self.bare_name()
     }
 }
 
@@ -393,17 +99,25 @@ fn is_default<T: Default + PartialEq>(v: &T) -> bool {
 #[serde(deny_unknown_fields, default)]
 pub struct RunConfig {
     #[serde(
-        deserialize_with = "model_from_name_or_table",
-        serialize_with = "model_to_name_or_table"
+        deserialize_with = "from_name_or_table",
+        serialize_with = "to_name_or_table"
     )]
     pub model: ModelSpec,
     /// Dropout before the classifier layer(s).
     pub dropout: f64,
     pub epochs: usize,
     pub batch_size: usize,
+    #[serde(
+        deserialize_with = "from_name_or_table",
+        serialize_with = "to_name_or_table"
+    )]
     pub optimizer: OptimizerSpec,
     /// Peak learning rate.
     pub lr: f64,
+    #[serde(
+        deserialize_with = "from_name_or_table",
+        serialize_with = "to_name_or_table"
+    )]
     pub loss: LossSpec,
     /// `augment = false` turns augmentation off; a table sets each knob.
     #[serde(deserialize_with = "augment_or_bool")]
@@ -413,7 +127,11 @@ pub struct RunConfig {
     pub label_smoothing: f64,
     #[serde(skip_serializing_if = "is_default")]
     pub weight_decay: f64,
-    #[serde(skip_serializing_if = "is_default")]
+    #[serde(
+        skip_serializing_if = "is_default",
+        deserialize_with = "from_name_or_table",
+        serialize_with = "to_name_or_table"
+    )]
     pub schedule: Schedule,
     /// Stop when val accuracy has not improved for this many epochs.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -433,13 +151,13 @@ impl Default for RunConfig {
             dropout: 0.5,
             epochs: 30,
             batch_size: 64,
-            optimizer: OptimizerSpec::Adam,
+            optimizer: OptimizerSpec::Adam(Default::default()),
             lr: 1e-3,
-            loss: LossSpec::CrossEntropy,
+            loss: LossSpec::CrossEntropy(Default::default()),
             augment: Augment::default(),
             label_smoothing: 0.0,
             weight_decay: 0.0,
-            schedule: Schedule::Constant,
+            schedule: Schedule::Constant(Default::default()),
             early_stopping: None,
             grad_clip: None,
             tta: Tta::None,
@@ -525,62 +243,8 @@ impl RunConfig {
         {
             return bad("grad_clip", format!("grad_clip = {c} must be > 0"));
         }
-        if let OptimizerSpec::Sgd { momentum, .. } = self.optimizer
-            && !(0.0..1.0).contains(&momentum)
-        {
-            return bad(
-                "optimizer.momentum",
-                format!("optimizer.momentum = {momentum} must be in [0, 1)"),
-            );
-        }
-        match &self.schedule {
-            Schedule::Step { step_size, gamma } => {
-                if *step_size == 0 {
-                    return bad(
-                        "schedule.step_size",
-                        "schedule.step_size = 0 must be ≥ 1".into(),
-                    );
-                }
-                if !(*gamma > 0.0 && *gamma <= 1.0) {
-                    return bad(
-                        "schedule.gamma",
-                        format!("schedule.gamma = {gamma} must be in (0, 1]"),
-                    );
-                }
-            }
-            Schedule::Cosine { warmup, min_lr } => {
-                if *warmup >= self.epochs {
-                    return bad(
-                        "schedule.warmup",
-                        format!(
-                            "schedule.warmup = {warmup} must be fewer than epochs = {}",
-                            self.epochs
-                        ),
-                    );
-                }
-                if !(*min_lr >= 0.0 && *min_lr < self.lr) {
-                    return bad(
-                        "schedule.min_lr",
-                        format!("schedule.min_lr = {min_lr} must be in [0, lr)"),
-                    );
-                }
-            }
-            Schedule::Plateau { factor, patience } => {
-                if !(*factor > 0.0 && *factor < 1.0) {
-                    return bad(
-                        "schedule.factor",
-                        format!("schedule.factor = {factor} must be in (0, 1)"),
-                    );
-                }
-                if *patience == 0 {
-                    return bad(
-                        "schedule.patience",
-                        "schedule.patience = 0 must be ≥ 1".into(),
-                    );
-                }
-            }
-            Schedule::Constant => {}
-        }
+        self.optimizer.validate()?;
+        self.schedule.validate(self.epochs, self.lr)?;
         self.model.validate()?;
         self.loss.validate()?;
         if let Err(e) = self.augment.validate() {
@@ -610,13 +274,13 @@ impl RunConfig {
             "dropout": self.dropout,
             "epochs": self.epochs,
             "batch_size": self.batch_size,
-            "optimizer": tagged(serde_json::to_value(Tagged(self.optimizer.clone()))),
+            "optimizer": tagged(serde_json::to_value(&self.optimizer)),
             "lr": self.lr,
-            "loss": tagged(serde_json::to_value(Tagged(self.loss.clone()))),
+            "loss": tagged(serde_json::to_value(&self.loss)),
             "augment": self.augment.full_json(),
             "label_smoothing": self.label_smoothing,
             "weight_decay": self.weight_decay,
-            "schedule": tagged(serde_json::to_value(Tagged(self.schedule.clone()))),
+            "schedule": tagged(serde_json::to_value(&self.schedule)),
             "early_stopping": self.early_stopping,
             "grad_clip": self.grad_clip,
             "tta": self.tta,
@@ -666,6 +330,50 @@ mod tests {
     }
 
     #[test]
+    fn canonical_json_of_every_kind_is_stable() {
+        // Knob-less values are bare names, the rest tables in field order, focal's absent
+        // alpha a null: run ids hash this text.
+        let c: RunConfig = toml::from_str(
+            "optimizer = { kind = \"sgd\", nesterov = true }\nloss = \"focal\"\nschedule = { kind = \"step\" }",
+        )
+        .unwrap();
+        assert_eq!(
+            c.canonical_json(),
+            r#"{"model":"baseline","dropout":0.5,"epochs":30,"batch_size":64,"optimizer":{"kind":"sgd","momentum":0.9,"nesterov":true},"lr":0.001,"loss":{"kind":"focal","gamma":2.0,"alpha":null},"augment":{"hflip":0.5,"rotation":10.0,"zoom":0.1,"shift":0.1},"schedule":{"kind":"step","step_size":10,"gamma":0.1}}"#
+        );
+        let c: RunConfig = toml::from_str(
+            "optimizer = { kind = \"adamw\" }\nloss = { kind = \"weighted_cross_entropy\" }\nschedule = { kind = \"constant\" }",
+        )
+        .unwrap();
+        assert_eq!(
+            c.canonical_json(),
+            r#"{"model":"baseline","dropout":0.5,"epochs":30,"batch_size":64,"optimizer":"adamw","lr":0.001,"loss":"weighted_cross_entropy","augment":{"hflip":0.5,"rotation":10.0,"zoom":0.1,"shift":0.1}}"#
+        );
+    }
+
+    #[test]
+    fn out_of_range_knobs_of_a_kind_name_their_key() {
+        let c: RunConfig = toml::from_str(
+            "epochs = 5\noptimizer = { kind = \"sgd\", momentum = 1.0 }\nschedule = { kind = \"cosine\", warmup = 7 }",
+        )
+        .unwrap();
+        assert_eq!(
+            c.validate().unwrap_err().message,
+            "optimizer.momentum = 1 must be in [0, 1)"
+        );
+        let c = RunConfig {
+            optimizer: OptimizerSpec::default(),
+            ..c
+        };
+        assert_eq!(
+            c.validate().unwrap_err().message,
+            "schedule.warmup = 7 must be fewer than epochs = 5"
+        );
+        let c: RunConfig = toml::from_str("loss = { kind = \"focal\", gamma = 11 }").unwrap();
+        assert_eq!(c.validate().unwrap_err().key, "loss.gamma");
+    }
+
+    #[test]
     fn out_of_range_values_name_their_key() {
         let mut c = RunConfig {
             lr: -0.001,
@@ -694,10 +402,10 @@ mod tests {
         );
         assert_eq!(
             c.loss,
-            LossSpec::Focal {
+            LossSpec::Focal(crate::loss::FocalConfig {
                 gamma: 1.5,
                 alpha: None
-            }
+            })
         );
         let c: RunConfig = toml::from_str("[model]\nkind = \"residual\"\nwidth = 16").unwrap();
         assert_eq!(
@@ -713,17 +421,17 @@ mod tests {
         .unwrap();
         assert_eq!(
             c.optimizer,
-            OptimizerSpec::Sgd {
+            OptimizerSpec::Sgd(crate::train::optimizer::SgdConfig {
                 momentum: 0.9,
                 nesterov: true
-            }
+            })
         );
         assert_eq!(
             c.schedule,
-            Schedule::Cosine {
+            Schedule::Cosine(crate::train::schedule::CosineConfig {
                 warmup: 0,
                 min_lr: 0.0
-            }
+            })
         );
     }
 

@@ -6,7 +6,8 @@
 //! - [`data`]: importing FER-2013 ([`data::import`], one file per format), the cache,
 //!   augmentation and burn's dataset/batcher glue.
 //! - [`config`]: the resolved config of one run; [`sweep`]: sweep files and grid expansion.
-//! - [`model`]: one file per network; [`train`]: burn-train wiring, losses, evaluation.
+//! - [`model`]: one file per network; [`loss`]: one file per loss; [`train`]: burn-train
+//!   wiring, optimizers, learning-rate schedules, evaluation.
 //! - [`scheduler`]: devices, slots, leases and pruning; [`worker`]: one run in its own process;
 //!   [`store`]: SQLite and migrations.
 //! - [`report`]: leaderboards; [`table`]: table / Markdown / CSV / JSON output.
@@ -19,6 +20,7 @@ pub mod data;
 pub mod device;
 pub mod emotion;
 pub mod invalid;
+pub mod loss;
 pub mod metrics;
 pub mod model;
 pub mod predict;

@@ -157,7 +157,7 @@ pub(crate) const CLASSES: usize = NUM_CLASSES;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::loss::Loss;
+    use crate::loss::Loss;
     use burn::optim::{GradientsParams, SgdConfig};
 
     /// One small net of every kind (attention twice, once per gate).

@@ -7,21 +7,18 @@
 pub mod eval;
 pub mod fused_adam;
 pub mod hook;
-pub mod loss;
+pub mod optimizer;
 pub mod schedule;
 pub mod sink;
 
-use crate::config::{OptimizerSpec, RunConfig};
+use crate::config::RunConfig;
 use crate::data::SplitImages;
 use crate::data::batcher::{FerBatch, FerBatcher, IndexDataset};
+use crate::loss::Loss;
 use crate::metrics::Evaluation;
 use crate::model::{self, FerModel, ModelSize};
 use crate::store::EpochRow;
 use burn::data::dataloader::DataLoaderBuilder;
-use burn::optim::SgdConfig;
-use burn::optim::decay::WeightDecayConfig;
-use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::momentum::MomentumConfig;
 use burn::prelude::*;
 use burn::store::ModuleRecord;
 use burn::train::checkpoint::{CheckpointingAction, CheckpointingStrategy};
@@ -33,7 +30,6 @@ use burn::train::{
 };
 use burn::train::{MetricEarlyStoppingStrategy, StoppingCondition};
 use hook::{EpochHook, HookState, Progress, QuietRenderer};
-use loss::Loss;
 use sink::{EpochSink, StopReason};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -229,46 +225,6 @@ pub fn load_model(config: &RunConfig, path: &Path, device: &Device) -> Result<Fe
     Ok(classifier.load_record(record).model)
 }
 
-fn clipped(
-    optim: burn::optim::ModuleOptimizer,
-    clip: Option<GradientClippingConfig>,
-) -> burn::optim::ModuleOptimizer {
-    match clip {
-        Some(clip) => optim.with_grad_clipping(clip.init()),
-        None => optim,
-    }
-}
-
-/// The optimizer of a run; weight decay is L2 for adam / sgd and decoupled for adamw.
-fn optimizer(config: &RunConfig) -> burn::optim::ModuleOptimizer {
-    let clip = config
-        .grad_clip
-        .map(|c| GradientClippingConfig::Norm(c as f32));
-    let decay =
-        (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
-    match config.optimizer {
-        // libtorch's fused kernel on LibTorch, burn's Adam elsewhere (src/train/fused_adam.rs).
-        OptimizerSpec::Adam => clipped(
-            fused_adam::FusedAdam::new(config.weight_decay as f32).init(),
-            clip,
-        ),
-        OptimizerSpec::AdamW => clipped(
-            fused_adam::FusedAdamW::new(config.weight_decay as f32).init(),
-            clip,
-        ),
-        OptimizerSpec::Sgd { momentum, nesterov } => SgdConfig::new()
-            .with_weight_decay(decay)
-            .with_momentum((momentum > 0.0).then(|| {
-                MomentumConfig::new()
-                    .with_momentum(momentum)
-                    .with_dampening(0.0)
-                    .with_nesterov(nesterov)
-            }))
-            .with_gradient_clipping(clip)
-            .init(),
-    }
-}
-
 /// Trains one run to the end, handing each finished epoch to `sink`, then evaluates the
 /// best-on-val checkpoint on val and test. `earlier` are the recorded epochs of the attempt
 /// `spec.resume_from` resumes (those after its checkpoint are ignored; all of them on a fresh
@@ -380,7 +336,7 @@ pub fn train_run(
         history,
     )
     .reseeding(autodiff.clone(), spec.seed);
-    let result = training.launch(Learner::new(classifier, optimizer(config), lr));
+    let result = training.launch(Learner::new(classifier, optimizer::build(config), lr));
     let state = hook_state.lock().expect("hook state lock").clone();
     if let Some(epoch) = state.diverged_at {
         return Err(TrainError::Diverged { epoch });
