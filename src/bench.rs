@@ -100,7 +100,7 @@ impl StepBench {
         let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &device);
         StepBench {
             model: Some(model),
-            optim: crate::train::fused_adam::FusedAdam::new(0.0).init(),
+            optim: crate::optim::fused_adam::FusedAdam::new(0.0).init(),
             loss: Loss::cross_entropy(),
             images,
             targets,

@@ -21,8 +21,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use crate::loss::{ClassWeights, LossSpec, WeightsName};
 pub use crate::model::{AttentionKind, ModelSpec};
-pub use crate::train::optimizer::OptimizerSpec;
-pub use crate::train::schedule::Schedule;
+pub use crate::optim::OptimizerSpec;
+pub use crate::optim::schedule::Schedule;
 
 /// `"name"` or `{ kind = "name", knob = … }`, for any kind-tagged enum. The table goes through
 /// a JSON value so the same code reads sweep files (TOML) and stored configs (JSON).
@@ -421,14 +421,14 @@ mod tests {
         .unwrap();
         assert_eq!(
             c.optimizer,
-            OptimizerSpec::Sgd(crate::train::optimizer::SgdConfig {
+            OptimizerSpec::Sgd(crate::optim::SgdConfig {
                 momentum: 0.9,
                 nesterov: true
             })
         );
         assert_eq!(
             c.schedule,
-            Schedule::Cosine(crate::train::schedule::CosineConfig {
+            Schedule::Cosine(crate::optim::schedule::CosineConfig {
                 warmup: 0,
                 min_lr: 0.0
             })

@@ -23,6 +23,7 @@ pub mod invalid;
 pub mod loss;
 pub mod metrics;
 pub mod model;
+pub mod optim;
 pub mod predict;
 pub mod process;
 pub mod progress;

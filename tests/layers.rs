@@ -13,9 +13,9 @@ const LAYERS: &[&[&str]] = &[
     &["metrics"],
     // What the machine has, and the data.
     &["device", "data"],
-    // Below training: the networks, the losses, the pruning rules, the database.
+    // Below training: the networks, the pruning rules, the database; losses and optimizers.
     &["model", "pruning", "store"],
-    &["loss"],
+    &["loss", "optim"],
     &["config"],
     &["sweep", "train"],
     &["worker"],

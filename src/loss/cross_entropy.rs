@@ -21,8 +21,8 @@ pub(super) fn forward(logits: Tensor<2>, targets: Tensor<1, Int>, smoothing: f32
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{COUNTS, batch, config, value};
-    use super::super::{FocalConfig, Loss, LossSpec};
+    use super::super::tests::{COUNTS, batch, config, new_loss, value};
+    use super::super::{FocalConfig, LossSpec};
     use super::*;
     use burn::nn::loss::CrossEntropyLossConfig;
 
@@ -35,9 +35,9 @@ mod tests {
                 .init(&device)
                 .forward(logits.clone(), targets.clone()),
         );
-        let ce = Loss::new(&config(LossSpec::default(), 0.0), &COUNTS);
+        let ce = new_loss(&config(LossSpec::default(), 0.0), &COUNTS);
         assert!((value(ce.forward(logits.clone(), targets.clone())) - reference).abs() < 1e-5);
-        let focal0 = Loss::new(
+        let focal0 = new_loss(
             &config(
                 LossSpec::Focal(FocalConfig {
                     gamma: 0.0,
@@ -48,7 +48,7 @@ mod tests {
             &COUNTS,
         );
         assert!((value(focal0.forward(logits.clone(), targets.clone())) - reference).abs() < 1e-5);
-        let smooth0 = Loss::new(&config(LossSpec::default(), 0.0), &COUNTS);
+        let smooth0 = new_loss(&config(LossSpec::default(), 0.0), &COUNTS);
         assert!((value(smooth0.forward(logits, targets)) - reference).abs() < 1e-5);
     }
 }

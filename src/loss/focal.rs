@@ -75,8 +75,8 @@ pub(super) fn forward(
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{COUNTS, batch, config, value};
-    use super::super::{Loss, LossSpec};
+    use super::super::LossSpec;
+    use super::super::tests::{COUNTS, batch, config, new_loss, value};
     use super::*;
 
     #[test]
@@ -84,11 +84,11 @@ mod tests {
         let device = Device::flex();
         let (logits, targets) = batch(&device);
         let ce = value(
-            Loss::new(&config(LossSpec::default(), 0.0), &COUNTS)
+            new_loss(&config(LossSpec::default(), 0.0), &COUNTS)
                 .forward(logits.clone(), targets.clone()),
         );
         let focal = value(
-            Loss::new(
+            new_loss(
                 &config(
                     LossSpec::Focal(FocalConfig {
                         gamma: 2.0,

@@ -13,7 +13,6 @@ pub mod cross_entropy;
 pub mod focal;
 pub mod weighted_cross_entropy;
 
-use crate::config::RunConfig;
 use crate::emotion::NUM_CLASSES;
 use crate::invalid::InvalidValue;
 use burn::prelude::*;
@@ -133,8 +132,10 @@ pub fn inverse_frequency(train_counts: &[usize; NUM_CLASSES]) -> [f32; NUM_CLASS
 
 impl Loss {
     /// The loss of a run; `train_counts` are the training split's images per class.
-    pub fn new(config: &RunConfig, train_counts: &[usize; NUM_CLASSES]) -> Loss {
-        let formula = match &config.loss {
+    /// The loss `spec` names with label smoothing `smoothing`; `train_counts` are the training
+    /// split's images per class (inverse-frequency weights need them).
+    pub fn new(spec: &LossSpec, smoothing: f64, train_counts: &[usize; NUM_CLASSES]) -> Loss {
+        let formula = match spec {
             LossSpec::CrossEntropy(_) => Formula::CrossEntropy,
             LossSpec::WeightedCrossEntropy(c) => {
                 Formula::WeightedCrossEntropy(c.resolve(train_counts))
@@ -145,7 +146,7 @@ impl Loss {
             },
         };
         Loss {
-            smoothing: config.label_smoothing as f32,
+            smoothing: smoothing as f32,
             formula,
         }
     }
@@ -217,12 +218,13 @@ mod tests {
         t.into_scalar::<f32>()
     }
 
-    pub(super) fn config(loss: LossSpec, smoothing: f64) -> RunConfig {
-        RunConfig {
-            loss,
-            label_smoothing: smoothing,
-            ..RunConfig::default()
-        }
+    /// A loss and its label smoothing, as a run's config gives them.
+    pub(super) fn config(loss: LossSpec, smoothing: f64) -> (LossSpec, f64) {
+        (loss, smoothing)
+    }
+
+    pub(super) fn new_loss(config: &(LossSpec, f64), counts: &[usize; NUM_CLASSES]) -> Loss {
+        Loss::new(&config.0, config.1, counts)
     }
 
     pub(super) const COUNTS: [usize; NUM_CLASSES] = [10, 1, 10, 20, 10, 10, 10];
@@ -233,7 +235,7 @@ mod tests {
         let logits = Tensor::<2>::from_floats([[0.0; 7]], &device);
         let targets = Tensor::<1, Int>::from_ints([2], &device);
         // Uniform prediction: every class costs ln 7 whatever the smoothing.
-        let loss = Loss::new(&config(LossSpec::default(), 0.3), &COUNTS);
+        let loss = new_loss(&config(LossSpec::default(), 0.3), &COUNTS);
         assert!((value(loss.forward(logits, targets)) - 7f32.ln()).abs() < 1e-5);
     }
 

@@ -76,8 +76,8 @@ pub(super) fn forward(
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{COUNTS, config, value};
-    use super::super::{Loss, LossSpec};
+    use super::super::LossSpec;
+    use super::super::tests::{COUNTS, config, new_loss, value};
     use super::*;
 
     #[test]
@@ -93,7 +93,7 @@ mod tests {
         let weights = LossSpec::WeightedCrossEntropy(WeightedCrossEntropyConfig {
             weights: ClassWeights::Explicit(vec![1.0, 3.0, 1.0, 1.0, 1.0, 1.0, 1.0]),
         });
-        let loss = Loss::new(&config(weights, 0.0), &COUNTS);
+        let loss = new_loss(&config(weights, 0.0), &COUNTS);
         let expected = (3.0 * 7f32.ln() + (13f32 / 7.0).ln()) / 4.0;
         assert!((value(loss.forward(logits, targets)) - expected).abs() < 1e-5);
     }

@@ -6,8 +6,8 @@
 //! burn-train calls loggers on its event-processor thread, so what the sink does with an epoch
 //! never stalls the training step.
 
-use super::schedule::ValHistory;
 use super::sink::{EpochSink, StopReason, Verdict};
+use crate::optim::schedule::ValHistory;
 use crate::store::EpochRow;
 use burn::train::logger::{
     EvaluationProgressLogger, InMemoryMetricLogger, MetricLogger, TrainingProgressLogger,

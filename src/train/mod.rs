@@ -5,10 +5,7 @@
 //! caller passes the epochs of an attempt it resumes and keeps what the sink receives.
 
 pub mod eval;
-pub mod fused_adam;
 pub mod hook;
-pub mod optimizer;
-pub mod schedule;
 pub mod sink;
 
 use crate::config::RunConfig;
@@ -253,7 +250,11 @@ pub fn train_run(
     let size = model::size(&model, &config.model);
     let classifier = Classifier {
         model,
-        loss: Loss::new(config, &splits.train.class_counts()),
+        loss: Loss::new(
+            &config.loss,
+            config.label_smoothing,
+            &splits.train.class_counts(),
+        ),
     };
 
     // One loader thread keeps batch order (and so augmentation visits) deterministic; the
@@ -283,7 +284,7 @@ pub fn train_run(
         Some(e) => earlier.into_iter().filter(|r| r.epoch <= e).collect(),
         None => Vec::new(),
     };
-    let history = Arc::new(schedule::ValHistory::default());
+    let history = Arc::new(crate::optim::schedule::ValHistory::default());
     for row in &earlier {
         history.push(row.val_acc.unwrap_or(f64::NAN));
     }
@@ -315,7 +316,7 @@ pub fn train_run(
     if let Some(e) = resume_from {
         training = training.checkpoint(e);
         // Where the uninterrupted run's scheduler would have reseeded at the end of epoch e.
-        autodiff.seed(schedule::dropout_seed(spec.seed, e as u32));
+        autodiff.seed(crate::optim::schedule::dropout_seed(spec.seed, e as u32));
     }
     if let Some(patience) = config.early_stopping {
         training = training.early_stopping(MetricEarlyStoppingStrategy::new(
@@ -328,7 +329,7 @@ pub fn train_run(
     }
 
     let iters_per_epoch = splits.train.len().div_ceil(config.batch_size);
-    let lr = schedule::EpochSchedule::new(
+    let lr = crate::optim::schedule::EpochSchedule::new(
         config.lr,
         config.schedule.clone(),
         config.epochs,
@@ -336,7 +337,11 @@ pub fn train_run(
         history,
     )
     .reseeding(autodiff.clone(), spec.seed);
-    let result = training.launch(Learner::new(classifier, optimizer::build(config), lr));
+    let result = training.launch(Learner::new(
+        classifier,
+        crate::optim::build(&config.optimizer, config.weight_decay, config.grad_clip),
+        lr,
+    ));
     let state = hook_state.lock().expect("hook state lock").clone();
     if let Some(epoch) = state.diverged_at {
         return Err(TrainError::Diverged { epoch });

@@ -3,8 +3,9 @@
 //! `weight_decay` (coupled L2 for adam and sgd, decoupled for adamw), gradient clipping its
 //! `grad_clip`.
 
-use super::fused_adam;
-use crate::config::RunConfig;
+pub mod fused_adam;
+pub mod schedule;
+
 use crate::invalid::InvalidValue;
 use burn::optim::ModuleOptimizer;
 use burn::optim::decay::WeightDecayConfig;
@@ -111,21 +112,18 @@ fn clipped(optim: ModuleOptimizer, clip: Option<GradientClippingConfig>) -> Modu
     }
 }
 
-/// The optimizer of a run; weight decay is L2 for adam / sgd and decoupled for adamw.
-pub fn build(config: &RunConfig) -> ModuleOptimizer {
-    let clip = config
-        .grad_clip
-        .map(|c| GradientClippingConfig::Norm(c as f32));
-    let decay =
-        (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
-    match &config.optimizer {
-        // libtorch's fused kernel on LibTorch, burn's Adam elsewhere (src/train/fused_adam.rs).
-        OptimizerSpec::Adam(_) => clipped(
-            fused_adam::FusedAdam::new(config.weight_decay as f32).init(),
-            clip,
-        ),
+/// The optimizer of a run; `weight_decay` is L2 for adam / sgd and decoupled for adamw;
+/// `grad_clip` clips each parameter's gradient norm.
+pub fn build(spec: &OptimizerSpec, weight_decay: f64, grad_clip: Option<f64>) -> ModuleOptimizer {
+    let clip = grad_clip.map(|c| GradientClippingConfig::Norm(c as f32));
+    let decay = (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay as f32));
+    match spec {
+        // libtorch's fused kernel on LibTorch, burn's Adam elsewhere (src/optim/fused_adam.rs).
+        OptimizerSpec::Adam(_) => {
+            clipped(fused_adam::FusedAdam::new(weight_decay as f32).init(), clip)
+        }
         OptimizerSpec::AdamW(_) => clipped(
-            fused_adam::FusedAdamW::new(config.weight_decay as f32).init(),
+            fused_adam::FusedAdamW::new(weight_decay as f32).init(),
             clip,
         ),
         OptimizerSpec::Sgd(SgdConfig { momentum, nesterov }) => burn::optim::SgdConfig::new()
@@ -147,7 +145,8 @@ mod tests {
 
     #[test]
     fn names_and_knobs_read_as_their_kind() {
-        let read = |text: &str| toml::from_str::<RunConfig>(text).map(|c| c.optimizer);
+        let read =
+            |text: &str| toml::from_str::<crate::config::RunConfig>(text).map(|c| c.optimizer);
         assert_eq!(
             read("optimizer = \"adamw\"").unwrap(),
             OptimizerSpec::AdamW(AdamWConfig {})
