@@ -2,11 +2,12 @@
 //! Conv(32, 3×3)-ReLU-MaxPool-Conv(64, 3×3)-ReLU-MaxPool-Flatten-Dense(128)-ReLU-Dropout-Dense(7).
 //! Convolutions use Keras' default "valid" padding: 48 → 46 → 23 → 21 → 10.
 
+use super::dropout::MemberDropout;
 use super::layers::{self, Layer};
 use super::{CLASSES, SIDE, conv_flops, dense_flops};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -41,7 +42,7 @@ pub struct Baseline {
     conv2: Conv2d,
     pool: MaxPool2d,
     fc1: Linear,
-    dropout: Dropout,
+    pub(super) dropout: MemberDropout,
     fc2: Linear,
 }
 
@@ -52,7 +53,7 @@ impl Baseline {
             conv2: Conv2dConfig::new([C1, C2], [3, 3]).init(device),
             pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
             fc1: LinearConfig::new(FLAT, HIDDEN).init(device),
-            dropout: DropoutConfig::new(dropout).init(),
+            dropout: MemberDropout::new(dropout),
             fc2: LinearConfig::new(HIDDEN, CLASSES).init(device),
         }
     }

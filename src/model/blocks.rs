@@ -130,11 +130,23 @@ impl Cbam {
         let max = x.clone().reshape([b, c, h * w]).max_dim(2).reshape([b, c]);
         let channel_gate = sigmoid(self.mlp(avg) + self.mlp(max)).reshape([b, c, 1, 1]);
         let x = x * channel_gate;
-        let mean = x.clone().mean_dim(1);
-        let max = x.clone().max_dim(1);
-        let pooled = Tensor::cat(vec![mean, max], 1);
+        // The spatial conv has one output per member (a fused CBAM serves several runs).
+        let members = self.spatial.weight.dims()[0];
+        if members == 1 {
+            let mean = x.clone().mean_dim(1);
+            let max = x.clone().max_dim(1);
+            let pooled = Tensor::cat(vec![mean, max], 1);
+            let spatial_gate = sigmoid(layers::features(pooled, vec![Layer::Conv(&self.spatial)]));
+            return x * spatial_gate;
+        }
+        // Mean and max over each member's own channels, interleaved as the grouped conv reads
+        // them: member m's (mean, max) are input channels 2m and 2m + 1.
+        let per_member = x.reshape([b, members, c / members, h, w]);
+        let mean = per_member.clone().mean_dim(2);
+        let max = per_member.clone().max_dim(2);
+        let pooled = Tensor::cat(vec![mean, max], 2).reshape([b, 2 * members, h, w]);
         let spatial_gate = sigmoid(layers::features(pooled, vec![Layer::Conv(&self.spatial)]));
-        x * spatial_gate
+        (per_member * spatial_gate.reshape([b, members, 1, h, w])).reshape([b, c, h, w])
     }
 
     pub fn flops(channels: usize, side: usize) -> u64 {

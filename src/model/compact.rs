@@ -3,11 +3,12 @@
 //! with dropout. The VGG-style net ([`super::vgg`]) is this family at 64→512 channels.
 
 use super::blocks::ConvBn;
+use super::dropout::MemberDropout;
 use super::layers::{self, Layer};
 use super::{CLASSES, SIDE, conv_flops, dense_flops};
 use crate::invalid::InvalidValue;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -127,7 +128,7 @@ pub struct Compact {
     #[module(skip)]
     convs_per_block: usize,
     dense: Vec<Linear>,
-    dropout: Dropout,
+    pub(super) dropout: MemberDropout,
     head: Linear,
 }
 
@@ -152,7 +153,7 @@ impl Compact {
             pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
             convs_per_block: shape.convs_per_block,
             dense,
-            dropout: DropoutConfig::new(dropout).init(),
+            dropout: MemberDropout::new(dropout),
             head: LinearConfig::new(d_in, CLASSES).init(device),
         }
     }

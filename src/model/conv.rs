@@ -203,8 +203,15 @@ impl<B: Backend + ConvKernels> Backward<B, 3> for ValidConvBackward {
 }
 
 /// `conv.forward(x)`, through [`ValidConv`] on flex when the convolution has no padding, one
-/// group and a bias (the baseline's layers); any other convolution takes burn's own path.
+/// group and a bias (the baseline's layers); any other convolution takes burn's own path. A
+/// fused convolution (see [`super::layers`]) runs with one group per member.
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let groups = super::layers::groups(conv, x.dims()[1]);
+    if groups != conv.groups {
+        let mut grouped = conv.clone();
+        grouped.groups = groups;
+        return grouped.forward(x);
+    }
     let device = x.device();
     let on_flex = matches!(device.as_dispatch(), DispatchDevice::Flex(_))
         || matches!(device.as_dispatch(), DispatchDevice::Autodiff(inner)
@@ -214,7 +221,7 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         PaddingConfig2d::Valid | PaddingConfig2d::Explicit(0, 0, 0, 0)
     );
     match &conv.bias {
-        Some(bias) if on_flex && unpadded && conv.groups == 1 => {
+        Some(bias) if on_flex && unpadded && groups == 1 => {
             let options = ConvOptions::new(conv.stride, [0, 0], conv.dilation, 1);
             Tensor::from_dispatch(<Dispatch as ValidConv>::conv2d_valid(
                 x.into_dispatch(),

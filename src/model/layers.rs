@@ -4,6 +4,12 @@
 //! either way (tested against burn's modules on both backends); the one difference is batch
 //! norm's running variance, which libtorch updates with the unbiased batch variance (PyTorch's
 //! rule) where burn uses the biased one.
+//!
+//! The same calls serve a fused model ([`super::fuse`]): many runs' parameters stacked along
+//! dim 0, their feature maps side by side along the channels. Each layer reads how many
+//! members it serves from shapes alone — a convolution has input channels / its weight's input
+//! channels groups, a dense layer its bias' length / its weight's outputs members — so one
+//! model's code is also its fused form's.
 
 use super::conv;
 #[cfg(any(feature = "tch", test))]
@@ -23,6 +29,24 @@ pub enum Layer<'a> {
     Add(&'a Tensor<4>),
 }
 
+/// Groups of `conv` applied to `channels` input channels: 1 for a model's own layer, the
+/// number of members for a fused one.
+pub fn groups(conv: &Conv2d, channels: usize) -> usize {
+    let per_group = conv.weight.dims()[1];
+    assert!(
+        channels.is_multiple_of(per_group),
+        "a convolution over {per_group} channels (per group) got {channels}"
+    );
+    channels / per_group
+}
+
+/// Members a dense layer serves: its bias holds every member's outputs, its weight `[members ·
+/// in, out]` one member's width.
+pub fn members(linear: &Linear) -> usize {
+    let out = linear.weight.dims()[1];
+    linear.bias.as_ref().map_or(1, |b| b.dims()[0] / out)
+}
+
 /// `x` through `layers` in order.
 pub fn features(x: Tensor<4>, layers: Vec<Layer<'_>>) -> Tensor<4> {
     #[cfg(feature = "tch")]
@@ -38,13 +62,38 @@ pub fn features(x: Tensor<4>, layers: Vec<Layer<'_>>) -> Tensor<4> {
     })
 }
 
-/// A dense layer, followed by ReLU when `relu`.
+/// A dense layer, followed by ReLU when `relu`. On a fused layer, member `m` maps its columns
+/// `m·in .. (m+1)·in` of `x` to columns `m·out .. (m+1)·out` (one batched matmul).
 pub fn dense(x: Tensor<2>, linear: &Linear, relu: bool) -> Tensor<2> {
-    #[cfg(feature = "tch")]
-    if let Some(out) = torch::dense(&x, linear, relu) {
-        return out;
-    }
-    let y = linear.forward(x);
+    let members = members(linear);
+    let y = if members == 1 {
+        #[cfg(feature = "tch")]
+        if let Some(out) = torch::dense(&x, linear, relu) {
+            return out;
+        }
+        linear.forward(x)
+    } else {
+        let [batch, width] = x.dims();
+        let [rows, out] = linear.weight.dims();
+        let inputs = rows / members;
+        assert_eq!(
+            width, rows,
+            "a fused dense layer over {rows} inputs got {width}"
+        );
+        let weight = linear.weight.val().reshape([members, inputs, out]);
+        let bias = linear
+            .bias
+            .as_ref()
+            .expect("a fused dense layer has a bias")
+            .val()
+            .reshape([members, 1, out]);
+        x.reshape([batch, members, inputs])
+            .swap_dims(0, 1)
+            .matmul(weight)
+            .add(bias)
+            .swap_dims(0, 1)
+            .reshape([batch, members * out])
+    };
     if relu { Relu::new().forward(y) } else { y }
 }
 
@@ -101,8 +150,9 @@ mod torch {
         norm: Option<&'a BatchNorm>,
     }
 
-    /// `layer` as a region step; `None` for a layer a region cannot express.
-    fn lower<'a>(layer: &Layer<'a>, training: bool) -> Option<Lowered<'a>> {
+    /// `layer` as a region step over `channels` input channels (updated to its output's);
+    /// `None` for a layer a region cannot express.
+    fn lower<'a>(layer: &Layer<'a>, training: bool, channels: &mut usize) -> Option<Lowered<'a>> {
         let plain = |step, inputs| Lowered {
             step,
             inputs,
@@ -117,9 +167,10 @@ mod torch {
                     stride: c.stride,
                     padding,
                     dilation: c.dilation,
-                    groups: c.groups,
+                    groups: super::groups(c, *channels),
                     bias: c.bias.is_some(),
                 };
+                *channels = c.weight.dims()[0];
                 plain(step, inputs)
             }
             Layer::BatchNorm(bn) => {
@@ -163,9 +214,10 @@ mod torch {
     /// expressed. A run with more tensors than one region takes becomes consecutive regions.
     pub fn features(x: &Tensor<4>, layers: &[Layer<'_>]) -> Option<Tensor<4>> {
         let training = libtorch(&x.device())?;
+        let mut channels = x.dims()[1];
         let lowered = layers
             .iter()
-            .map(|layer| lower(layer, training))
+            .map(|layer| lower(layer, training, &mut channels))
             .collect::<Option<Vec<_>>>()?;
         let mut x = x.clone();
         let mut rest = lowered.into_iter().peekable();

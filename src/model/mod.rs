@@ -12,6 +12,8 @@ pub mod baseline;
 pub mod blocks;
 pub mod compact;
 pub mod conv;
+pub mod dropout;
+pub mod fuse;
 pub mod layers;
 pub mod residual;
 #[cfg(feature = "tch")]
@@ -120,6 +122,23 @@ impl FerModel {
             FerModel::Baseline(m) => m.forward(images),
             FerModel::Compact(m) => m.forward(images),
             FerModel::Residual(m) => m.forward(images),
+        }
+    }
+
+    /// The dropout before the classifier (every kind has one).
+    pub fn dropout(&self) -> &dropout::MemberDropout {
+        match self {
+            FerModel::Baseline(m) => &m.dropout,
+            FerModel::Compact(m) => &m.dropout,
+            FerModel::Residual(m) => &m.dropout,
+        }
+    }
+
+    pub fn dropout_mut(&mut self) -> &mut dropout::MemberDropout {
+        match self {
+            FerModel::Baseline(m) => &mut m.dropout,
+            FerModel::Compact(m) => &mut m.dropout,
+            FerModel::Residual(m) => &mut m.dropout,
         }
     }
 }

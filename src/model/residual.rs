@@ -5,11 +5,12 @@
 //! attention's effect is measured at the same depth.
 
 use super::blocks::{Cbam, ConvBn, SqueezeExcite};
+use super::dropout::MemberDropout;
 use super::layers::{self, Layer};
 use super::{CLASSES, SIDE, conv_flops, dense_flops};
 use crate::invalid::InvalidValue;
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
-use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -197,7 +198,7 @@ pub struct ResNet {
     stem_pool: MaxPool2d,
     blocks: Vec<BasicBlock>,
     pool: AdaptiveAvgPool2d,
-    dropout: Dropout,
+    pub(super) dropout: MemberDropout,
     head: Linear,
 }
 
@@ -236,7 +237,7 @@ impl ResNet {
                 })
                 .collect(),
             pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
-            dropout: DropoutConfig::new(dropout).init(),
+            dropout: MemberDropout::new(dropout),
             head: LinearConfig::new(width * 4, CLASSES).init(device),
         }
     }

@@ -4,6 +4,7 @@
 //! `grad_clip`.
 
 pub mod fused_adam;
+pub mod members;
 pub mod schedule;
 
 use crate::invalid::InvalidValue;

@@ -7,16 +7,16 @@
 //! [`ValHistory`], and the first step of an epoch waits for the previous epoch's value, so the
 //! learning rate changes at the same batch in every run with the same seed.
 //!
-//! The last step of every epoch also reseeds the device from (run seed, next epoch): dropout
-//! masks then depend on the epoch alone, so a run resumed from a checkpoint (seeded the same
-//! way before it starts, see [`dropout_seed`]) continues exactly as an uninterrupted one would.
-//! (burn-train steps the scheduler after each training step, before the optimizer.)
+//! The last step of every epoch also starts the model's dropout streams at the next epoch:
+//! dropout masks then depend on (run seed, epoch, position in the epoch) alone, so a run
+//! resumed from a checkpoint (its streams started at the same epoch before it begins)
+//! continues exactly as an uninterrupted one would. (burn-train steps the scheduler after each
+//! training step, before the optimizer.)
 
-use crate::data::augment::item_seed;
 use crate::invalid::InvalidValue;
+use crate::model::dropout::DropoutStreams;
 use burn::optim::LearningRate;
 use burn::optim::lr_scheduler::{LrScheduler, LrSchedulerRecord};
-use burn::prelude::Device;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -235,11 +235,6 @@ pub fn plateau_reductions(accs: &[f64], patience: usize) -> u32 {
     reductions
 }
 
-/// The device seed at the start of `epoch` (0-based) for every epoch after the first.
-pub fn dropout_seed(seed: u64, epoch: u32) -> u64 {
-    item_seed(seed ^ 0x4452_4F50, epoch, 0)
-}
-
 #[derive(Clone)]
 pub struct EpochSchedule {
     base_lr: f64,
@@ -248,8 +243,8 @@ pub struct EpochSchedule {
     iters_per_epoch: usize,
     step: usize,
     history: Arc<ValHistory>,
-    /// The device and run seed to reseed at each epoch's first step (`None` in unit tests).
-    reseed: Option<(Device, u64)>,
+    /// The model's dropout streams, started at each epoch (`None` in unit tests).
+    reseed: Option<DropoutStreams>,
 }
 
 impl EpochSchedule {
@@ -271,9 +266,9 @@ impl EpochSchedule {
         }
     }
 
-    /// Reseeds `device` from (`seed`, epoch) at the first step of every epoch.
-    pub fn reseeding(mut self, device: Device, seed: u64) -> Self {
-        self.reseed = Some((device, seed));
+    /// Starts `streams` at each epoch as the epoch before ends.
+    pub fn reseeding(mut self, streams: DropoutStreams) -> Self {
+        self.reseed = Some(streams);
         self
     }
 
@@ -308,13 +303,10 @@ impl LrScheduler for EpochSchedule {
     fn step(&mut self) -> LearningRate {
         let lr = self.lr_at(self.step);
         self.step += 1;
-        if let Some((device, seed)) = &self.reseed
+        if let Some(streams) = &self.reseed
             && self.step.is_multiple_of(self.iters_per_epoch)
         {
-            device.seed(dropout_seed(
-                *seed,
-                (self.step / self.iters_per_epoch) as u32,
-            ));
+            streams.start_epoch((self.step / self.iters_per_epoch) as u32);
         }
         lr
     }

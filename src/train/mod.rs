@@ -206,7 +206,9 @@ pub const BEST_MODEL: &str = "best.bpk";
 /// Builds the model of a run with fresh weights (seeded through the device).
 pub fn init_model(config: &RunConfig, seed: u64, device: &Device) -> FerModel {
     device.seed(seed);
-    FerModel::new(&config.model, config.dropout, device)
+    let mut model = FerModel::new(&config.model, config.dropout, device);
+    model.dropout_mut().seed(seed);
+    model
 }
 
 /// Loads a checkpoint of a run (a saved [`Classifier`]) onto `device`.
@@ -313,10 +315,11 @@ pub fn train_run(
             progress: spec.progress.clone(),
         }))
         .num_epochs(config.epochs);
+    let dropout = classifier.model.dropout().streams();
     if let Some(e) = resume_from {
         training = training.checkpoint(e);
-        // Where the uninterrupted run's scheduler would have reseeded at the end of epoch e.
-        autodiff.seed(crate::optim::schedule::dropout_seed(spec.seed, e as u32));
+        // Where the uninterrupted run's scheduler would have started them at the end of epoch e.
+        dropout.start_epoch(e as u32);
     }
     if let Some(patience) = config.early_stopping {
         training = training.early_stopping(MetricEarlyStoppingStrategy::new(
@@ -336,7 +339,7 @@ pub fn train_run(
         iters_per_epoch,
         history,
     )
-    .reseeding(autodiff.clone(), spec.seed);
+    .reseeding(dropout);
     let result = training.launch(Learner::new(
         classifier,
         crate::optim::build(&config.optimizer, config.weight_decay, config.grad_clip),
