@@ -49,7 +49,8 @@ struct Shuffle {
     current: Mutex<(u32, Vec<usize>)>,
 }
 
-fn permutation(seed: u64, epoch: u32, len: usize) -> Vec<usize> {
+/// The order in which a training split is visited in `epoch` (what the loader hands out).
+pub fn permutation(seed: u64, epoch: u32, len: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..len).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(item_seed(seed ^ 0x5348_5546, epoch, 0));
     order.shuffle(&mut rng);

@@ -125,6 +125,20 @@ impl FerModel {
         }
     }
 
+    /// The model with every weight drawn now, in field order. burn draws a weight when it is
+    /// first used, from whatever the device's generator holds then: in a fused group that is
+    /// another run's seed, so each run draws its weights right after its own seed.
+    pub fn with_weights_drawn(self) -> FerModel {
+        struct Draw;
+        impl burn::module::ModuleVisitor for Draw {
+            fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+                let _ = param.val();
+            }
+        }
+        self.visit(&mut Draw);
+        self
+    }
+
     /// The dropout before the classifier (every kind has one).
     pub fn dropout(&self) -> &dropout::MemberDropout {
         match self {

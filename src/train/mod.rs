@@ -5,6 +5,7 @@
 //! caller passes the epochs of an attempt it resumes and keeps what the sink receives.
 
 pub mod eval;
+pub mod group;
 pub mod hook;
 pub mod sink;
 
@@ -206,7 +207,7 @@ pub const BEST_MODEL: &str = "best.bpk";
 /// Builds the model of a run with fresh weights (seeded through the device).
 pub fn init_model(config: &RunConfig, seed: u64, device: &Device) -> FerModel {
     device.seed(seed);
-    let mut model = FerModel::new(&config.model, config.dropout, device);
+    let mut model = FerModel::new(&config.model, config.dropout, device).with_weights_drawn();
     model.dropout_mut().seed(seed);
     model
 }

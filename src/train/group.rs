@@ -1,0 +1,366 @@
+//! Training a fused group: several runs of one architecture as one model ([`crate::model::fuse`])
+//! on one device, one forward and one backward for all of them per step.
+//!
+//! Each member keeps everything that makes it its run: its initial weights (built and seeded as
+//! alone), its data order and augmentation (seeded by its seed and the epoch), its dropout rate
+//! and masks, its loss and label smoothing, its learning-rate schedule, and its optimizer's
+//! weight decay, momentum and clipping ([`crate::optim::members`]). Its epochs go to its own
+//! [`EpochSink`]. A member that its sink stops (pruned, interrupted), whose loss diverges, or
+//! whose early stopping fires stops moving (learning rate 0, its loss left out of the backward)
+//! while the others go on.
+//!
+//! What members must share to fuse is [`fusable`]: the model's shape, the batch size, the
+//! number of epochs and the optimizer's kind.
+
+use super::sink::{EpochSink, StopReason, Verdict};
+use super::{Splits, TrainError, eval, init_model};
+use crate::config::RunConfig;
+use crate::data::batcher::{FerBatcher, FerItem, permutation};
+use crate::loss::Loss;
+use crate::metrics::Evaluation;
+use crate::model::{FerModel, fuse};
+use crate::optim::OptimizerSpec;
+use crate::optim::members::{MemberOptimizer, MemberRates, MemberSettings};
+use crate::optim::schedule::{EpochSchedule, ValHistory};
+use crate::store::EpochRow;
+use burn::data::dataloader::batcher::Batcher;
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One run of a group: its config, its seed, and where its epochs go.
+pub struct Member<'a> {
+    pub config: &'a RunConfig,
+    pub seed: u64,
+    pub sink: &'a mut dyn EpochSink,
+}
+
+/// What a member that trained to its end produced.
+#[derive(Debug)]
+pub struct MemberOutcome {
+    pub best_epoch: usize,
+    pub epochs: Vec<EpochRow>,
+    /// The best-on-val model, sliced out of the group: an ordinary model of the run.
+    pub best_model: FerModel,
+    pub val: Evaluation,
+    pub test: Evaluation,
+}
+
+/// Why two runs cannot train in one group, or `Ok` when they can.
+pub fn fusable(a: &RunConfig, b: &RunConfig) -> Result<(), String> {
+    if a.model != b.model {
+        return Err("their models differ".into());
+    }
+    if a.batch_size != b.batch_size {
+        return Err("their batch sizes differ".into());
+    }
+    if a.epochs != b.epochs {
+        return Err("their epochs differ".into());
+    }
+    let kind = |o: &OptimizerSpec| match o {
+        OptimizerSpec::Sgd(c) => format!("sgd{}", if c.nesterov { " nesterov" } else { "" }),
+        other => other.kind().to_string(),
+    };
+    if kind(&a.optimizer) != kind(&b.optimizer) {
+        return Err("their optimizers differ".into());
+    }
+    Ok(())
+}
+
+/// Where a member stands while the group trains.
+struct State {
+    rows: Vec<EpochRow>,
+    history: Arc<ValHistory>,
+    schedule: EpochSchedule,
+    loss: Loss,
+    batcher: FerBatcher,
+    /// `Some` once the member stopped moving: why, and whether that is an error.
+    stopped: Option<Result<(), TrainError>>,
+    best: Option<(usize, f64, FerModel)>,
+}
+
+/// Trains `members` as one fused model on `device`, all epochs, and returns each member's
+/// outcome in member order.
+///
+/// # Panics
+/// When the members are not [`fusable`] (the caller forms groups).
+pub fn train_group(
+    members: Vec<Member<'_>>,
+    splits: &Splits,
+    device: &Device,
+) -> Vec<Result<MemberOutcome, TrainError>> {
+    let first = members[0].config;
+    for m in &members[1..] {
+        if let Err(why) = fusable(first, m.config) {
+            panic!("runs that cannot fuse were grouped: {why}");
+        }
+    }
+    let (spec, batch_size, epochs) = (&first.model, first.batch_size, first.epochs);
+    let autodiff = device.clone().autodiff();
+    let solos: Vec<FerModel> = members
+        .iter()
+        .map(|m| init_model(m.config, m.seed, &autodiff))
+        .collect();
+    let mut model = fuse::stack(spec, &solos, &autodiff);
+    drop(solos);
+    let rates = MemberRates::default();
+    let settings = members
+        .iter()
+        .map(|m| MemberSettings {
+            weight_decay: m.config.weight_decay,
+            grad_clip: m.config.grad_clip,
+            momentum: match &m.config.optimizer {
+                OptimizerSpec::Sgd(c) => c.momentum,
+                _ => 0.0,
+            },
+        })
+        .collect();
+    let mut optim = MemberOptimizer::new(&first.optimizer, settings, rates.clone()).init();
+    let iters_per_epoch = splits.train.len().div_ceil(batch_size);
+    let counts = splits.train.class_counts();
+    let mut states: Vec<State> = members
+        .iter()
+        .map(|m| {
+            let history = Arc::new(ValHistory::default());
+            State {
+                rows: Vec::new(),
+                schedule: EpochSchedule::new(
+                    m.config.lr,
+                    m.config.schedule.clone(),
+                    epochs,
+                    iters_per_epoch,
+                    history.clone(),
+                ),
+                history,
+                loss: Loss::new(&m.config.loss, m.config.label_smoothing, &counts),
+                batcher: FerBatcher::train(splits.train.clone(), m.config.augment, m.seed),
+                stopped: None,
+                best: None,
+            }
+        })
+        .collect();
+    let mut sinks: Vec<&mut dyn EpochSink> = Vec::new();
+    let mut configs = Vec::new();
+    let mut seeds = Vec::new();
+    for m in members {
+        sinks.push(m.sink);
+        configs.push(m.config);
+        seeds.push(m.seed);
+    }
+    let count = states.len();
+    for epoch in 0..epochs {
+        let started = Instant::now();
+        model.dropout().streams().start_epoch(epoch as u32);
+        let orders: Vec<Vec<usize>> = seeds
+            .iter()
+            .map(|&seed| permutation(seed, epoch as u32, splits.train.len()))
+            .collect();
+        // Σ batch loss, correct, images, batches: the loss is a mean over batches (as
+        // burn-train's loss metric reports it alone), accuracy over images.
+        let mut train = vec![(0.0f64, 0usize, 0usize, 0usize); count];
+        let mut lr_sum = vec![0.0f64; count];
+        for step in 0..iters_per_epoch {
+            let range = step * batch_size..((step + 1) * batch_size).min(splits.train.len());
+            let batches: Vec<_> = (0..count)
+                .map(|m| {
+                    let items = orders[m][range.clone()]
+                        .iter()
+                        .map(|&index| FerItem {
+                            index,
+                            epoch: epoch as u32,
+                        })
+                        .collect();
+                    states[m].batcher.batch(items, &autodiff)
+                })
+                .collect();
+            let images = fuse::images(batches.iter().map(|b| b.images.clone()).collect());
+            let logits = model.forward(images);
+            let mut total: Option<Tensor<1>> = None;
+            for (m, batch) in batches.into_iter().enumerate() {
+                let logits = fuse::logits_of(logits.clone(), m);
+                let loss = match batch.mix {
+                    Some((partners, lam)) => {
+                        states[m]
+                            .loss
+                            .forward(logits.clone(), batch.targets.clone())
+                            * lam
+                            + states[m].loss.forward(logits.clone(), partners) * (1.0 - lam)
+                    }
+                    None => states[m]
+                        .loss
+                        .forward(logits.clone(), batch.targets.clone()),
+                };
+                let n = batch.targets.dims()[0];
+                let correct = logits
+                    .argmax(1)
+                    .reshape([n])
+                    .equal(batch.targets)
+                    .int()
+                    .sum()
+                    .into_scalar::<i64>() as usize;
+                let value = f64::from(loss.clone().into_scalar::<f32>());
+                let t = &mut train[m];
+                *t = (t.0 + value, t.1 + correct, t.2 + n, t.3 + 1);
+                if states[m].stopped.is_none() {
+                    total = Some(match total {
+                        Some(t) => t + loss,
+                        None => loss,
+                    });
+                }
+            }
+            let Some(total) = total else { break };
+            let grads = GradientsParams::from_grads(total.backward(), &model);
+            let lrs: Vec<f64> = states
+                .iter_mut()
+                .map(|s| {
+                    let lr = burn::lr_scheduler::LrScheduler::step(&mut s.schedule);
+                    if s.stopped.is_none() { lr } else { 0.0 }
+                })
+                .collect();
+            for (sum, lr) in lr_sum.iter_mut().zip(&lrs) {
+                *sum += lr;
+            }
+            rates.set(lrs);
+            model = optim.step(1.0, model, grads);
+        }
+        let inner = model.valid();
+        let val = validate(&inner, splits, batch_size, &states, device);
+        let secs = started.elapsed().as_secs_f64();
+        for m in 0..count {
+            if states[m].stopped.is_some() {
+                continue;
+            }
+            let (loss_sum, correct, n, batches) = train[m];
+            let (val_loss, val_acc) = val[m];
+            let row = EpochRow {
+                epoch: epoch + 1,
+                train_loss: Some(loss_sum / batches.max(1) as f64),
+                train_acc: Some(correct as f64 / n.max(1) as f64),
+                val_loss: Some(val_loss),
+                val_acc: Some(val_acc),
+                lr: Some(lr_sum[m] / iters_per_epoch as f64),
+                secs: Some(secs),
+                write_ms: None,
+            };
+            let state = &mut states[m];
+            state.history.push(val_acc);
+            state.rows.push(row);
+            let diverged = !(row.train_loss.is_some_and(f64::is_finite) && val_loss.is_finite());
+            let verdict = sinks[m].epoch(&state.rows);
+            if diverged {
+                state.stopped = Some(Err(TrainError::Diverged { epoch: epoch + 1 }));
+                continue;
+            }
+            if state.best.as_ref().is_none_or(|(_, acc, _)| val_acc > *acc) {
+                let best = fuse::member(spec, &inner, m, device);
+                state.best = Some((epoch + 1, val_acc, best));
+            }
+            state.stopped = match verdict {
+                Verdict::Stop(StopReason::Pruned) => {
+                    Some(Err(TrainError::Pruned { epoch: epoch + 1 }))
+                }
+                Verdict::Stop(StopReason::Interrupted) => {
+                    Some(Err(TrainError::Interrupted { epoch: epoch + 1 }))
+                }
+                Verdict::Stop(StopReason::SinkFailed(why)) => Some(Err(TrainError::Training(
+                    format!("recording metrics: {why}"),
+                ))),
+                Verdict::Continue => configs[m]
+                    .early_stopping
+                    .filter(|&patience| no_improvement_since(&state.rows, patience))
+                    .map(|_| Ok(())),
+            };
+        }
+        if states.iter().all(|s| s.stopped.is_some()) {
+            break;
+        }
+    }
+    states
+        .into_iter()
+        .zip(configs)
+        .map(|(state, config)| {
+            if let Some(Err(e)) = state.stopped {
+                return Err(e);
+            }
+            let (best_epoch, _, best_model) = state
+                .best
+                .ok_or_else(|| TrainError::Training("no epoch was evaluated".into()))?;
+            let eval_batch = config.batch_size.max(256);
+            let val = eval::evaluate(&best_model, &splits.val, eval_batch, config.tta, device);
+            let test = eval::evaluate(&best_model, &splits.test, eval_batch, config.tta, device);
+            Ok(MemberOutcome {
+                best_epoch,
+                epochs: state.rows,
+                best_model,
+                val,
+                test,
+            })
+        })
+        .collect()
+}
+
+/// burn-train's `NoImprovementSince`: the best val accuracy is `patience` or more epochs old.
+fn no_improvement_since(rows: &[EpochRow], patience: usize) -> bool {
+    let accs: Vec<f64> = rows.iter().map(|r| r.val_acc.unwrap_or(f64::NAN)).collect();
+    let best =
+        accs.iter()
+            .enumerate()
+            .fold(None, |best: Option<(usize, f64)>, (i, &a)| match best {
+                Some((_, b)) if b >= a => best,
+                _ => Some((i, a)),
+            });
+    best.is_some_and(|(i, _)| accs.len() - 1 - i >= patience)
+}
+
+/// Each member's loss (its own, averaged over batches as burn-train's validation reports it)
+/// and accuracy on the val split, from one fused forward per batch.
+fn validate(
+    model: &FerModel,
+    splits: &Splits,
+    batch_size: usize,
+    states: &[State],
+    device: &Device,
+) -> Vec<(f64, f64)> {
+    let members = states.len();
+    let batcher = FerBatcher::eval(splits.val.clone());
+    let n = splits.val.len();
+    let mut sums = vec![(0.0f64, 0usize); members];
+    let mut batches = 0usize;
+    let eval_batch = batch_size.max(256);
+    for start in (0..n).step_by(eval_batch) {
+        let items = (start..(start + eval_batch).min(n))
+            .map(|index| FerItem { index, epoch: 0 })
+            .collect::<Vec<_>>();
+        let b = items.len();
+        let batch = batcher.batch(items, device);
+        batches += 1;
+        let logits = model.forward(fuse::images(vec![batch.images; members]));
+        for (m, state) in states.iter().enumerate() {
+            let logits = fuse::logits_of(logits.clone(), m);
+            let loss = f64::from(
+                state
+                    .loss
+                    .forward(logits.clone(), batch.targets.clone())
+                    .into_scalar::<f32>(),
+            );
+            let correct = logits
+                .argmax(1)
+                .reshape([b])
+                .equal(batch.targets.clone())
+                .int()
+                .sum()
+                .into_scalar::<i64>() as usize;
+            sums[m].0 += loss;
+            sums[m].1 += correct;
+        }
+    }
+    sums.into_iter()
+        .map(|(loss, correct)| {
+            (
+                loss / batches.max(1) as f64,
+                correct as f64 / n.max(1) as f64,
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,195 @@
+//! A fused group trained as one model (`train::group`): each member follows the run it would
+//! be alone, and a member that stops leaves the others training. On the mini sample, on the CPU.
+
+use fer_lab::config::{LossSpec, RunConfig, Schedule};
+use fer_lab::data::{FerData, Split};
+use fer_lab::device::DeviceSpec;
+use fer_lab::loss::FocalConfig;
+use fer_lab::optim::schedule::CosineConfig;
+use fer_lab::store::EpochRow;
+use fer_lab::train::group::{Member, train_group};
+use fer_lab::train::hook::Progress;
+use fer_lab::train::sink::{EpochSink, StopReason, Verdict};
+use fer_lab::train::{self, RunSpec, Splits, TrainError};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// Runs draw their first weights from the device's generator right after seeding it, and that
+/// generator is one per process: tests that compare runs must not seed it at the same time.
+static GENERATOR: Mutex<()> = Mutex::new(());
+
+/// Keeps every epoch; asks to stop (pruned) once it has seen `prune_after` epochs.
+#[derive(Default)]
+struct Memory {
+    seen: Vec<EpochRow>,
+    prune_after: Option<usize>,
+}
+
+impl EpochSink for Memory {
+    fn epoch(&mut self, epochs: &[EpochRow]) -> Verdict {
+        self.seen
+            .push(*epochs.last().expect("the finished epoch is last"));
+        match self.prune_after {
+            Some(n) if self.seen.len() >= n => Verdict::Stop(StopReason::Pruned),
+            _ => Verdict::Continue,
+        }
+    }
+}
+
+fn splits() -> Splits {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fer2013-mini");
+    let data: FerData = fer_lab::data::open(&path).unwrap().0;
+    Splits {
+        train: Arc::new(data.split(Split::Train).clone()),
+        val: Arc::new(data.split(Split::Val).clone()),
+        test: Arc::new(data.split(Split::Test).clone()),
+    }
+}
+
+/// Two runs that differ in everything a group lets differ: learning rate and its schedule,
+/// dropout, loss, label smoothing, weight decay, augmentation and seed.
+fn two_runs() -> [(RunConfig, u64); 2] {
+    let base = RunConfig {
+        epochs: 2,
+        batch_size: 32,
+        ..RunConfig::default()
+    };
+    let other = RunConfig {
+        lr: 3e-3,
+        dropout: 0.3,
+        loss: LossSpec::Focal(FocalConfig {
+            gamma: 2.0,
+            alpha: None,
+        }),
+        label_smoothing: 0.1,
+        weight_decay: 1e-4,
+        augment: fer_lab::data::augment::Augment::NONE,
+        schedule: Schedule::Cosine(CosineConfig {
+            warmup: 1,
+            min_lr: 0.0,
+        }),
+        ..base.clone()
+    };
+    [(base, 7), (other, 11)]
+}
+
+fn alone(config: &RunConfig, seed: u64, splits: &Splits) -> Vec<EpochRow> {
+    let dir = tempfile::tempdir().unwrap();
+    let device = DeviceSpec::Flex.device();
+    let spec = RunSpec {
+        config,
+        seed,
+        device: &device,
+        artifact_dir: dir.path(),
+        resume_from: None,
+        progress: Arc::new(Progress::default()),
+    };
+    struct Keep;
+    impl EpochSink for Keep {
+        fn epoch(&mut self, _: &[EpochRow]) -> Verdict {
+            Verdict::Continue
+        }
+    }
+    train::train_run(&spec, splits, Vec::new(), Box::new(Keep))
+        .expect("the run trains alone")
+        .epochs
+}
+
+#[test]
+fn fused_members_follow_the_runs_they_would_be_alone() {
+    let _generator = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+    let splits = splits();
+    let runs = two_runs();
+    let device = DeviceSpec::Flex.device();
+    let mut sinks = [Memory::default(), Memory::default()];
+    let members = runs
+        .iter()
+        .zip(sinks.iter_mut())
+        .map(|((config, seed), sink)| Member {
+            config,
+            seed: *seed,
+            sink,
+        })
+        .collect();
+    let outcomes = train_group(members, &splits, &device);
+    for (m, ((config, seed), outcome)) in runs.iter().zip(outcomes).enumerate() {
+        let outcome = outcome.expect("every member finishes");
+        let solo = alone(config, *seed, &splits);
+        assert_eq!(outcome.epochs.len(), solo.len());
+        assert_eq!(sinks[m].seen.len(), 2, "the sink saw every epoch");
+        for (g, s) in outcome.epochs.iter().zip(&solo) {
+            let close = |what: &str, a: Option<f64>, b: Option<f64>| {
+                let (a, b) = (a.unwrap(), b.unwrap());
+                assert!(
+                    (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+                    "member {m} epoch {}: {what} {a} fused, {b} alone",
+                    g.epoch
+                );
+            };
+            close("train loss", g.train_loss, s.train_loss);
+            close("train accuracy", g.train_acc, s.train_acc);
+            close("val loss", g.val_loss, s.val_loss);
+            close("val accuracy", g.val_acc, s.val_acc);
+            close("learning rate", g.lr, s.lr);
+        }
+    }
+}
+
+#[test]
+fn a_pruned_and_a_diverged_member_stop_while_the_other_finishes() {
+    let _generator = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+    let splits = splits();
+    let [(base, _), _] = two_runs();
+    let exploding = RunConfig {
+        lr: 1e30,
+        ..base.clone()
+    };
+    let mut pruned = Memory {
+        prune_after: Some(1),
+        ..Memory::default()
+    };
+    let (mut diverging, mut finishing) = (Memory::default(), Memory::default());
+    let members = vec![
+        Member {
+            config: &base,
+            seed: 1,
+            sink: &mut pruned,
+        },
+        Member {
+            config: &exploding,
+            seed: 2,
+            sink: &mut diverging,
+        },
+        Member {
+            config: &base,
+            seed: 3,
+            sink: &mut finishing,
+        },
+    ];
+    let outcomes = train_group(members, &splits, &DeviceSpec::Flex.device());
+    let mut outcomes = outcomes.into_iter();
+    assert!(
+        matches!(outcomes.next(), Some(Err(TrainError::Pruned { epoch: 1 }))),
+        "the pruned member stops after epoch 1"
+    );
+    assert!(
+        matches!(outcomes.next(), Some(Err(TrainError::Diverged { .. }))),
+        "the member whose loss blew up is diverged"
+    );
+    let done = outcomes.next().unwrap().expect("the third member finishes");
+    assert_eq!(done.epochs.len(), 2);
+    assert!(
+        done.epochs
+            .iter()
+            .all(|r| r.train_loss.is_some_and(f64::is_finite))
+    );
+    assert_eq!(
+        pruned.seen.len(),
+        1,
+        "nothing after the prune: {:?}",
+        pruned.seen
+    );
+    assert_eq!(finishing.seen.len(), 2);
+    // Its best model is an ordinary run's model, evaluated on val and test.
+    assert!(done.val.accuracy > 0.0 && done.test.accuracy > 0.0);
+}
