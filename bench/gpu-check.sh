@@ -12,7 +12,11 @@
 #     epoch's extra cost (epoch 1 − epoch 2) and launch to first step (runs.first_step_at −
 #     runs.launched_at);
 #   - runs per hour of 8 baseline runs of 2 epochs at per_device 1 and 8 (wall time of
-#     `fer-lab sweep --no-tui`; runs done × 3600 / wall when a sweep is cut by its time limit).
+#     `fer-lab sweep --no-tui`; runs done × 3600 / wall when a sweep is cut by its time limit);
+#   - fused groups (issue 15), as time allows: `fer-lab bench fused` — one run's step alone,
+#     then groups of the baseline and the compact net as one model, with model-images per
+#     second and the speed-up over training the same runs one at a time (its own table, after
+#     the main one).
 #
 # What travels to the machine (as for scripts/device-sweep.sh), in .device/:
 #   fer-lab.xz        the stripped `--features tch` release binary, xz-compressed
@@ -46,6 +50,8 @@
 #                             cut by the time limit, it would finish no run; per_device 1 cut still
 #                             gives a rate)
 #   FER_LAB_CHECK_THREADS     PyTorch's CPU threads (default: all cores)
+#   FER_LAB_CHECK_FUSED       fused groups to time, "model:sizes …" (default
+#                             "baseline:8,16,32 compact:2,6"; empty skips the part)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -302,6 +308,22 @@ for m in ${other_epoch_models:-}; do
     fi
 done
 
+# --- 5. Fused groups, as time allows ------------------------------------------------------------
+fused_md=$out/fused.md
+: > "$fused_md"
+for part in ${FER_LAB_CHECK_FUSED-baseline:8,16,32 compact:2,6}; do
+    m=${part%%:*} sizes=${part#*:}
+    t=$(cap 90 30)
+    if [ "$t" -eq 0 ]; then
+        say "fused: $m skipped (no time left)"
+        continue
+    fi
+    say "fused: $m, groups of $sizes"
+    timeout "$t" "$ferlab" bench fused --model "$(bench_model "$m")" --members "$sizes" \
+        --batch "$epoch_batch" --steps 10 --device "$device" --data "$data" --format markdown \
+        >> "$fused_md" 2>> "$log" || say "fused: $m cut or failed (exit $?)"
+done
+
 # --- The table -------------------------------------------------------------------------------------
 say "done in ${SECONDS}s; the table:"
 "$python" - "$raw" "$models" "$batches" "$epoch_models" "$per_devices" > "$md" 2>> "$log" <<'EOF'
@@ -433,5 +455,9 @@ print("| " + " | ".join("---" if i < 2 else "---:" for i in range(len(head))) + 
 for row in table:
     print("| " + " | ".join(row) + " |")
 EOF
+if [ -s "$fused_md" ]; then
+    printf '\n## Fused groups (`fer-lab bench fused`, batch %s per run)\n\n' "$epoch_batch" >> "$md"
+    cat "$fused_md" >> "$md"
+fi
 cat "$md"
 say "raw lines: $raw, log: $log, table: $md"

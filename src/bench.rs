@@ -70,34 +70,7 @@ impl StepBench {
         };
         device.seed(1);
         let model = FerModel::new(&config.model, config.dropout, &device);
-        let (pixels, labels): (Vec<f32>, Vec<i64>) = match train.filter(|t| !t.is_empty()) {
-            Some(train) => {
-                // Spread over the split (a stride prime to its size), as a shuffled loader would.
-                let picks: Vec<usize> = (0..batch)
-                    .map(|i| (i * 104_729 + 17) % train.len())
-                    .collect();
-                let mut pixels = Vec::with_capacity(batch * IMAGE_PIXELS);
-                for &i in &picks {
-                    pixels.extend(train.image(i).iter().map(|&p| f32::from(p) / 255.0));
-                }
-                let labels = picks
-                    .iter()
-                    .map(|&i| i64::from(train.label(i).id()))
-                    .collect();
-                (pixels, labels)
-            }
-            None => (
-                (0..batch * IMAGE_PIXELS)
-                    .map(|i| ((i * 7919) % 255) as f32 / 255.0)
-                    .collect(),
-                (0..batch as i64).map(|i| i % 7).collect(),
-            ),
-        };
-        let images = Tensor::<4>::from_data(
-            TensorData::new(pixels, [batch, 1, IMAGE_SIDE, IMAGE_SIDE]),
-            &device,
-        );
-        let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &device);
+        let (images, targets) = fixed_batch(batch, &device, train);
         StepBench {
             model: Some(model),
             optim: crate::optim::fused_adam::FusedAdam::new(0.0).init(),
@@ -147,6 +120,148 @@ pub enum Phase {
     Forward,
     Backward,
     Optimizer,
+}
+
+/// `batch` real training images from `train` (spread over the split, a stride prime to its
+/// size, as a shuffled loader would), or synthetic pixels without data, with their labels.
+fn fixed_batch(
+    batch: usize,
+    device: &Device,
+    train: Option<&SplitImages>,
+) -> (Tensor<4>, Tensor<1, Int>) {
+    let (pixels, labels): (Vec<f32>, Vec<i64>) = match train.filter(|t| !t.is_empty()) {
+        Some(train) => {
+            // Spread over the split (a stride prime to its size), as a shuffled loader would.
+            let picks: Vec<usize> = (0..batch)
+                .map(|i| (i * 104_729 + 17) % train.len())
+                .collect();
+            let mut pixels = Vec::with_capacity(batch * IMAGE_PIXELS);
+            for &i in &picks {
+                pixels.extend(train.image(i).iter().map(|&p| f32::from(p) / 255.0));
+            }
+            let labels = picks
+                .iter()
+                .map(|&i| i64::from(train.label(i).id()))
+                .collect();
+            (pixels, labels)
+        }
+        None => (
+            (0..batch * IMAGE_PIXELS)
+                .map(|i| ((i * 7919) % 255) as f32 / 255.0)
+                .collect(),
+            (0..batch as i64).map(|i| i % 7).collect(),
+        ),
+    };
+    let images = Tensor::<4>::from_data(
+        TensorData::new(pixels, [batch, 1, IMAGE_SIDE, IMAGE_SIDE]),
+        device,
+    );
+    let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), device);
+    (images, targets)
+}
+
+/// Median seconds of one training step of a fused group of `members` runs of `spec` at
+/// `batch` each (every member on the same fixed batch; Adam, dropout 0.5), over `steps` timed
+/// steps: what [`crate::train::group`] runs per step.
+pub fn fused_step_seconds(
+    spec: &ModelSpec,
+    members: usize,
+    batch: usize,
+    warmup: usize,
+    steps: usize,
+    device: &Device,
+    train: Option<&SplitImages>,
+) -> f64 {
+    use crate::model::fuse;
+    use crate::optim::members::{MemberOptimizer, MemberRates, MemberSettings};
+    use burn::optim::Optimizer as _;
+    let device = device.clone().autodiff();
+    let solos: Vec<FerModel> = (0..members)
+        .map(|m| {
+            device.seed(m as u64 + 1);
+            FerModel::new(spec, 0.5, &device).with_weights_drawn()
+        })
+        .collect();
+    let mut model = Some(fuse::stack(spec, &solos, &device));
+    drop(solos);
+    let rates = MemberRates::default();
+    rates.set(vec![1e-3; members]);
+    let settings = MemberSettings {
+        weight_decay: 0.0,
+        grad_clip: None,
+        momentum: 0.0,
+    };
+    let adam = crate::optim::OptimizerSpec::Adam(crate::optim::AdamConfig {});
+    let mut optim = MemberOptimizer::new(&adam, vec![settings; members], rates).init();
+    let (images, targets) = fixed_batch(batch, &device, train);
+    let images = fuse::images(vec![images; members]);
+    let loss = Loss::cross_entropy();
+    let mut times = Vec::with_capacity(steps);
+    for step in 0..warmup + steps {
+        let started = Instant::now();
+        let m = model.take().expect("a model between steps");
+        let logits = m.forward(images.clone());
+        let total = (0..members)
+            .map(|i| loss.forward(fuse::logits_of(logits.clone(), i), targets.clone()))
+            .reduce(|a, b| a + b)
+            .expect("at least one member");
+        let grads = GradientsParams::from_grads(total.backward(), &m);
+        model = Some(optim.step(1e-3, m, grads));
+        // Reading the loss back waits for the step on asynchronous devices.
+        total.into_scalar::<f32>();
+        if step >= warmup {
+            times.push(started.elapsed().as_secs_f64());
+        }
+    }
+    median(times)
+}
+
+/// `fer-lab bench fused`: one run's training step alone, then fused groups of each size in
+/// `members`, with the throughput of model-images (members × batch per step) and the speed-up
+/// over training the same runs one at a time.
+#[allow(clippy::too_many_arguments)]
+pub fn fused_rows(
+    spec: &ModelSpec,
+    members: &[usize],
+    batch: usize,
+    warmup: usize,
+    steps: usize,
+    device: &Device,
+    device_name: &str,
+    train: Option<&SplitImages>,
+) -> Rows {
+    let alone = train_step_seconds(spec, batch, warmup, steps, device, train);
+    let mut rows = Rows::new(
+        [
+            "model",
+            "device",
+            "batch",
+            "runs",
+            "how",
+            "step_ms",
+            "img_per_s",
+            "vs_one_at_a_time",
+        ]
+        .map(String::from),
+    );
+    let mut row = |runs: usize, how: &str, seconds: f64| {
+        rows.push(vec![
+            Value::from(spec.kind()),
+            Value::from(device_name),
+            Value::from(batch),
+            Value::from(runs),
+            Value::from(how),
+            Value::from((seconds * 1e4).round() / 10.0),
+            Value::from(((runs * batch) as f64 / seconds).round() as u64),
+            Value::from(((runs as f64 * alone / seconds) * 100.0).round() / 100.0),
+        ]);
+    };
+    row(1, "alone", alone);
+    for &m in members {
+        let seconds = fused_step_seconds(spec, m, batch, warmup, steps, device, train);
+        row(m, "fused", seconds);
+    }
+    rows
 }
 
 /// Median seconds of one training step of `spec` at `batch`, over `steps` timed steps.

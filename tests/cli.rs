@@ -1023,6 +1023,28 @@ fn bench_modes_are_subcommands() {
         table.contains("baseline") && table.contains("img_per_s"),
         "{table}"
     );
+    let fused = ok(
+        t,
+        &[
+            "bench",
+            "fused",
+            "--members",
+            "2",
+            "--batch",
+            "2",
+            "--steps",
+            "1",
+            "--device",
+            "cpu",
+            "--data",
+            data.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        fused.contains("alone") && fused.contains("fused"),
+        "{fused}"
+    );
+    assert!(fails(t, &["bench", "fused", "--members", "0"]).contains("at least 1 run"));
     assert!(fails(t, &["bench", "report", "--runs", "0"]).contains("--runs must be ≥ 1"));
     assert!(fails(t, &["bench", "ops", "--device", "cpu"]).contains("use --device tch-cpu"));
     // A flag of one mode is refused in another, not ignored.

@@ -28,6 +28,9 @@ enum Mode {
     /// autograd node with its input shapes, per phase (forward, backward, optimizer) — the
     /// native kernels each layer uses.
     Ops(OpsArgs),
+    /// Fused groups (many runs as one model, issue 15) against one run alone: step time,
+    /// model-images per second and the speed-up over training the runs one at a time.
+    Fused(FusedArgs),
     /// How long `fer-lab report` takes on a synthetic sweep of finished runs.
     Report(ReportArgs),
     /// The dashboard's time to first frame and CPU use on a synthetic sweep.
@@ -110,6 +113,23 @@ struct OpsArgs {
 }
 
 #[derive(Args)]
+struct FusedArgs {
+    /// The model (one; default baseline), as `fer-lab bench --model` takes it.
+    #[arg(long, default_value = "baseline")]
+    model: String,
+    /// Group sizes to time.
+    #[arg(long, value_delimiter = ',', default_value = "2,4,8")]
+    members: Vec<usize>,
+    #[command(flatten)]
+    timing: Timing,
+    /// The imported data: its training images are the batch (synthetic pixels without it).
+    #[arg(long, default_value = "data/fer2013")]
+    data: PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(Args)]
 struct ReportArgs {
     /// Finished runs in the synthetic sweep.
     #[arg(long, default_value_t = 2000)]
@@ -140,6 +160,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<ExitCode> {
         Some(Mode::Stage(a)) => stage(a),
         Some(Mode::Conv(a)) => conv(a),
         Some(Mode::Ops(a)) => ops(a),
+        Some(Mode::Fused(a)) => fused(a),
         Some(Mode::Report(a)) => report(a),
         Some(Mode::Dashboard(a)) => dashboard(a),
     }
@@ -219,6 +240,27 @@ fn ops(args: OpsArgs) -> Result<ExitCode> {
     }
     #[cfg(not(feature = "tch"))]
     let _ = spec;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fused(args: FusedArgs) -> Result<ExitCode> {
+    let device = args.timing.device()?;
+    let spec = fer_lab::bench::parse_model(&args.model)?;
+    if args.members.iter().any(|&m| m == 0) {
+        bail!("--members: a group has at least 1 run");
+    }
+    let data = fer_lab::data::open(&args.data).ok().map(|(d, _)| d);
+    let rows = fer_lab::bench::fused_rows(
+        &spec,
+        &args.members,
+        args.timing.batch,
+        3,
+        args.timing.steps,
+        &device.device(),
+        &device.to_string(),
+        data.as_ref().map(|d| &d.train),
+    );
+    print!("{}", rows.render(args.format));
     Ok(ExitCode::SUCCESS)
 }
 
