@@ -174,7 +174,6 @@ pub fn fused_step_seconds(
 ) -> f64 {
     use crate::model::fuse;
     use crate::optim::members::{MemberOptimizer, MemberRates, MemberSettings};
-    use burn::optim::Optimizer as _;
     let device = device.clone().autodiff();
     let solos: Vec<FerModel> = (0..members)
         .map(|m| {
