@@ -246,7 +246,7 @@ fn ops(args: OpsArgs) -> Result<ExitCode> {
 fn fused(args: FusedArgs) -> Result<ExitCode> {
     let device = args.timing.device()?;
     let spec = fer_lab::bench::parse_model(&args.model)?;
-    if args.members.iter().any(|&m| m == 0) {
+    if args.members.contains(&0) {
         bail!("--members: a group has at least 1 run");
     }
     let data = fer_lab::data::open(&args.data).ok().map(|(d, _)| d);
