@@ -20,6 +20,16 @@ pub struct Discovered {
     pub gpus: Vec<Gpu>,
 }
 
+impl Discovered {
+    /// A machine of `cpu_cores` cores and no GPU.
+    pub fn without_gpus(cpu_cores: usize) -> Discovered {
+        Discovered {
+            cpu_cores,
+            gpus: Vec::new(),
+        }
+    }
+}
+
 /// Parses `nvidia-smi --query-gpu=index,name,memory.total,memory.used --format=csv,noheader,nounits`.
 pub fn parse_nvidia_smi(text: &str) -> Vec<Gpu> {
     text.lines()

@@ -144,39 +144,11 @@ pub fn logits_of(fused_logits: Tensor<2>, index: usize) -> Tensor<2> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::model::{AttentionConfig, AttentionKind, CompactConfig, ResidualConfig, VggConfig};
+    use crate::model::tests::all_models;
     use burn::optim::{GradientsParams, SgdConfig};
     use burn::tensor::Tolerance;
-
-    /// Every model kind, small enough for a test.
-    pub(crate) fn small_specs() -> Vec<ModelSpec> {
-        vec![
-            ModelSpec::default(),
-            ModelSpec::Compact(CompactConfig {
-                channels: vec![4, 8],
-                convs_per_block: 2,
-                batch_norm: true,
-                dense: vec![16],
-            }),
-            ModelSpec::Residual(ResidualConfig { width: 4, depth: 1 }),
-            ModelSpec::Attention(AttentionConfig {
-                width: 8,
-                depth: 1,
-                attention: AttentionKind::Se,
-            }),
-            ModelSpec::Attention(AttentionConfig {
-                width: 8,
-                depth: 1,
-                attention: AttentionKind::Cbam,
-            }),
-            ModelSpec::Vgg(VggConfig {
-                width: 0.0625,
-                dense: vec![16],
-            }),
-        ]
-    }
 
     fn images(batch: usize, member: usize, device: &Device) -> Tensor<4> {
         let n = batch * 48 * 48;
@@ -196,7 +168,7 @@ pub(crate) mod tests {
     /// its logits (dropout masks included), its updated weights and batch-norm statistics.
     fn members_train_as_they_would_alone(device: &Device) {
         let probs = [0.5, 0.0, 0.3];
-        for spec in small_specs() {
+        for spec in all_models() {
             let solos: Vec<FerModel> = probs
                 .iter()
                 .enumerate()
@@ -268,7 +240,7 @@ pub(crate) mod tests {
     #[test]
     fn a_member_sliced_out_is_the_model_that_went_in() {
         let device = Device::flex();
-        for spec in small_specs() {
+        for spec in all_models() {
             let solos: Vec<FerModel> = (0..2)
                 .map(|m| {
                     device.seed(m);

@@ -188,7 +188,7 @@ pub(crate) const SIDE: usize = IMAGE_SIDE;
 pub(crate) const CLASSES: usize = NUM_CLASSES;
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::loss::Loss;
     use burn::optim::{GradientsParams, SgdConfig};

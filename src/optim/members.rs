@@ -242,7 +242,7 @@ impl<const D: usize> RecordState for MemberState<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::fuse::{self, tests::small_specs};
+    use crate::model::fuse;
     use crate::model::{FerModel, ModelSpec};
     use crate::optim::{AdamConfig, AdamWConfig, SgdConfig};
     use burn::module::{Module, ModuleVisitor, Param};
@@ -344,31 +344,9 @@ mod tests {
                 solo = optim.step(lr(m, step), solo, grads);
             }
             let sliced = fuse::member(spec_model, &fused, m, &device);
-            // Adam divides by the gradient's size, so the last-bit noise between a grouped and
-            // a plain convolution's gradients moves the few weights whose gradient is near 0 by
-            // up to ~1 % of the learning rate; the exact per-member arithmetic is checked below,
-            // on equal inputs. A member given another's rate or state would be off everywhere.
-            let adam = !matches!(spec, OptimizerSpec::Sgd(_));
-            let (mut off, mut total) = (0usize, 0usize);
             for (a, b) in values(&sliced).iter().zip(values(&solo)) {
-                let (a, b) = (
-                    a.try_to_vec::<f32>().unwrap(),
-                    b.try_to_vec::<f32>().unwrap(),
-                );
-                for (x, y) in a.iter().zip(&b) {
-                    let d = (x - y).abs();
-                    assert!(
-                        d < if adam { 1e-3 } else { 1e-5 },
-                        "{spec:?} member {m}: {x} vs {y}"
-                    );
-                    off += usize::from(d > 1e-5);
-                    total += 1;
-                }
+                a.assert_approx_eq::<f32>(&b, Tolerance::absolute(1e-5));
             }
-            assert!(
-                off * 100 < total,
-                "{spec:?} member {m}: {off} of {total} weights differ"
-            );
         }
     }
 
@@ -475,7 +453,9 @@ mod tests {
 
     #[test]
     fn every_optimizer_kind_updates_each_member_as_it_would_alone() {
-        let model = small_specs().swap_remove(1); // compact: convolutions, batch norm, dense
+        // The baseline (convolutions, dense layers): batch norm over a batch of 4 divides by
+        // near-zero variances, which would make last-bit noise the subject of the comparison.
+        let model = ModelSpec::default();
         for spec in [
             OptimizerSpec::Adam(AdamConfig {}),
             OptimizerSpec::AdamW(AdamWConfig {}),

@@ -65,10 +65,7 @@ mod tests {
     use super::*;
 
     fn no_gpu() -> Discovered {
-        Discovered {
-            cpu_cores: 2,
-            gpus: vec![],
-        }
+        Discovered::without_gpus(2)
     }
 
     #[test]
