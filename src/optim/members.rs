@@ -344,9 +344,29 @@ mod tests {
                 solo = optim.step(lr(m, step), solo, grads);
             }
             let sliced = fuse::member(spec_model, &fused, m, &device);
+            // Adam divides by the gradient's size: where a gradient is near 0, the last-bit
+            // difference between a grouped and a plain kernel (or between two thread splits
+            // of one reduction) moves a weight by up to ~1 % of the learning rate. So a few
+            // Adam weights may be off by more than 1e-5, none by 1e-3; the exact per-member
+            // arithmetic is checked below, on equal inputs. A member given another's rate or
+            // state would be off almost everywhere.
+            let adam = !matches!(spec, OptimizerSpec::Sgd(_));
+            let (mut off, mut total) = (0usize, 0usize);
             for (a, b) in values(&sliced).iter().zip(values(&solo)) {
-                a.assert_approx_eq::<f32>(&b, Tolerance::absolute(1e-5));
+                let a = a.try_to_vec::<f32>().unwrap();
+                let b = b.try_to_vec::<f32>().unwrap();
+                for (x, y) in a.iter().zip(&b) {
+                    let d = (x - y).abs();
+                    let limit = if adam { 1e-3 } else { 1e-5 };
+                    assert!(d < limit, "{spec:?} member {m}: {x} vs {y}");
+                    off += usize::from(d > 1e-5);
+                    total += 1;
+                }
             }
+            assert!(
+                off * 1000 < total,
+                "{spec:?} member {m}: {off} of {total} weights differ"
+            );
         }
     }
 
