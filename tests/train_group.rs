@@ -7,7 +7,7 @@ use fer_lab::device::DeviceSpec;
 use fer_lab::loss::FocalConfig;
 use fer_lab::optim::schedule::CosineConfig;
 use fer_lab::store::EpochRow;
-use fer_lab::train::group::{Member, train_group};
+use fer_lab::train::group::{self, Checkpoints, Member, train_group};
 use fer_lab::train::hook::Progress;
 use fer_lab::train::sink::{EpochSink, StopReason, Verdict};
 use fer_lab::train::{self, RunSpec, Splits, TrainError};
@@ -73,6 +73,14 @@ fn two_runs() -> [(RunConfig, u64); 2] {
     [(base, 7), (other, 11)]
 }
 
+/// A group's checkpoints in `dir`, starting afresh.
+fn fresh(dir: &Path) -> Checkpoints<'_> {
+    Checkpoints {
+        dir,
+        resume_from: None,
+    }
+}
+
 fn alone(config: &RunConfig, seed: u64, splits: &Splits, on: DeviceSpec) -> Vec<EpochRow> {
     let dir = tempfile::tempdir().unwrap();
     let device = on.device();
@@ -120,9 +128,12 @@ fn members_follow_their_runs(on: DeviceSpec) {
             config,
             seed: *seed,
             sink,
+            earlier: Vec::new(),
+            stopped: false,
         })
         .collect();
-    let outcomes = train_group(members, &splits, &device);
+    let dir = tempfile::tempdir().unwrap();
+    let outcomes = train_group(members, &fresh(dir.path()), &splits, &device);
     for (m, ((config, seed), outcome)) in runs.iter().zip(outcomes).enumerate() {
         let outcome = outcome.expect("every member finishes");
         let solo = alone(config, *seed, &splits, on);
@@ -183,19 +194,31 @@ fn a_pruned_and_a_diverged_member_stop_while_the_other_finishes() {
             config: &base,
             seed: 1,
             sink: &mut pruned,
+            earlier: Vec::new(),
+            stopped: false,
         },
         Member {
             config: &exploding,
             seed: 2,
             sink: &mut diverging,
+            earlier: Vec::new(),
+            stopped: false,
         },
         Member {
             config: &base,
             seed: 3,
             sink: &mut finishing,
+            earlier: Vec::new(),
+            stopped: false,
         },
     ];
-    let outcomes = train_group(members, &splits, &DeviceSpec::Flex.device());
+    let dir = tempfile::tempdir().unwrap();
+    let outcomes = train_group(
+        members,
+        &fresh(dir.path()),
+        &splits,
+        &DeviceSpec::Flex.device(),
+    );
     let mut outcomes = outcomes.into_iter();
     assert!(
         matches!(outcomes.next(), Some(Err(TrainError::Pruned { epoch: 1 }))),
@@ -221,4 +244,134 @@ fn a_pruned_and_a_diverged_member_stop_while_the_other_finishes() {
     assert_eq!(finishing.seen.len(), 2);
     // Its best model is an ordinary run's model, evaluated on val and test.
     assert!(done.val.accuracy > 0.0 && done.test.accuracy > 0.0);
+}
+
+/// Asks to stop (interrupted, as a first Ctrl-C does) once it has seen `stop_after` epochs.
+#[derive(Default)]
+struct StopAfter {
+    seen: Vec<EpochRow>,
+    stop_after: Option<usize>,
+}
+
+impl EpochSink for StopAfter {
+    fn epoch(&mut self, epochs: &[EpochRow]) -> Verdict {
+        self.seen
+            .push(*epochs.last().expect("the finished epoch is last"));
+        match self.stop_after {
+            Some(n) if self.seen.len() >= n => Verdict::Stop(StopReason::Interrupted),
+            _ => Verdict::Continue,
+        }
+    }
+}
+
+/// A group stopped after epoch 1 (and one member pruned there) resumes from its checkpoint:
+/// the members still training finish epoch 2 exactly as an unbroken group does, and the pruned
+/// one stays stopped.
+#[test]
+fn a_group_resumes_from_its_checkpoint_as_if_never_stopped() {
+    let _generator = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+    let splits = splits();
+    let runs = two_runs();
+    let third = RunConfig {
+        lr: 2e-3,
+        ..runs[0].0.clone()
+    };
+    let configs = [
+        (&runs[0].0, runs[0].1),
+        (&runs[1].0, runs[1].1),
+        (&third, 5),
+    ];
+    let device = DeviceSpec::Flex.device();
+    let run = |dir: &Path,
+               resume_from: Option<usize>,
+               earlier: &[Vec<EpochRow>],
+               stop: [Option<usize>; 3],
+               prune_third: bool| {
+        let mut sinks: Vec<Box<dyn EpochSink>> = (0..3)
+            .map(|i| -> Box<dyn EpochSink> {
+                if i == 2 && prune_third {
+                    Box::new(Memory {
+                        prune_after: Some(1),
+                        ..Memory::default()
+                    })
+                } else {
+                    Box::new(StopAfter {
+                        stop_after: stop[i],
+                        ..StopAfter::default()
+                    })
+                }
+            })
+            .collect();
+        let members = configs
+            .iter()
+            .zip(sinks.iter_mut())
+            .enumerate()
+            .map(|(i, ((config, seed), sink))| Member {
+                config,
+                seed: *seed,
+                sink: sink.as_mut(),
+                earlier: earlier.get(i).cloned().unwrap_or_default(),
+                stopped: resume_from.is_some() && i == 2,
+            })
+            .collect();
+        train_group(members, &Checkpoints { dir, resume_from }, &splits, &device)
+    };
+
+    // Unbroken: the third member pruned after epoch 1, the others train 2 epochs.
+    let whole = tempfile::tempdir().unwrap();
+    let unbroken = run(whole.path(), None, &[], [None; 3], true);
+
+    // Broken: everyone stops after epoch 1 (the third pruned, as above), then the group resumes.
+    let broken = tempfile::tempdir().unwrap();
+    let first = run(broken.path(), None, &[], [Some(1), Some(1), None], true);
+    let mut earlier = Vec::new();
+    for outcome in &first {
+        match outcome {
+            Err(TrainError::Interrupted { epoch: 1 }) | Err(TrainError::Pruned { epoch: 1 }) => {}
+            other => panic!("epoch 1 ends every member: {other:?}"),
+        }
+    }
+    assert_eq!(group::resumable_epoch(broken.path(), 2), Some(1));
+    // What the sinks kept of epoch 1 is what the caller hands back, the pruned member's too;
+    // the caller knows that one stopped, and it stays stopped.
+    let epoch1: Vec<EpochRow> = unbroken
+        .iter()
+        .map(|o| match o {
+            Ok(out) => out.epochs[0],
+            Err(_) => EpochRow {
+                epoch: 1,
+                ..EpochRow::default()
+            },
+        })
+        .collect();
+    for row in &epoch1 {
+        earlier.push(vec![*row]);
+    }
+    let resumed = run(broken.path(), Some(1), &earlier, [None; 3], false);
+
+    for i in 0..2 {
+        let a = unbroken[i].as_ref().expect("finishes unbroken");
+        let b = resumed[i].as_ref().expect("finishes after the resume");
+        assert_eq!(
+            b.epochs.len(),
+            2,
+            "member {i}: epoch 1 kept, epoch 2 trained"
+        );
+        for (x, y) in a.epochs.iter().zip(&b.epochs) {
+            let strip = |r: &EpochRow| EpochRow { secs: None, ..*r };
+            assert_eq!(
+                strip(x),
+                strip(y),
+                "member {i}: resumed epochs are the unbroken ones"
+            );
+        }
+        assert_eq!(a.best_epoch, b.best_epoch);
+        assert_eq!(a.test.accuracy, b.test.accuracy);
+    }
+    assert!(
+        matches!(resumed[2], Err(TrainError::StoppedEarlier { epoch: 1 })),
+        "{:?}",
+        resumed[2].as_ref().err()
+    );
+    assert!(matches!(unbroken[2], Err(TrainError::Pruned { epoch: 1 })));
 }

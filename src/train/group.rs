@@ -11,6 +11,11 @@
 //!
 //! What members must share to fuse is [`fusable`]: the model's shape, the batch size, the
 //! number of epochs and the optimizer's kind.
+//!
+//! Every epoch ends with a group checkpoint — the fused model, the optimizer's state, and each
+//! member's best model so far — written after every member's sink has the epoch, so a group
+//! killed at any point resumes from its last epoch ([`Checkpoints::resume_from`]) and trains
+//! on exactly as it would have without the break.
 
 use super::sink::{EpochSink, StopReason, Verdict};
 use super::{Splits, TrainError, eval, init_model};
@@ -26,6 +31,8 @@ use crate::store::EpochRow;
 use burn::data::dataloader::batcher::Batcher;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
+use burn::store::ModuleRecord;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -34,6 +41,41 @@ pub struct Member<'a> {
     pub config: &'a RunConfig,
     pub seed: u64,
     pub sink: &'a mut dyn EpochSink,
+    /// When the group resumes: the epochs this run recorded up to the checkpoint.
+    pub earlier: Vec<EpochRow>,
+    /// When the group resumes: whether this run had already stopped (pruned, diverged, early
+    /// stopped) in the earlier attempt. It stays stopped; its slice of the group still trains
+    /// nothing.
+    pub stopped: bool,
+}
+
+/// Where a group keeps its checkpoints, and the epoch to resume from.
+pub struct Checkpoints<'a> {
+    pub dir: &'a Path,
+    pub resume_from: Option<usize>,
+}
+
+fn model_path(dir: &Path, epoch: usize) -> PathBuf {
+    dir.join(format!("group-model-{epoch}.bpk"))
+}
+
+fn optim_path(dir: &Path, epoch: usize) -> PathBuf {
+    dir.join(format!("group-optim-{epoch}.bpk"))
+}
+
+fn best_path(dir: &Path, member: usize) -> PathBuf {
+    dir.join(format!("best-{member}.bpk"))
+}
+
+/// The latest epoch, up to `max`, whose group checkpoint is complete in `dir`.
+pub fn resumable_epoch(dir: &Path, max: usize) -> Option<usize> {
+    (1..=max)
+        .rev()
+        .find(|&e| model_path(dir, e).is_file() && optim_path(dir, e).is_file())
+}
+
+fn checkpoint_error(path: &Path, e: impl std::fmt::Display) -> TrainError {
+    TrainError::Checkpoint(format!("{}: {e}", path.display()))
 }
 
 /// What a member that trained to its end produced.
@@ -87,9 +129,29 @@ struct State {
 /// When the members are not [`fusable`] (the caller forms groups).
 pub fn train_group(
     members: Vec<Member<'_>>,
+    checkpoints: &Checkpoints<'_>,
     splits: &Splits,
     device: &Device,
 ) -> Vec<Result<MemberOutcome, TrainError>> {
+    match setup_and_train(members, checkpoints, splits, device) {
+        Ok(outcomes) => outcomes,
+        // The group could not start or keep its checkpoints: every member failed alike.
+        Err((count, e)) => (0..count)
+            .map(|_| Err(TrainError::Checkpoint(e.to_string())))
+            .collect(),
+    }
+}
+
+type Outcomes = Vec<Result<MemberOutcome, TrainError>>;
+
+fn setup_and_train(
+    members: Vec<Member<'_>>,
+    checkpoints: &Checkpoints<'_>,
+    splits: &Splits,
+    device: &Device,
+) -> Result<Outcomes, (usize, TrainError)> {
+    let count = members.len();
+    let fail = |e: TrainError| (count, e);
     let first = members[0].config;
     for m in &members[1..] {
         if let Err(why) = fusable(first, m.config) {
@@ -104,6 +166,14 @@ pub fn train_group(
         .collect();
     let mut model = fuse::stack(spec, &solos, &autodiff);
     drop(solos);
+    let dir = checkpoints.dir;
+    std::fs::create_dir_all(dir).map_err(|e| fail(checkpoint_error(dir, e)))?;
+    let start = checkpoints.resume_from.unwrap_or(0);
+    if let Some(e) = checkpoints.resume_from {
+        let path = model_path(dir, e);
+        let record = ModuleRecord::load(&path).map_err(|err| fail(checkpoint_error(&path, err)))?;
+        model = model.load_record(record);
+    }
     let rates = MemberRates::default();
     let settings = members
         .iter()
@@ -117,29 +187,61 @@ pub fn train_group(
         })
         .collect();
     let mut optim = MemberOptimizer::new(&first.optimizer, settings, rates.clone()).init();
+    if let Some(e) = checkpoints.resume_from {
+        let path = optim_path(dir, e);
+        optim = optim
+            .load(&path)
+            .map_err(|err| fail(checkpoint_error(&path, err)))?;
+    }
     let iters_per_epoch = splits.train.len().div_ceil(batch_size);
     let counts = splits.train.class_counts();
-    let mut states: Vec<State> = members
-        .iter()
-        .map(|m| {
-            let history = Arc::new(ValHistory::default());
-            State {
-                rows: Vec::new(),
-                schedule: EpochSchedule::new(
-                    m.config.lr,
-                    m.config.schedule.clone(),
-                    epochs,
-                    iters_per_epoch,
-                    history.clone(),
-                ),
-                history,
-                loss: Loss::new(&m.config.loss, m.config.label_smoothing, &counts),
-                batcher: FerBatcher::train(splits.train.clone(), m.config.augment, m.seed),
-                stopped: None,
-                best: None,
+    let mut states: Vec<State> = Vec::with_capacity(count);
+    for (i, m) in members.iter().enumerate() {
+        let history = Arc::new(ValHistory::default());
+        let rows: Vec<EpochRow> = m
+            .earlier
+            .iter()
+            .filter(|r| r.epoch <= start)
+            .copied()
+            .collect();
+        for row in &rows {
+            history.push(row.val_acc.unwrap_or(f64::NAN));
+        }
+        let mut schedule = EpochSchedule::new(
+            m.config.lr,
+            m.config.schedule.clone(),
+            epochs,
+            iters_per_epoch,
+            history.clone(),
+        );
+        burn::lr_scheduler::LrScheduler::load_record(
+            &mut schedule,
+            burn::lr_scheduler::LrSchedulerRecord::new()
+                .with_scalar("step", (start * iters_per_epoch) as u64),
+        );
+        let stopped = m
+            .stopped
+            .then_some(Err(TrainError::StoppedEarlier { epoch: rows.len() }));
+        let best = match best_epoch(&rows) {
+            Some((epoch, acc)) if stopped.is_none() => {
+                let path = best_path(dir, i);
+                let record =
+                    ModuleRecord::load(&path).map_err(|err| fail(checkpoint_error(&path, err)))?;
+                let model = FerModel::new(spec, m.config.dropout, device).load_record(record);
+                Some((epoch, acc, model))
             }
-        })
-        .collect();
+            _ => None,
+        };
+        states.push(State {
+            rows,
+            schedule,
+            history,
+            loss: Loss::new(&m.config.loss, m.config.label_smoothing, &counts),
+            batcher: FerBatcher::train(splits.train.clone(), m.config.augment, m.seed),
+            stopped,
+            best,
+        });
+    }
     let mut sinks: Vec<&mut dyn EpochSink> = Vec::new();
     let mut configs = Vec::new();
     let mut seeds = Vec::new();
@@ -148,8 +250,7 @@ pub fn train_group(
         configs.push(m.config);
         seeds.push(m.seed);
     }
-    let count = states.len();
-    for epoch in 0..epochs {
+    for epoch in start..epochs {
         let started = Instant::now();
         model.dropout().streams().start_epoch(epoch as u32);
         let orders: Vec<Vec<usize>> = seeds
@@ -254,6 +355,11 @@ pub fn train_group(
             }
             if state.best.as_ref().is_none_or(|(_, acc, _)| val_acc > *acc) {
                 let best = fuse::member(spec, &inner, m, device);
+                let path = best_path(dir, m);
+                best.clone()
+                    .into_record()
+                    .save(&path)
+                    .map_err(|err| fail(checkpoint_error(&path, err)))?;
                 state.best = Some((epoch + 1, val_acc, best));
             }
             state.stopped = match verdict {
@@ -272,11 +378,13 @@ pub fn train_group(
                     .map(|_| Ok(())),
             };
         }
+        // After every sink has the epoch, as a run alone checkpoints after its sink.
+        save_checkpoint(dir, epoch + 1, &model, &optim).map_err(fail)?;
         if states.iter().all(|s| s.stopped.is_some()) {
             break;
         }
     }
-    states
+    Ok(states
         .into_iter()
         .zip(configs)
         .map(|(state, config)| {
@@ -297,7 +405,43 @@ pub fn train_group(
                 test,
             })
         })
-        .collect()
+        .collect())
+}
+
+/// Writes the group checkpoint of `epoch` and removes the one before (only the last is kept:
+/// each member's best model is kept on its own).
+fn save_checkpoint(
+    dir: &Path,
+    epoch: usize,
+    model: &FerModel,
+    optim: &burn::optim::ModuleOptimizer,
+) -> Result<(), TrainError> {
+    let (model_file, optim_file) = (model_path(dir, epoch), optim_path(dir, epoch));
+    // The optimizer first: a model file is what marks a checkpoint, and it comes last.
+    optim
+        .save(&optim_file)
+        .map_err(|e| checkpoint_error(&optim_file, e))?;
+    model
+        .clone()
+        .into_record()
+        .save(&model_file)
+        .map_err(|e| checkpoint_error(&model_file, e))?;
+    for old in [model_path(dir, epoch - 1), optim_path(dir, epoch - 1)] {
+        if old.is_file() {
+            std::fs::remove_file(&old).map_err(|e| checkpoint_error(&old, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// The epoch with the highest val accuracy and that accuracy; ties go to the earlier epoch.
+fn best_epoch(rows: &[EpochRow]) -> Option<(usize, f64)> {
+    rows.iter()
+        .filter_map(|r| r.val_acc.map(|a| (r.epoch, a)))
+        .fold(None, |best: Option<(usize, f64)>, (e, a)| match best {
+            Some((_, b)) if b >= a => best,
+            _ => Some((e, a)),
+        })
 }
 
 /// burn-train's `NoImprovementSince`: the best val accuracy is `patience` or more epochs old.

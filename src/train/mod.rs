@@ -98,6 +98,10 @@ pub enum TrainError {
     Training(String),
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    /// A member of a resumed fused group that had stopped (pruned, diverged, interrupted) in
+    /// an earlier attempt: its outcome was reported then.
+    #[error("stopped after epoch {epoch} in an earlier attempt of its group")]
+    StoppedEarlier { epoch: usize },
 }
 
 /// A saved model that could not be read back.
