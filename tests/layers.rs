@@ -34,9 +34,12 @@ fn library_code(text: &str) -> String {
     while let Some(line) = lines.next() {
         let trimmed = line.trim_start();
         if trimmed.starts_with("#[cfg(test)]")
-            && lines
-                .peek()
-                .is_some_and(|next| next.trim_start().starts_with("mod tests"))
+            && lines.peek().is_some_and(|next| {
+                let next = next.trim_start();
+                ["mod tests", "pub(crate) mod tests", "pub mod tests"]
+                    .iter()
+                    .any(|start| next.starts_with(start))
+            })
         {
             // The test module runs to the end of the file (the convention here).
             break;
@@ -145,7 +148,7 @@ fn a_reaching_up_import_is_caught() {
     std::fs::create_dir_all(dir.path().join("store")).unwrap();
     std::fs::write(
         dir.path().join("store/x.rs"),
-        "// crate::report in a comment is fine\nuse crate::scheduler::Options;\n#[cfg(test)]\nmod tests {\n    use crate::worker::X;\n}\n",
+        "// crate::report in a comment is fine\nuse crate::scheduler::Options;\n#[cfg(test)]\npub(crate) mod tests {\n    use crate::worker::X;\n}\n",
     )
     .unwrap();
     let graph = imports(dir.path());

@@ -133,136 +133,143 @@ pub fn train_group(
     splits: &Splits,
     device: &Device,
 ) -> Vec<Result<MemberOutcome, TrainError>> {
-    match setup_and_train(members, checkpoints, splits, device) {
-        Ok(outcomes) => outcomes,
-        // The group could not start or keep its checkpoints: every member failed alike.
-        Err((count, e)) => (0..count)
-            .map(|_| Err(TrainError::Checkpoint(e.to_string())))
-            .collect(),
-    }
-}
-
-type Outcomes = Vec<Result<MemberOutcome, TrainError>>;
-
-fn setup_and_train(
-    members: Vec<Member<'_>>,
-    checkpoints: &Checkpoints<'_>,
-    splits: &Splits,
-    device: &Device,
-) -> Result<Outcomes, (usize, TrainError)> {
     let count = members.len();
-    let fail = |e: TrainError| (count, e);
     let first = members[0].config;
     for m in &members[1..] {
         if let Err(why) = fusable(first, m.config) {
             panic!("runs that cannot fuse were grouped: {why}");
         }
     }
-    let (spec, batch_size, epochs) = (&first.model, first.batch_size, first.epochs);
-    let autodiff = device.clone().autodiff();
-    let solos: Vec<FerModel> = members
-        .iter()
-        .map(|m| init_model(m.config, m.seed, &autodiff))
-        .collect();
-    let mut model = fuse::stack(spec, &solos, &autodiff);
-    drop(solos);
-    let dir = checkpoints.dir;
-    std::fs::create_dir_all(dir).map_err(|e| fail(checkpoint_error(dir, e)))?;
-    let start = checkpoints.resume_from.unwrap_or(0);
-    if let Some(e) = checkpoints.resume_from {
-        let path = model_path(dir, e);
-        let record = ModuleRecord::load(&path).map_err(|err| fail(checkpoint_error(&path, err)))?;
-        model = model.load_record(record);
-    }
-    let rates = MemberRates::default();
-    let settings = members
-        .iter()
-        .map(|m| MemberSettings {
-            weight_decay: m.config.weight_decay,
-            grad_clip: m.config.grad_clip,
-            momentum: match &m.config.optimizer {
-                OptimizerSpec::Sgd(c) => c.momentum,
-                _ => 0.0,
-            },
-        })
-        .collect();
-    let mut optim = MemberOptimizer::new(&first.optimizer, settings, rates.clone()).init();
-    if let Some(e) = checkpoints.resume_from {
-        let path = optim_path(dir, e);
-        optim = optim
-            .load(&path)
-            .map_err(|err| fail(checkpoint_error(&path, err)))?;
-    }
-    let iters_per_epoch = splits.train.len().div_ceil(batch_size);
-    let counts = splits.train.class_counts();
-    let mut states: Vec<State> = Vec::with_capacity(count);
-    for (i, m) in members.iter().enumerate() {
-        let history = Arc::new(ValHistory::default());
-        let rows: Vec<EpochRow> = m
-            .earlier
-            .iter()
-            .filter(|r| r.epoch <= start)
-            .copied()
-            .collect();
-        for row in &rows {
-            history.push(row.val_acc.unwrap_or(f64::NAN));
-        }
-        let mut schedule = EpochSchedule::new(
-            m.config.lr,
-            m.config.schedule.clone(),
-            epochs,
-            iters_per_epoch,
-            history.clone(),
-        );
-        burn::lr_scheduler::LrScheduler::load_record(
-            &mut schedule,
-            burn::lr_scheduler::LrSchedulerRecord::new()
-                .with_scalar("step", (start * iters_per_epoch) as u64),
-        );
-        let stopped = m
-            .stopped
-            .then_some(Err(TrainError::StoppedEarlier { epoch: rows.len() }));
-        let best = match best_epoch(&rows) {
-            Some((epoch, acc)) if stopped.is_none() => {
-                let path = best_path(dir, i);
-                let record =
-                    ModuleRecord::load(&path).map_err(|err| fail(checkpoint_error(&path, err)))?;
-                let model = FerModel::new(spec, m.config.dropout, device).load_record(record);
-                Some((epoch, acc, model))
+    let mut sinks = Vec::with_capacity(count);
+    let result =
+        Group::start(members, &mut sinks, checkpoints, splits, device).and_then(|mut g| {
+            for epoch in g.start..g.epochs {
+                let started = Instant::now();
+                let train = g.train_epoch(epoch, splits);
+                g.end_epoch(epoch, train, started, &mut sinks, splits)?;
+                if g.states.iter().all(|s| s.stopped.is_some()) {
+                    break;
+                }
             }
-            _ => None,
-        };
-        states.push(State {
-            rows,
-            schedule,
-            history,
-            loss: Loss::new(&m.config.loss, m.config.label_smoothing, &counts),
-            batcher: FerBatcher::train(splits.train.clone(), m.config.augment, m.seed),
-            stopped,
-            best,
+            Ok(g.outcomes(splits))
         });
+    // The group could not start or keep its checkpoints: every member failed alike.
+    result.unwrap_or_else(|e| {
+        (0..count)
+            .map(|_| Err(TrainError::Checkpoint(e.to_string())))
+            .collect()
+    })
+}
+
+/// A group while it trains: the fused model, its optimizer, each member's state.
+struct Group<'a> {
+    spec: &'a crate::model::ModelSpec,
+    configs: Vec<&'a RunConfig>,
+    seeds: Vec<u64>,
+    device: Device,
+    autodiff: Device,
+    dir: PathBuf,
+    start: usize,
+    epochs: usize,
+    batch_size: usize,
+    iters_per_epoch: usize,
+    model: FerModel,
+    optim: burn::optim::ModuleOptimizer,
+    rates: MemberRates,
+    states: Vec<State>,
+}
+
+/// What an epoch's steps measured for one member: Σ batch loss, correct, images, batches, Σ
+/// learning rate. The loss is a mean over batches (as burn-train's loss metric reports a run
+/// alone), accuracy over images.
+#[derive(Clone, Copy, Default)]
+struct EpochTrain {
+    loss: f64,
+    correct: usize,
+    images: usize,
+    batches: usize,
+    lr: f64,
+}
+
+impl<'a> Group<'a> {
+    /// The fused model of `members` (or the checkpoint it resumes), its optimizer and each
+    /// member's state; the members' sinks go to `sinks`.
+    fn start(
+        members: Vec<Member<'a>>,
+        sinks: &mut Vec<&'a mut dyn EpochSink>,
+        checkpoints: &Checkpoints<'_>,
+        splits: &Splits,
+        device: &Device,
+    ) -> Result<Group<'a>, TrainError> {
+        let first = members[0].config;
+        let (spec, batch_size, epochs) = (&first.model, first.batch_size, first.epochs);
+        let autodiff = device.clone().autodiff();
+        let solos: Vec<FerModel> = members
+            .iter()
+            .map(|m| init_model(m.config, m.seed, &autodiff))
+            .collect();
+        let mut model = fuse::stack(spec, &solos, &autodiff);
+        drop(solos);
+        let dir = checkpoints.dir;
+        std::fs::create_dir_all(dir).map_err(|e| checkpoint_error(dir, e))?;
+        let start = checkpoints.resume_from.unwrap_or(0);
+        let rates = MemberRates::default();
+        let settings = members.iter().map(|m| member_settings(m.config)).collect();
+        let mut optim = MemberOptimizer::new(&first.optimizer, settings, rates.clone()).init();
+        if let Some(e) = checkpoints.resume_from {
+            let path = model_path(dir, e);
+            let record = ModuleRecord::load(&path).map_err(|err| checkpoint_error(&path, err))?;
+            model = model.load_record(record);
+            let path = optim_path(dir, e);
+            optim = optim
+                .load(&path)
+                .map_err(|err| checkpoint_error(&path, err))?;
+        }
+        let iters_per_epoch = splits.train.len().div_ceil(batch_size);
+        let states = members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| member_state(i, m, dir, start, epochs, iters_per_epoch, splits, device))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut configs = Vec::new();
+        let mut seeds = Vec::new();
+        for m in members {
+            sinks.push(m.sink);
+            configs.push(m.config);
+            seeds.push(m.seed);
+        }
+        Ok(Group {
+            spec,
+            configs,
+            seeds,
+            device: device.clone(),
+            autodiff,
+            dir: dir.to_path_buf(),
+            start,
+            epochs,
+            batch_size,
+            iters_per_epoch,
+            model,
+            optim,
+            rates,
+            states,
+        })
     }
-    let mut sinks: Vec<&mut dyn EpochSink> = Vec::new();
-    let mut configs = Vec::new();
-    let mut seeds = Vec::new();
-    for m in members {
-        sinks.push(m.sink);
-        configs.push(m.config);
-        seeds.push(m.seed);
-    }
-    for epoch in start..epochs {
-        let started = Instant::now();
-        model.dropout().streams().start_epoch(epoch as u32);
-        let orders: Vec<Vec<usize>> = seeds
+
+    /// One epoch's steps: each member's batch of its own order and augmentation, one fused
+    /// forward and backward over the members still training, one optimizer step.
+    fn train_epoch(&mut self, epoch: usize, splits: &Splits) -> Vec<EpochTrain> {
+        let count = self.states.len();
+        self.model.dropout().streams().start_epoch(epoch as u32);
+        let orders: Vec<Vec<usize>> = self
+            .seeds
             .iter()
             .map(|&seed| permutation(seed, epoch as u32, splits.train.len()))
             .collect();
-        // Σ batch loss, correct, images, batches: the loss is a mean over batches (as
-        // burn-train's loss metric reports it alone), accuracy over images.
-        let mut train = vec![(0.0f64, 0usize, 0usize, 0usize); count];
-        let mut lr_sum = vec![0.0f64; count];
-        for step in 0..iters_per_epoch {
-            let range = step * batch_size..((step + 1) * batch_size).min(splits.train.len());
+        let mut train = vec![EpochTrain::default(); count];
+        for step in 0..self.iters_per_epoch {
+            let range =
+                step * self.batch_size..((step + 1) * self.batch_size).min(splits.train.len());
             let batches: Vec<_> = (0..count)
                 .map(|m| {
                     let items = orders[m][range.clone()]
@@ -272,25 +279,21 @@ fn setup_and_train(
                             epoch: epoch as u32,
                         })
                         .collect();
-                    states[m].batcher.batch(items, &autodiff)
+                    self.states[m].batcher.batch(items, &self.autodiff)
                 })
                 .collect();
             let images = fuse::images(batches.iter().map(|b| b.images.clone()).collect());
-            let logits = model.forward(images);
+            let logits = self.model.forward(images);
             let mut total: Option<Tensor<1>> = None;
             for (m, batch) in batches.into_iter().enumerate() {
                 let logits = fuse::logits_of(logits.clone(), m);
+                let state = &self.states[m];
                 let loss = match batch.mix {
                     Some((partners, lam)) => {
-                        states[m]
-                            .loss
-                            .forward(logits.clone(), batch.targets.clone())
-                            * lam
-                            + states[m].loss.forward(logits.clone(), partners) * (1.0 - lam)
+                        state.loss.forward(logits.clone(), batch.targets.clone()) * lam
+                            + state.loss.forward(logits.clone(), partners) * (1.0 - lam)
                     }
-                    None => states[m]
-                        .loss
-                        .forward(logits.clone(), batch.targets.clone()),
+                    None => state.loss.forward(logits.clone(), batch.targets.clone()),
                 };
                 let n = batch.targets.dims()[0];
                 let correct = logits
@@ -300,10 +303,11 @@ fn setup_and_train(
                     .int()
                     .sum()
                     .into_scalar::<i64>() as usize;
-                let value = f64::from(loss.clone().into_scalar::<f32>());
                 let t = &mut train[m];
-                *t = (t.0 + value, t.1 + correct, t.2 + n, t.3 + 1);
-                if states[m].stopped.is_none() {
+                t.loss += f64::from(loss.clone().into_scalar::<f32>());
+                (t.correct, t.images, t.batches) =
+                    (t.correct + correct, t.images + n, t.batches + 1);
+                if state.stopped.is_none() {
                     total = Some(match total {
                         Some(t) => t + loss,
                         None => loss,
@@ -311,40 +315,54 @@ fn setup_and_train(
                 }
             }
             let Some(total) = total else { break };
-            let grads = GradientsParams::from_grads(total.backward(), &model);
-            let lrs: Vec<f64> = states
+            let grads = GradientsParams::from_grads(total.backward(), &self.model);
+            let lrs: Vec<f64> = self
+                .states
                 .iter_mut()
                 .map(|s| {
                     let lr = burn::lr_scheduler::LrScheduler::step(&mut s.schedule);
                     if s.stopped.is_none() { lr } else { 0.0 }
                 })
                 .collect();
-            for (sum, lr) in lr_sum.iter_mut().zip(&lrs) {
-                *sum += lr;
+            for (t, lr) in train.iter_mut().zip(&lrs) {
+                t.lr += lr;
             }
-            rates.set(lrs);
-            model = optim.step(1.0, model, grads);
+            self.rates.set(lrs);
+            let model = self.model.clone();
+            self.model = self.optim.step(1.0, model, grads);
         }
-        let inner = model.valid();
-        let val = validate(&inner, splits, batch_size, &states, device);
+        train
+    }
+
+    /// The end of an epoch: each training member's row to its sink, its best model kept, its
+    /// stop (sink's verdict, divergence, early stopping) applied; then the group checkpoint.
+    fn end_epoch(
+        &mut self,
+        epoch: usize,
+        train: Vec<EpochTrain>,
+        started: Instant,
+        sinks: &mut [&mut dyn EpochSink],
+        splits: &Splits,
+    ) -> Result<(), TrainError> {
+        let inner = self.model.valid();
+        let val = validate(&inner, splits, self.batch_size, &self.states, &self.device);
         let secs = started.elapsed().as_secs_f64();
-        for m in 0..count {
-            if states[m].stopped.is_some() {
+        for (m, t) in train.into_iter().enumerate() {
+            let state = &mut self.states[m];
+            if state.stopped.is_some() {
                 continue;
             }
-            let (loss_sum, correct, n, batches) = train[m];
             let (val_loss, val_acc) = val[m];
             let row = EpochRow {
                 epoch: epoch + 1,
-                train_loss: Some(loss_sum / batches.max(1) as f64),
-                train_acc: Some(correct as f64 / n.max(1) as f64),
+                train_loss: Some(t.loss / t.batches.max(1) as f64),
+                train_acc: Some(t.correct as f64 / t.images.max(1) as f64),
                 val_loss: Some(val_loss),
                 val_acc: Some(val_acc),
-                lr: Some(lr_sum[m] / iters_per_epoch as f64),
+                lr: Some(t.lr / self.iters_per_epoch as f64),
                 secs: Some(secs),
                 write_ms: None,
             };
-            let state = &mut states[m];
             state.history.push(val_acc);
             state.rows.push(row);
             let diverged = !(row.train_loss.is_some_and(f64::is_finite) && val_loss.is_finite());
@@ -354,12 +372,12 @@ fn setup_and_train(
                 continue;
             }
             if state.best.as_ref().is_none_or(|(_, acc, _)| val_acc > *acc) {
-                let best = fuse::member(spec, &inner, m, device);
-                let path = best_path(dir, m);
+                let best = fuse::member(self.spec, &inner, m, &self.device);
+                let path = best_path(&self.dir, m);
                 best.clone()
                     .into_record()
                     .save(&path)
-                    .map_err(|err| fail(checkpoint_error(&path, err)))?;
+                    .map_err(|err| checkpoint_error(&path, err))?;
                 state.best = Some((epoch + 1, val_acc, best));
             }
             state.stopped = match verdict {
@@ -372,40 +390,119 @@ fn setup_and_train(
                 Verdict::Stop(StopReason::SinkFailed(why)) => Some(Err(TrainError::Training(
                     format!("recording metrics: {why}"),
                 ))),
-                Verdict::Continue => configs[m]
+                Verdict::Continue => self.configs[m]
                     .early_stopping
                     .filter(|&patience| no_improvement_since(&state.rows, patience))
                     .map(|_| Ok(())),
             };
         }
         // After every sink has the epoch, as a run alone checkpoints after its sink.
-        save_checkpoint(dir, epoch + 1, &model, &optim).map_err(fail)?;
-        if states.iter().all(|s| s.stopped.is_some()) {
-            break;
-        }
+        save_checkpoint(&self.dir, epoch + 1, &self.model, &self.optim)
     }
-    Ok(states
-        .into_iter()
-        .zip(configs)
-        .map(|(state, config)| {
-            if let Some(Err(e)) = state.stopped {
-                return Err(e);
-            }
-            let (best_epoch, _, best_model) = state
-                .best
-                .ok_or_else(|| TrainError::Training("no epoch was evaluated".into()))?;
-            let eval_batch = config.batch_size.max(256);
-            let val = eval::evaluate(&best_model, &splits.val, eval_batch, config.tta, device);
-            let test = eval::evaluate(&best_model, &splits.test, eval_batch, config.tta, device);
-            Ok(MemberOutcome {
-                best_epoch,
-                epochs: state.rows,
-                best_model,
-                val,
-                test,
+
+    /// Each member's outcome: its stop, or its best model evaluated on val and test.
+    fn outcomes(self, splits: &Splits) -> Vec<Result<MemberOutcome, TrainError>> {
+        let device = self.device;
+        self.states
+            .into_iter()
+            .zip(self.configs)
+            .map(|(state, config)| {
+                if let Some(Err(e)) = state.stopped {
+                    return Err(e);
+                }
+                let (best_epoch, _, best_model) = state
+                    .best
+                    .ok_or_else(|| TrainError::Training("no epoch was evaluated".into()))?;
+                let eval_batch = config.batch_size.max(256);
+                let val = eval::evaluate(&best_model, &splits.val, eval_batch, config.tta, &device);
+                let test =
+                    eval::evaluate(&best_model, &splits.test, eval_batch, config.tta, &device);
+                Ok(MemberOutcome {
+                    best_epoch,
+                    epochs: state.rows,
+                    best_model,
+                    val,
+                    test,
+                })
             })
-        })
-        .collect())
+            .collect()
+    }
+}
+
+/// The optimizer settings a member brings to the group's optimizer.
+fn member_settings(config: &RunConfig) -> MemberSettings {
+    MemberSettings {
+        weight_decay: config.weight_decay,
+        grad_clip: config.grad_clip,
+        momentum: match &config.optimizer {
+            OptimizerSpec::Sgd(c) => c.momentum,
+            _ => 0.0,
+        },
+    }
+}
+
+/// Member `i`'s state at the group's start: its earlier epochs (when resuming) feed its
+/// schedule, its best model comes back from the checkpoint, a member that had stopped stays
+/// stopped.
+#[allow(clippy::too_many_arguments)]
+fn member_state(
+    i: usize,
+    m: &Member<'_>,
+    dir: &Path,
+    start: usize,
+    epochs: usize,
+    iters_per_epoch: usize,
+    splits: &Splits,
+    device: &Device,
+) -> Result<State, TrainError> {
+    let history = Arc::new(ValHistory::default());
+    let rows: Vec<EpochRow> = m
+        .earlier
+        .iter()
+        .filter(|r| r.epoch <= start)
+        .copied()
+        .collect();
+    for row in &rows {
+        history.push(row.val_acc.unwrap_or(f64::NAN));
+    }
+    let mut schedule = EpochSchedule::new(
+        m.config.lr,
+        m.config.schedule.clone(),
+        epochs,
+        iters_per_epoch,
+        history.clone(),
+    );
+    burn::lr_scheduler::LrScheduler::load_record(
+        &mut schedule,
+        burn::lr_scheduler::LrSchedulerRecord::new()
+            .with_scalar("step", (start * iters_per_epoch) as u64),
+    );
+    let stopped = m
+        .stopped
+        .then_some(Err(TrainError::StoppedEarlier { epoch: rows.len() }));
+    let best = match best_epoch(&rows) {
+        Some((epoch, acc)) if stopped.is_none() => {
+            let path = best_path(dir, i);
+            let record = ModuleRecord::load(&path).map_err(|err| checkpoint_error(&path, err))?;
+            let model =
+                FerModel::new(&m.config.model, m.config.dropout, device).load_record(record);
+            Some((epoch, acc, model))
+        }
+        _ => None,
+    };
+    Ok(State {
+        rows,
+        schedule,
+        history,
+        loss: Loss::new(
+            &m.config.loss,
+            m.config.label_smoothing,
+            &splits.train.class_counts(),
+        ),
+        batcher: FerBatcher::train(splits.train.clone(), m.config.augment, m.seed),
+        stopped,
+        best,
+    })
 }
 
 /// Writes the group checkpoint of `epoch` and removes the one before (only the last is kept:
