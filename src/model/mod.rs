@@ -6,7 +6,10 @@
 //! a default per knob, `validate`, `flops`, `init`) and its module with a `forward`; then add
 //! one variant to [`ModelSpec`] and to [`FerModel`] and one arm to each `match` below (the
 //! compiler lists them). Run ids hash a config's canonical JSON, so an existing model's knobs
-//! keep their names and defaults.
+//! keep their names and defaults. For its fused form ([`fuse`]) to come for free, run its
+//! convolutions and dense layers through [`layers`] (`features`, `dense`), its dropout as a
+//! [`dropout::MemberDropout`], and pool over channels per member (as [`blocks::Cbam`] does);
+//! then add a small instance to `tests::all_models`, which the fusion tests run.
 
 pub mod baseline;
 pub mod blocks;
