@@ -195,9 +195,7 @@ pub fn fused_step_seconds(
     let (images, targets) = fixed_batch(batch, &device, train);
     let images = fuse::images(vec![images; members]);
     let loss = Loss::cross_entropy();
-    let mut times = Vec::with_capacity(steps);
-    for step in 0..warmup + steps {
-        let started = Instant::now();
+    median_seconds(warmup, steps, || {
         let m = model.take().expect("a model between steps");
         let logits = m.forward(images.clone());
         let total = (0..members)
@@ -208,11 +206,7 @@ pub fn fused_step_seconds(
         model = Some(optim.step(1e-3, m, grads));
         // Reading the loss back waits for the step on asynchronous devices.
         total.into_scalar::<f32>();
-        if step >= warmup {
-            times.push(started.elapsed().as_secs_f64());
-        }
-    }
-    median(times)
+    })
 }
 
 /// `fer-lab bench fused`: one run's training step alone, then fused groups of each size in
@@ -273,15 +267,9 @@ pub fn train_step_seconds(
     train: Option<&SplitImages>,
 ) -> f64 {
     let mut bench = StepBench::new(spec, batch, device, train);
-    let mut times = Vec::with_capacity(steps);
-    for step in 0..warmup + steps {
-        let started = Instant::now();
+    median_seconds(warmup, steps, || {
         bench.step();
-        if step >= warmup {
-            times.push(started.elapsed().as_secs_f64());
-        }
-    }
-    median(times)
+    })
 }
 
 /// One traced operator: the phase of the step, the ATen operator or autograd node (`backward`
@@ -546,12 +534,19 @@ fn median(mut samples: Vec<f64>) -> f64 {
 /// Median milliseconds of `f` over `steps` calls after `warmup`; reading the result back waits
 /// for asynchronous devices.
 fn median_ms<const D: usize>(warmup: usize, steps: usize, mut f: impl FnMut() -> Tensor<D>) -> f64 {
+    median_seconds(warmup, steps, || {
+        let _ = f().into_data();
+    }) * 1e3
+}
+
+/// Median seconds of `f` over `steps` calls after `warmup` untimed ones.
+fn median_seconds(warmup: usize, steps: usize, mut f: impl FnMut()) -> f64 {
     let mut times = Vec::with_capacity(steps);
     for i in 0..warmup + steps {
         let started = Instant::now();
-        let _ = f().into_data();
+        f();
         if i >= warmup {
-            times.push(started.elapsed().as_secs_f64() * 1e3);
+            times.push(started.elapsed().as_secs_f64());
         }
     }
     median(times)

@@ -18,7 +18,7 @@
 //! on exactly as it would have without the break.
 
 use super::sink::{EpochSink, StopReason, Verdict};
-use super::{Splits, TrainError, eval, init_model};
+use super::{Splits, TrainError, best_val, eval, init_model, load_model, save_model};
 use crate::config::RunConfig;
 use crate::data::batcher::{FerBatcher, FerItem, permutation};
 use crate::loss::Loss;
@@ -285,6 +285,7 @@ impl<'a> Group<'a> {
             let images = fuse::images(batches.iter().map(|b| b.images.clone()).collect());
             let logits = self.model.forward(images);
             let mut total: Option<Tensor<1>> = None;
+            let (mut losses, mut hits) = (Vec::with_capacity(count), Vec::with_capacity(count));
             for (m, batch) in batches.into_iter().enumerate() {
                 let logits = fuse::logits_of(logits.clone(), m);
                 let state = &self.states[m];
@@ -295,24 +296,21 @@ impl<'a> Group<'a> {
                     }
                     None => state.loss.forward(logits.clone(), batch.targets.clone()),
                 };
-                let n = batch.targets.dims()[0];
-                let correct = logits
-                    .argmax(1)
-                    .reshape([n])
-                    .equal(batch.targets)
-                    .int()
-                    .sum()
-                    .into_scalar::<i64>() as usize;
                 let t = &mut train[m];
-                t.loss += f64::from(loss.clone().into_scalar::<f32>());
-                (t.correct, t.images, t.batches) =
-                    (t.correct + correct, t.images + n, t.batches + 1);
+                (t.images, t.batches) = (t.images + batch.targets.dims()[0], t.batches + 1);
+                hits.push(correct(logits, batch.targets));
+                losses.push(loss.clone().detach());
                 if state.stopped.is_none() {
                     total = Some(match total {
                         Some(t) => t + loss,
                         None => loss,
                     });
                 }
+            }
+            // Every member's loss and hits in one read-back, not one per member.
+            for (t, (loss, hits)) in train.iter_mut().zip(read_back(losses, hits)) {
+                t.loss += loss;
+                t.correct += hits;
             }
             let Some(total) = total else { break };
             let grads = GradientsParams::from_grads(total.backward(), &self.model);
@@ -373,11 +371,7 @@ impl<'a> Group<'a> {
             }
             if state.best.as_ref().is_none_or(|(_, acc, _)| val_acc > *acc) {
                 let best = fuse::member(self.spec, &inner, m, &self.device);
-                let path = best_path(&self.dir, m);
-                best.clone()
-                    .into_record()
-                    .save(&path)
-                    .map_err(|err| checkpoint_error(&path, err))?;
+                save_model(&best, &best_path(&self.dir, m))?;
                 state.best = Some((epoch + 1, val_acc, best));
             }
             state.stopped = match verdict {
@@ -480,12 +474,10 @@ fn member_state(
     let stopped = m
         .stopped
         .then_some(Err(TrainError::StoppedEarlier { epoch: rows.len() }));
-    let best = match best_epoch(&rows) {
+    let best = match best_val(&rows) {
         Some((epoch, acc)) if stopped.is_none() => {
-            let path = best_path(dir, i);
-            let record = ModuleRecord::load(&path).map_err(|err| checkpoint_error(&path, err))?;
-            let model =
-                FerModel::new(&m.config.model, m.config.dropout, device).load_record(record);
+            let model = load_model(m.config, &best_path(dir, i), device)
+                .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
             Some((epoch, acc, model))
         }
         _ => None,
@@ -531,27 +523,29 @@ fn save_checkpoint(
     Ok(())
 }
 
-/// The epoch with the highest val accuracy and that accuracy; ties go to the earlier epoch.
-fn best_epoch(rows: &[EpochRow]) -> Option<(usize, f64)> {
-    rows.iter()
-        .filter_map(|r| r.val_acc.map(|a| (r.epoch, a)))
-        .fold(None, |best: Option<(usize, f64)>, (e, a)| match best {
-            Some((_, b)) if b >= a => best,
-            _ => Some((e, a)),
-        })
-}
-
 /// burn-train's `NoImprovementSince`: the best val accuracy is `patience` or more epochs old.
 fn no_improvement_since(rows: &[EpochRow], patience: usize) -> bool {
-    let accs: Vec<f64> = rows.iter().map(|r| r.val_acc.unwrap_or(f64::NAN)).collect();
-    let best =
-        accs.iter()
-            .enumerate()
-            .fold(None, |best: Option<(usize, f64)>, (i, &a)| match best {
-                Some((_, b)) if b >= a => best,
-                _ => Some((i, a)),
-            });
-    best.is_some_and(|(i, _)| accs.len() - 1 - i >= patience)
+    match (best_val(rows), rows.last()) {
+        (Some((best, _)), Some(last)) => last.epoch - best >= patience,
+        _ => false,
+    }
+}
+
+/// How many of `logits`' top classes are `targets`, as a one-element tensor (read back with
+/// the other members' by [`read_back`]).
+fn correct(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1, Int> {
+    let n = targets.dims()[0];
+    logits.argmax(1).reshape([n]).equal(targets).int().sum()
+}
+
+/// Each member's one-element loss and hit count, read from the device at once: on a GPU every
+/// read waits for the queue, so two reads per step instead of two per member.
+fn read_back(losses: Vec<Tensor<1>>, hits: Vec<Tensor<1, Int>>) -> Vec<(f64, usize)> {
+    let losses = Tensor::cat(losses, 0).into_data();
+    let hits = Tensor::cat(hits, 0).into_data();
+    let losses = losses.iter::<f32>().map(f64::from);
+    let hits = hits.iter::<i64>().map(|h| h as usize);
+    losses.zip(hits).collect()
 }
 
 /// Each member's loss (its own, averaged over batches as burn-train's validation reports it)
@@ -573,27 +567,18 @@ fn validate(
         let items = (start..(start + eval_batch).min(n))
             .map(|index| FerItem { index, epoch: 0 })
             .collect::<Vec<_>>();
-        let b = items.len();
         let batch = batcher.batch(items, device);
         batches += 1;
         let logits = model.forward(fuse::images(vec![batch.images; members]));
+        let (mut losses, mut hits) = (Vec::with_capacity(members), Vec::with_capacity(members));
         for (m, state) in states.iter().enumerate() {
             let logits = fuse::logits_of(logits.clone(), m);
-            let loss = f64::from(
-                state
-                    .loss
-                    .forward(logits.clone(), batch.targets.clone())
-                    .into_scalar::<f32>(),
-            );
-            let correct = logits
-                .argmax(1)
-                .reshape([b])
-                .equal(batch.targets.clone())
-                .int()
-                .sum()
-                .into_scalar::<i64>() as usize;
-            sums[m].0 += loss;
-            sums[m].1 += correct;
+            losses.push(state.loss.forward(logits.clone(), batch.targets.clone()));
+            hits.push(correct(logits, batch.targets.clone()));
+        }
+        for (sum, (loss, hits)) in sums.iter_mut().zip(read_back(losses, hits)) {
+            sum.0 += loss;
+            sum.1 += hits;
         }
     }
     sums.into_iter()

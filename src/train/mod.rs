@@ -178,8 +178,8 @@ impl CheckpointingStrategy for BestAndLast {
     }
 }
 
-/// The epoch with the highest val accuracy; ties go to the earlier epoch.
-fn best_epoch(epochs: &[EpochRow]) -> Option<usize> {
+/// The epoch with the highest val accuracy, and that accuracy; ties go to the earlier epoch.
+fn best_val(epochs: &[EpochRow]) -> Option<(usize, f64)> {
     epochs
         .iter()
         .filter_map(|row| row.val_acc.map(|acc| (row.epoch, acc)))
@@ -190,7 +190,11 @@ fn best_epoch(epochs: &[EpochRow]) -> Option<usize> {
                 _ => Some((epoch, acc)),
             },
         )
-        .map(|(epoch, _)| epoch)
+}
+
+/// The epoch with the highest val accuracy; ties go to the earlier epoch.
+fn best_epoch(epochs: &[EpochRow]) -> Option<usize> {
+    best_val(epochs).map(|(epoch, _)| epoch)
 }
 
 /// What a finished run produced.
@@ -227,6 +231,18 @@ pub fn load_model(config: &RunConfig, path: &Path, device: &Device) -> Result<Fe
         loss: Loss::cross_entropy(),
     };
     Ok(classifier.load_record(record).model)
+}
+
+/// Saves `model` as a run's checkpoint is saved (a [`Classifier`]), so [`load_model`] reads it.
+fn save_model(model: &FerModel, path: &Path) -> Result<(), TrainError> {
+    let classifier = Classifier {
+        model: model.clone(),
+        loss: Loss::cross_entropy(),
+    };
+    classifier
+        .into_record()
+        .save(path)
+        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))
 }
 
 /// Trains one run to the end, handing each finished epoch to `sink`, then evaluates the
