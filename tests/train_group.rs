@@ -133,7 +133,13 @@ fn members_follow_their_runs(on: DeviceSpec) {
         })
         .collect();
     let dir = tempfile::tempdir().unwrap();
-    let outcomes = train_group(members, &fresh(dir.path()), &splits, &device);
+    let outcomes = train_group(
+        members,
+        &fresh(dir.path()),
+        &splits,
+        &device,
+        &Progress::default(),
+    );
     for (m, ((config, seed), outcome)) in runs.iter().zip(outcomes).enumerate() {
         let outcome = outcome.expect("every member finishes");
         let solo = alone(config, *seed, &splits, on);
@@ -218,6 +224,7 @@ fn a_pruned_and_a_diverged_member_stop_while_the_other_finishes() {
         &fresh(dir.path()),
         &splits,
         &DeviceSpec::Flex.device(),
+        &Progress::default(),
     );
     let mut outcomes = outcomes.into_iter();
     assert!(
@@ -314,7 +321,13 @@ fn a_group_resumes_from_its_checkpoint_as_if_never_stopped() {
                 stopped: resume_from.is_some() && i == 2,
             })
             .collect();
-        train_group(members, &Checkpoints { dir, resume_from }, &splits, &device)
+        train_group(
+            members,
+            &Checkpoints { dir, resume_from },
+            &splits,
+            &device,
+            &Progress::default(),
+        )
     };
 
     // Unbroken: the third member pruned after epoch 1, the others train 2 epochs.

@@ -19,6 +19,11 @@ pub(crate) struct SweepArgs {
     /// a run allows, up to 8).
     #[arg(long)]
     pub(crate) per_device: Option<usize>,
+    /// Train up to N runs that share a model shape, batch size and epochs as one fused model
+    /// on one device: auto (GPUs fuse up to 16, CPUs do not: fusion measured slower there),
+    /// a number, or off. Overrides [resources] fuse.
+    #[arg(long, value_name = "auto|N|off")]
+    pub(crate) fuse: Option<fer_lab::device::fusion::Fuse>,
     /// Retries of a run after a failure that counts: its own error, or a crash before it saved
     /// a new checkpoint; a killed scheduler never counts (default 1).
     #[arg(long)]
@@ -151,6 +156,7 @@ pub(crate) fn sweep(args: SweepArgs) -> Result<ExitCode> {
         max_retries: args.max_retries,
         fail_fast: args.fail_fast,
         keep_checkpoints: args.keep_checkpoints,
+        fuse: args.fuse,
     };
     // What the launch would refuse, a dry run refuses too.
     let launch = request.resolve(&sweep, &discover::discover())?;

@@ -1,4 +1,5 @@
-//! `fer-lab worker` (hidden): one run in its own process, started by the scheduler.
+//! `fer-lab worker` (hidden): one run, or one fused group of runs, in its own process,
+//! started by the scheduler.
 
 use super::*;
 
@@ -6,8 +7,11 @@ use super::*;
 pub(crate) struct WorkerArgs {
     #[arg(long)]
     pub(crate) db: PathBuf,
+    #[arg(long, required_unless_present = "group", conflicts_with = "group")]
+    pub(crate) run: Option<String>,
+    /// A fused group's id: its claimed members train as one model.
     #[arg(long)]
-    pub(crate) run: String,
+    pub(crate) group: Option<String>,
     #[arg(long)]
     pub(crate) device: String,
     #[arg(long)]
@@ -30,7 +34,11 @@ pub(crate) fn run(args: WorkerArgs) -> Result<ExitCode> {
         .context("--pruning")?;
     let code = fer_lab::worker::run(fer_lab::worker::WorkerArgs {
         db: args.db,
-        run: args.run,
+        assignment: match (args.run, args.group) {
+            (Some(run), _) => fer_lab::worker::Assignment::Run(run),
+            (None, Some(group)) => fer_lab::worker::Assignment::Group(group),
+            (None, None) => unreachable!("clap requires --run or --group"),
+        },
         device: args.device.parse().map_err(anyhow::Error::msg)?,
         data: args.data,
         sweep_id: args.sweep_id,

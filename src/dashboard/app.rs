@@ -141,6 +141,7 @@ impl App {
                     || r.id.contains(&needle)
                     || r.status.as_str().contains(&needle)
                     || r.slot.as_deref().is_some_and(|s| s.contains(&needle))
+                    || r.fused.as_deref().is_some_and(|g| g.contains(&needle))
                     || r.params.iter().any(|p| p.to_lowercase().contains(&needle))
                     || self
                         .snapshot
@@ -343,6 +344,7 @@ mod tests {
             seed: 1,
             params: vec![lr.into()],
             slot: None,
+            fused: None,
             epochs_done: 0,
             epochs_planned: 3,
             split: None,

@@ -34,6 +34,8 @@ pub struct RunView {
     /// The values of [`Snapshot::axes`], in that order.
     pub params: Vec<String>,
     pub slot: Option<String>,
+    /// The fused group it trains (or trained) in, with the runs that train together.
+    pub fused: Option<String>,
     pub epochs_done: usize,
     pub epochs_planned: usize,
     /// Inside the current epoch: split (`train` / `valid`), items done and total.
@@ -221,6 +223,7 @@ impl Loader {
                 status: r.status,
                 seed: r.seed as u64,
                 slot: r.slot,
+                fused: r.fused,
                 epochs_done: r.epochs_done as usize,
                 epochs_planned: r.epochs_planned as usize,
                 split: r.split,

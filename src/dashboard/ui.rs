@@ -228,6 +228,12 @@ fn draw_runs(frame: &mut Frame, app: &mut App, area: Rect) {
         header.push("slot".into());
         widths.push(Constraint::Length(8));
     }
+    // Runs that train as one fused model share a group id.
+    let fused = !narrow && s.runs.iter().any(|r| r.fused.is_some());
+    if fused {
+        header.push("fused".into());
+        widths.push(Constraint::Length(7));
+    }
     header.extend(["status", "progress"].map(String::from));
     let bar_width = if narrow { 6 } else { 10 };
     widths.extend([
@@ -252,6 +258,10 @@ fn draw_runs(frame: &mut Frame, app: &mut App, area: Rect) {
             }
             if !narrow {
                 cells.push(Cell::from(r.slot.clone().unwrap_or_else(|| "-".into())));
+            }
+            if fused {
+                let group = r.fused.as_deref().unwrap_or("-");
+                cells.push(Cell::from(group[..group.len().min(7)].to_string()));
             }
             cells.push(Cell::from(Span::styled(
                 r.status.as_str(),
@@ -421,6 +431,14 @@ fn draw_run(frame: &mut Frame, app: &App, area: Rect, full: bool) {
     }
     if let Some(slot) = &run.slot {
         info.push(Span::raw(format!("  on {slot}")));
+    }
+    if let Some(group) = &run.fused {
+        let together = s
+            .runs
+            .iter()
+            .filter(|r| r.fused.as_ref() == Some(group))
+            .count();
+        info.push(Span::raw(format!("  fused in {group} ({together} runs)")));
     }
     if run.attempts > 1 {
         info.push(Span::raw(format!("  attempt {}", run.attempts)));
@@ -815,6 +833,7 @@ mod tests {
                 ["cross_entropy", "focal"][(i / 3) % 2].to_string(),
             ],
             slot: (status != RunStatus::Queued).then(|| format!("cpu#{}", i % 2 + 1)),
+            fused: None,
             epochs_done: done,
             epochs_planned: 10,
             split: (status == RunStatus::Running).then(|| "train".to_string()),
@@ -1030,6 +1049,24 @@ mod tests {
         assert!((cells[0].mean - 0.602).abs() < 1e-9);
         // sd of 0.60 and 0.604 (n − 1 in the denominator).
         assert!((cells[0].sd - 0.004 / 2f64.sqrt()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn runs_that_train_together_show_their_group() {
+        let mut s = running();
+        let out = render(s.clone(), Role::Attached, (120, 40), 2);
+        assert!(
+            !out.contains("fused"),
+            "no column while nothing fuses: {out}"
+        );
+        for r in &mut s.runs[2..4] {
+            r.fused = Some("g0123456789".into());
+            r.slot = Some("cpu#1".into());
+        }
+        let out = render(s, Role::Attached, (120, 40), 2);
+        assert!(out.contains("fused"), "{out}");
+        assert_eq!(out.matches("g012345 ").count(), 2, "{out}");
+        assert!(out.contains("fused in g0123456789 (2 runs)"), "{out}");
     }
 
     #[test]

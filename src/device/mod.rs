@@ -3,6 +3,7 @@
 
 pub mod choice;
 pub mod discover;
+pub mod fusion;
 
 use burn::prelude::Device;
 use std::fmt;

@@ -13,11 +13,15 @@ use crate::device::DeviceSpec;
 use crate::store::RunState;
 use std::path::Path;
 
-/// A run the policy claimed and wants started.
+/// What the policy claimed and wants started in one worker: a run, or the members of a fused
+/// group (`fer-lab worker --group …`), which train as one model and end together.
 #[derive(Debug, Clone, Copy)]
 pub struct Launch<'a> {
-    pub run: &'a str,
-    /// `results/<sweep>/<run>/`: where the worker keeps its checkpoints (and, locally, its log).
+    /// The runs the worker trains (one, unless `group`).
+    pub runs: &'a [String],
+    pub group: Option<&'a str>,
+    /// `results/<sweep>/<run>/`, or a group's `results/<sweep>/groups/<group>/`: where the
+    /// worker keeps its checkpoints (and, locally, its log).
     pub artifact_dir: &'a Path,
     pub slot: Slot,
 }
@@ -50,23 +54,26 @@ pub struct MemoryUse {
 
 /// Runs workers for the scheduler's policy. Every call returns promptly: the policy loop polls.
 pub trait Executor {
-    /// Starts the worker of `launch.run` on `launch.slot`. The run is already claimed (status
-    /// `running`, a lease); the worker renews the lease and records the outcome itself.
+    /// Starts the worker of `launch.runs` on `launch.slot`. The runs are already claimed
+    /// (status `running`, a lease); the worker renews the leases and records the outcomes.
     fn launch(&mut self, launch: Launch<'_>) -> std::io::Result<Launched>;
 
-    /// The runs whose worker ended since the last poll, each reported once. An executor that
+    /// The runs whose worker ended since the last poll, each reported once (every member of a
+    /// group whose worker ended). An executor that
     /// cannot watch its workers end (a remote job whose state it cannot query) should report
     /// one once its lease in the store has expired, as the policy does for another launch's.
     fn poll(&mut self) -> Vec<Ended>;
 
-    /// Asks a running worker to finish and checkpoint its epoch, then stop (the first Ctrl-C).
+    /// Asks the worker of `run` to finish and checkpoint its epoch, then stop (the first
+    /// Ctrl-C). A group's worker stops all its members.
     fn stop_gracefully(&mut self, run: &str);
 
-    /// Ends a running worker now and returns once it is gone (a second Ctrl-C).
+    /// Ends the worker of `run` now and returns once it is gone (a second Ctrl-C); nothing
+    /// when it is gone already (a group mate's kill ended it).
     fn kill(&mut self, run: &str);
 
-    /// GPU memory of a running worker on `device`, when the executor can measure it; the
-    /// policy packs as many runs per GPU as the measurement allows.
+    /// GPU memory of the worker of `run` on `device`, when the executor can measure it; the
+    /// policy packs as many workers per GPU as the measurement allows.
     fn memory(&mut self, run: &str, device: DeviceSpec) -> Option<MemoryUse>;
 
     /// Whether the worker that holds `state` (started by another launch) is certainly gone,

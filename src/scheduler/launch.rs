@@ -8,6 +8,7 @@ use super::{Options, Planned, stdout_output};
 use crate::device::DeviceSpec;
 use crate::device::choice::{self, DeviceChoice, DevicesError};
 use crate::device::discover::Discovered;
+use crate::device::fusion::Fuse;
 use crate::store::{RunStatus, Store, StoreError};
 use crate::sweep::Sweep;
 use std::path::PathBuf;
@@ -27,6 +28,8 @@ pub struct LaunchRequest {
     pub max_retries: Option<u32>,
     pub fail_fast: bool,
     pub keep_checkpoints: bool,
+    /// `--fuse`.
+    pub fuse: Option<Fuse>,
 }
 
 /// A launch the scheduler cannot carry out, in the user's words.
@@ -84,6 +87,7 @@ impl LaunchRequest {
             stagger: STAGGER,
             gpu_cap: GPU_CAP,
             gpu_auto: per_device.is_none(),
+            fuse: self.fuse.or(sweep.resources.fuse).unwrap_or_default(),
             worker_output: stdout_output(),
         };
         Ok(Launch { devices, options })
@@ -91,11 +95,22 @@ impl LaunchRequest {
 }
 
 impl Launch {
-    /// `devices: cpu (1 slot)`.
+    /// `devices: cpu (1 slot)`, and how runs fuse when any device fuses them.
     pub fn describe(&self) -> String {
         let n = self.options.slots.len();
+        let fused = self
+            .devices
+            .iter()
+            .map(|&d| self.options.fuse.group_size(d))
+            .max()
+            .unwrap_or(1);
+        let fused = if fused > 1 {
+            format!("; up to {fused} runs fused per group")
+        } else {
+            String::new()
+        };
         format!(
-            "devices: {} ({} slot{})",
+            "devices: {} ({} slot{}{fused})",
             self.devices
                 .iter()
                 .map(|d| d.to_string())
@@ -217,6 +232,32 @@ mod tests {
         );
         assert!(launch.options.gpu_auto);
         assert_eq!(launch.options.slots.len(), 2 * GPU_CAP);
+    }
+
+    #[test]
+    fn fuse_comes_from_the_flag_then_the_file_then_auto() {
+        let file = sweep("fuse = 4");
+        let launch = LaunchRequest::default()
+            .resolve(&file, &machine(0))
+            .unwrap();
+        assert_eq!(launch.options.fuse, Fuse::AtMost(4));
+        assert!(
+            launch
+                .describe()
+                .ends_with("; up to 4 runs fused per group)")
+        );
+        let flag = LaunchRequest {
+            fuse: Some(Fuse::Off),
+            ..LaunchRequest::default()
+        };
+        assert_eq!(
+            flag.resolve(&file, &machine(0)).unwrap().options.fuse,
+            Fuse::Off
+        );
+        let bare = LaunchRequest::default()
+            .resolve(&sweep(""), &machine(0))
+            .unwrap();
+        assert_eq!(bare.options.fuse, Fuse::Auto);
     }
 
     #[test]

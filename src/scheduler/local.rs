@@ -6,7 +6,6 @@
 //! is what `nvidia-smi` reports for its pid.
 
 use super::executor::{Ended, Executor, Launch, Launched, MemoryUse};
-use super::slots::Slot;
 use super::{Options, Output};
 use crate::device::{DeviceSpec, discover};
 use crate::store::RunState;
@@ -27,7 +26,8 @@ pub struct LocalExecutor {
 }
 
 struct Worker {
-    run: String,
+    /// One run, or a group's members.
+    runs: Vec<String>,
     child: Child,
     log: PathBuf,
 }
@@ -49,7 +49,8 @@ impl LocalExecutor {
         })
     }
 
-    fn command(&self, run: &str, slot: Slot) -> Command {
+    fn command(&self, launch: &Launch<'_>) -> Command {
+        let slot = launch.slot;
         let mut cmd = Command::new(&self.exe);
         // A GPU is pinned with CUDA_VISIBLE_DEVICES: inside the worker it is always cuda:0.
         let device = match slot.device {
@@ -62,7 +63,11 @@ impl LocalExecutor {
         cmd.arg("worker")
             .arg("--db")
             .arg(&self.db)
-            .args(["--run", run, "--device", &device])
+            .args(match launch.group {
+                Some(group) => ["--group", group],
+                None => ["--run", &launch.runs[0]],
+            })
+            .args(["--device", &device])
             .arg("--data")
             .arg(&self.data)
             .args(["--sweep-id", &self.sweep_id.to_string()]);
@@ -92,7 +97,9 @@ impl LocalExecutor {
     }
 
     fn worker(&mut self, run: &str) -> Option<&mut Worker> {
-        self.workers.iter_mut().find(|w| w.run == run)
+        self.workers
+            .iter_mut()
+            .find(|w| w.runs.iter().any(|r| r == run))
     }
 }
 
@@ -105,14 +112,14 @@ impl Executor for LocalExecutor {
             .append(true)
             .open(&log)?;
         let mut child = self
-            .command(launch.run, launch.slot)
+            .command(&launch)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
             .spawn()?;
-        // Forward the worker's progress lines, prefixed with its run id.
+        // Forward the worker's progress lines, prefixed with its run's (or group's) id.
         let stdout = child.stdout.take().expect("stdout is piped");
-        let prefix = format!("[{}]", launch.run);
+        let prefix = format!("[{}]", launch.group.unwrap_or(&launch.runs[0]));
         let output = self.output.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -121,7 +128,7 @@ impl Executor for LocalExecutor {
         });
         let pid = child.id();
         self.workers.push(Worker {
-            run: launch.run.to_string(),
+            runs: launch.runs.to_vec(),
             child,
             log,
         });
@@ -133,11 +140,12 @@ impl Executor for LocalExecutor {
         self.workers
             .retain_mut(|w| match w.child.try_wait().ok().flatten() {
                 Some(exit) => {
-                    ended.push(Ended {
-                        run: w.run.clone(),
+                    let tail = log_tail(&w.log);
+                    ended.extend(w.runs.iter().map(|run| Ended {
+                        run: run.clone(),
                         exit: exit.to_string(),
-                        log_tail: log_tail(&w.log),
-                    });
+                        log_tail: tail.clone(),
+                    }));
                     false
                 }
                 None => true,
@@ -152,7 +160,11 @@ impl Executor for LocalExecutor {
     }
 
     fn kill(&mut self, run: &str) {
-        if let Some(i) = self.workers.iter().position(|w| w.run == run) {
+        if let Some(i) = self
+            .workers
+            .iter()
+            .position(|w| w.runs.iter().any(|r| r == run))
+        {
             let mut w = self.workers.remove(i);
             let _ = w.child.kill();
             let _ = w.child.wait();

@@ -27,6 +27,7 @@
 //! fixed at launch is [`FixedPlan`].
 
 pub mod executor;
+pub mod grouping;
 pub mod launch;
 pub mod local;
 pub mod policy;
@@ -178,6 +179,8 @@ pub struct Options {
     pub gpu_cap: usize,
     /// Whether GPUs open slots by measured memory (no explicit `per_device`).
     pub gpu_auto: bool,
+    /// How many runs may train as one fused model, by device.
+    pub fuse: crate::device::fusion::Fuse,
     /// Where the workers' progress lines go (stdout, a progress bar's log, or nowhere while a
     /// dashboard owns the terminal).
     pub worker_output: Output,

@@ -5,6 +5,7 @@
 //! Everything about processes is the [`Executor`]'s.
 
 use super::executor::{Ended, Executor, Launch};
+use super::grouping::{self, Batch};
 use super::slots::{self, Slot};
 use super::{FailureCause, Options, Planned, StopLevel, StopSignal, SweepSummary};
 use crate::device::DeviceSpec;
@@ -81,6 +82,12 @@ impl Runs {
 /// A run whose worker this launch started.
 struct Running {
     run: String,
+    /// Which worker: a group's members share one.
+    worker: u64,
+    /// How many runs that worker trains.
+    batch: usize,
+    /// Where its checkpoints are: the run's folder, or its group's.
+    group_dir: Option<std::path::PathBuf>,
     slot: Slot,
     started: Instant,
     first_step_seen: bool,
@@ -120,6 +127,9 @@ pub struct Sweeper<'a> {
     running: Vec<Running>,
     last_launch: HashMap<String, Instant>,
     gpu_capacity: HashMap<String, usize>,
+    /// Fused groups on a device after one ran out of its memory: at most this many runs.
+    group_cap: HashMap<String, usize>,
+    workers_started: u64,
     stop_level: StopLevel,
     paused: bool,
     last_poll: Instant,
@@ -152,6 +162,8 @@ impl<'a> Sweeper<'a> {
             running: Vec::new(),
             last_launch: HashMap::new(),
             gpu_capacity: HashMap::new(),
+            group_cap: HashMap::new(),
+            workers_started: 0,
             stop_level: StopLevel::Continue,
             paused: false,
             last_poll: Instant::now() - Duration::from_secs(10),
@@ -372,13 +384,15 @@ impl<'a> Sweeper<'a> {
         };
         let oom = FailureCause::of(&why) == FailureCause::OutOfMemory;
         let on_gpu = matches!(r.slot.device, DeviceSpec::Cuda(_));
+        // Other workers on its GPU; its group mates share its worker.
         let neighbours = self
             .running
             .iter()
-            .filter(|o| o.slot.device == r.slot.device)
-            .count();
-        let checkpoint =
-            crate::train::resumable_epoch(&self.runs.get(&r.run).artifact_dir, state.epochs_done);
+            .filter(|o| o.slot.device == r.slot.device && o.worker != r.worker)
+            .map(|o| o.worker)
+            .collect::<std::collections::HashSet<_>>()
+            .len();
+        let checkpoint = self.checkpoint(&r.run, r.group_dir.as_deref(), state.epochs_done);
         let progressed = checkpoint > r.checkpoint_at_launch;
         // What counts against max_retries (the README's crash-safety paragraph): the worker's
         // own error, and a death that saved no new checkpoint (a crash that would recur). A
@@ -386,11 +400,30 @@ impl<'a> Sweeper<'a> {
         // further, so it cannot loop. Out of GPU memory counts only when the run was alone on
         // its GPU.
         let counts = if oom && on_gpu {
-            neighbours == 0
+            neighbours == 0 && r.batch == 1
         } else {
             recorded || !progressed
         };
-        if oom && on_gpu && neighbours > 0 {
+        if oom && on_gpu && r.batch > 1 && neighbours == 0 {
+            // Smaller groups on that GPU; its members go back as they were.
+            let device = r.slot.device.to_string();
+            let smaller = (r.batch / 2).max(1);
+            if self.group_cap.get(&device).is_none_or(|&c| c > smaller) {
+                self.group_cap.insert(device, smaller);
+            }
+            // It starts again in a smaller group: this one's checkpoint would only run out again.
+            self.store.leave_group(&r.run)?;
+            self.store
+                .requeue(&r.run, "out of GPU memory: smaller fused groups")?;
+            self.say(
+                &r.run,
+                &format!(
+                    "out of GPU memory in a group of {}, requeued for groups of at most {smaller}",
+                    r.batch
+                ),
+            );
+            self.queue.push_front(r.run);
+        } else if oom && on_gpu && neighbours > 0 {
             // Fewer neighbours on that GPU, and the run goes back in the queue as it was.
             self.gpu_capacity
                 .insert(r.slot.device.to_string(), neighbours);
@@ -477,7 +510,8 @@ impl<'a> Sweeper<'a> {
     }
 
     /// Whether `slot` may take a run now: free, under its device's capacity, and no other run
-    /// starting on that device (so two runs never race for it).
+    /// starting on that device (so two runs never race for it) until the memory a worker needs
+    /// there is measured; from then on slots start in parallel.
     fn slot_open(&self, slot: &Slot) -> bool {
         let device = slot.device.to_string();
         let busy = self.running.iter().any(|r| r.slot == *slot);
@@ -485,17 +519,16 @@ impl<'a> Sweeper<'a> {
             .running
             .iter()
             .filter(|r| r.slot.device == slot.device)
-            .count();
+            .map(|r| r.worker)
+            .collect::<std::collections::HashSet<_>>()
+            .len();
         let unmeasured = if self.opts.gpu_auto && matches!(slot.device, DeviceSpec::Cuda(_)) {
             1
         } else {
             usize::MAX
         };
-        let capacity = self
-            .gpu_capacity
-            .get(&device)
-            .copied()
-            .unwrap_or(unmeasured);
+        let measured = self.gpu_capacity.get(&device).copied();
+        let capacity = measured.unwrap_or(unmeasured);
         let starting = self.running.iter().any(|r| {
             r.slot.device == slot.device
                 && !r.first_step_seen
@@ -505,10 +538,12 @@ impl<'a> Sweeper<'a> {
             .last_launch
             .get(&device)
             .is_some_and(|t| t.elapsed() < self.opts.stagger);
-        !(busy || on_device >= capacity || starting || recent)
+        let staggered = measured.is_none() && (starting || recent);
+        !(busy || on_device >= capacity || staggered)
     }
 
-    /// Launch into free slots, one device start at a time.
+    /// Launch into free slots, one device start at a time until the device's memory use is
+    /// known.
     fn launch_into_free_slots(&mut self) -> Result<(), StoreError> {
         let opts = self.opts;
         for slot in &opts.slots {
@@ -519,53 +554,94 @@ impl<'a> Sweeper<'a> {
                 continue;
             }
             let id = self.queue.pop_front().expect("queue is not empty");
-            self.launch(id, *slot)?;
-            self.last_launch
-                .insert(slot.device.to_string(), Instant::now());
+            let device = slot.device.to_string();
+            let size = opts
+                .fuse
+                .group_size(slot.device)
+                .min(self.group_cap.get(&device).copied().unwrap_or(usize::MAX));
+            let runs = &self.runs;
+            let batch =
+                grouping::batch(self.store, runs.get(&id), size, &mut self.queue, |other| {
+                    runs.get(other)
+                })?;
+            self.launch(batch, *slot)?;
+            self.last_launch.insert(device, Instant::now());
         }
         Ok(())
     }
 
-    fn launch(&mut self, id: String, slot: Slot) -> Result<(), StoreError> {
-        let artifact_dir = self.runs.get(&id).artifact_dir.clone();
-        let checkpoint_at_launch = crate::train::resumable_epoch(
-            &artifact_dir,
-            self.store.run_state(&id)?.map_or(0, |s| s.epochs_done),
-        );
-        let attempt = self
-            .store
-            .claim_run(&id, &slot.name(), crate::worker::LEASE_SECS)?;
-        let attempt = if attempt > 1 {
-            format!(" (attempt {attempt})")
-        } else {
-            String::new()
-        };
-        self.say(&id, &format!("training on {}{attempt}", slot.name()));
+    /// The newest complete checkpoint of `run`: its own, or its group's.
+    fn checkpoint(
+        &self,
+        run: &str,
+        group_dir: Option<&std::path::Path>,
+        epochs_done: usize,
+    ) -> Option<usize> {
+        match group_dir {
+            Some(dir) => crate::train::group::resumable_epoch(dir, epochs_done),
+            None => crate::train::resumable_epoch(&self.runs.get(run).artifact_dir, epochs_done),
+        }
+    }
+
+    fn launch(&mut self, batch: Batch, slot: Slot) -> Result<(), StoreError> {
+        self.workers_started += 1;
+        let worker = self.workers_started;
+        let group_dir = batch.group.as_ref().map(|g| g.dir.clone());
+        let mut launched_runs = Vec::with_capacity(batch.runs.len());
+        for id in &batch.runs {
+            let done = self.store.run_state(id)?.map_or(0, |s| s.epochs_done);
+            let checkpoint_at_launch = self.checkpoint(id, group_dir.as_deref(), done);
+            let attempt = self
+                .store
+                .claim_run(id, &slot.name(), crate::worker::LEASE_SECS)?;
+            let attempt = if attempt > 1 {
+                format!(" (attempt {attempt})")
+            } else {
+                String::new()
+            };
+            let fused = match &batch.group {
+                Some(g) => format!(" fused in {} ({} runs)", g.id, batch.runs.len()),
+                None => String::new(),
+            };
+            self.say(id, &format!("training on {}{fused}{attempt}", slot.name()));
+            launched_runs.push(Running {
+                run: id.clone(),
+                worker,
+                batch: batch.runs.len(),
+                group_dir: group_dir.clone(),
+                slot,
+                started: Instant::now(),
+                first_step_seen: false,
+                checkpoint_at_launch,
+            });
+        }
+        let artifact_dir = group_dir
+            .clone()
+            .unwrap_or_else(|| self.runs.get(&batch.runs[0]).artifact_dir.clone());
         let launch = Launch {
-            run: &id,
+            runs: &batch.runs,
+            group: batch.group.as_ref().map(|g| g.id.as_str()),
             artifact_dir: &artifact_dir,
             slot,
         };
         match self.executor.launch(launch) {
             Ok(launched) => {
-                if let Some(pid) = launched.pid {
-                    self.store.set_worker_pid(&id, pid)?;
+                for r in &launched_runs {
+                    if let Some(pid) = launched.pid {
+                        self.store.set_worker_pid(&r.run, pid)?;
+                    }
                 }
-                self.running.push(Running {
-                    run: id,
-                    slot,
-                    started: Instant::now(),
-                    first_step_seen: false,
-                    checkpoint_at_launch,
-                });
+                self.running.extend(launched_runs);
             }
             Err(e) => {
                 let why = format!("could not start a worker: {e}");
-                self.store.count_failure(&id)?;
-                self.store
-                    .end_run(&id, RunStatus::Failed, None, Some(&why), None)?;
-                self.say(&id, &format!("FAILED: {why}"));
-                self.summary.failed.push((id, why));
+                for id in batch.runs {
+                    self.store.count_failure(&id)?;
+                    self.store
+                        .end_run(&id, RunStatus::Failed, None, Some(&why), None)?;
+                    self.say(&id, &format!("FAILED: {why}"));
+                    self.summary.failed.push((id, why.clone()));
+                }
             }
         }
         Ok(())
@@ -632,8 +708,8 @@ mod tests {
 
     impl Executor for EndsAtOnce {
         fn launch(&mut self, launch: Launch<'_>) -> std::io::Result<Launched> {
-            self.launched.push(launch.run.into());
-            self.pending.push(launch.run.into());
+            self.launched.extend(launch.runs.iter().cloned());
+            self.pending.extend(launch.runs.iter().cloned());
             Ok(Launched::default())
         }
         fn poll(&mut self) -> Vec<Ended> {
@@ -700,6 +776,7 @@ mod tests {
             stagger: Duration::ZERO,
             gpu_cap: 1,
             gpu_auto: false,
+            fuse: crate::device::fusion::Fuse::Off,
             worker_output: Arc::new(|_| {}),
         };
         let mut executor = EndsAtOnce {

@@ -32,6 +32,8 @@ pub struct SweepRunRow {
     pub status: RunStatus,
     pub seed: i64,
     pub slot: Option<String>,
+    /// The fused group it trains (or last trained) in; None alone.
+    pub fused: Option<String>,
     pub epochs_done: i64,
     pub epochs_planned: i64,
     /// `runs.split` as the worker wrote it (see [`Split::progress_name`]).
@@ -109,17 +111,22 @@ impl Store {
 
     /// Every run of a sweep, in sweep order.
     pub fn sweep_runs(&self, sweep_id: i64) -> Result<Vec<SweepRunRow>, StoreError> {
+        let fused = if self.has_fused_groups()? {
+            "r.fused_group"
+        } else {
+            "NULL"
+        };
         let mut stmt = self
             .conn
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT r.id, sr.position, r.status, r.seed, r.slot, r.epochs_done, r.epochs_planned,
                         r.split, r.items_done, r.items_total, r.best_epoch, r.error, r.attempts,
-                        v.accuracy, t.accuracy, v.macro_recall
+                        v.accuracy, t.accuracy, v.macro_recall, {fused}
                  FROM sweep_runs sr JOIN runs r ON r.id = sr.run_id
                  LEFT JOIN evals v ON v.run_id = r.id AND v.split = ?2
                  LEFT JOIN evals t ON t.run_id = r.id AND t.split = ?3
-                 WHERE sr.sweep_id = ?1 ORDER BY sr.position",
-            )
+                 WHERE sr.sweep_id = ?1 ORDER BY sr.position"
+            ))
             .map_err(|e| self.err(e))?;
         stmt.query_map(params![sweep_id, Split::Val, Split::Test], |r| {
             Ok(SweepRunRow {
@@ -139,6 +146,7 @@ impl Store {
                 val_acc: r.get(13)?,
                 test_acc: r.get(14)?,
                 val_macro_recall: r.get(15)?,
+                fused: r.get(16)?,
             })
         })
         .and_then(|rows| rows.collect())

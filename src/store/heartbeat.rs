@@ -1,5 +1,5 @@
 //! A worker's one store handle, shared by the threads of its process (training's epoch sink,
-//! the heartbeat, the signal handler), and the heartbeat that renews its run's lease.
+//! the heartbeat, the signal handler), and the heartbeat that renews its runs' leases.
 //!
 //! One connection per worker rather than one per thread: writes from one process never wait on
 //! each other's SQLite locks, and whoever reads the database sees one writer per run.
@@ -51,12 +51,13 @@ pub struct Heartbeat {
 }
 
 impl Heartbeat {
-    /// Beats now and every `every` until [`Heartbeat::stop`]; each beat holds the run for
-    /// `lease_secs` more. The first error ends the beats (the lease then expires, as a dead
+    /// Beats now and every `every` until [`Heartbeat::stop`]; each beat holds the runs (one,
+    /// or the members of a fused group, which share one worker and one progress) for
+    /// `lease_secs` more. The first error ends the beats (the leases then expire, as a dead
     /// worker's would) and is returned by `stop`.
     pub fn start(
         store: SharedStore,
-        run: String,
+        runs: Vec<String>,
         lease_secs: f64,
         every: Duration,
         beat: impl Fn() -> Beat + Send + 'static,
@@ -69,12 +70,14 @@ impl Heartbeat {
                 let b = beat();
                 {
                     let store = store.lock();
-                    store.heartbeat(&run, pid, lease_secs, b.wall_secs)?;
-                    store.set_progress(&run, b.split, b.done, b.total)?;
-                    if !first_step_written && let Some(at) = b.first_step_at {
-                        store.set_first_step(&run, at)?;
-                        first_step_written = true;
+                    for run in &runs {
+                        store.heartbeat(run, pid, lease_secs, b.wall_secs)?;
+                        store.set_progress(run, b.split, b.done, b.total)?;
+                        if !first_step_written && let Some(at) = b.first_step_at {
+                            store.set_first_step(run, at)?;
+                        }
                     }
+                    first_step_written |= b.first_step_at.is_some();
                 }
                 match stopped.recv_timeout(every) {
                     Err(RecvTimeoutError::Timeout) => {}
@@ -83,7 +86,10 @@ impl Heartbeat {
             }
             // A run shorter than one beat still records when it started training.
             if !first_step_written && let Some(at) = beat().first_step_at {
-                store.lock().set_first_step(&run, at)?;
+                let store = store.lock();
+                for run in &runs {
+                    store.set_first_step(run, at)?;
+                }
             }
             Ok(())
         });

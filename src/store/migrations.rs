@@ -26,6 +26,10 @@ pub const FILES: &[(&str, &str)] = &[
         "0005_resume_and_order.sql",
         include_str!("../../migrations/0005_resume_and_order.sql"),
     ),
+    (
+        "0006_fused_groups.sql",
+        include_str!("../../migrations/0006_fused_groups.sql"),
+    ),
 ];
 
 /// Schema version of a database with every migration applied.
@@ -34,8 +38,9 @@ pub const LATEST: usize = FILES.len();
 /// The oldest schema readers (`report`, `runs`, `sql`, the dashboard, `predict`) read as it
 /// is, since readers never migrate. They query the views of 0004; 0005 adds the scheduler's
 /// failure count (no reader uses it) and orders the leaderboard view (readers sort their
-/// own rows), so a version-4 database reads correctly. Raise this when a migration adds
-/// something a reader queries.
+/// own rows), so a version-4 database reads correctly; 0006's fused groups are read only
+/// where the schema has them ([`super::Store::has_fused_groups`]). Raise this when a
+/// migration adds something a reader needs.
 pub const READABLE_FROM: usize = 4;
 
 pub fn migrations() -> Migrations<'static> {
@@ -69,6 +74,10 @@ mod tests {
         (
             "0005_resume_and_order.sql",
             "d29e47551827521604558f91fedfb75950fd013dc5a3a8037c2bab25b3024012",
+        ),
+        (
+            "0006_fused_groups.sql",
+            "2e8ed6419c0929b2c8dad6aa4042a15f6b92275da8d8ed7cebff14946027a867",
         ),
     ];
 

@@ -7,6 +7,7 @@
 mod analysis;
 mod dashboard;
 mod epochs;
+mod groups;
 mod heartbeat;
 mod leases;
 pub mod migrations;
@@ -19,6 +20,7 @@ mod synthetic;
 
 pub use analysis::{ClassMetricRow, EvalScores, FinishedRun, RunOutcome};
 pub use dashboard::{RunEvent, SweepMeta, SweepRunRow};
+pub use groups::GroupMember;
 pub use heartbeat::{Beat, Heartbeat, SharedStore};
 pub use leases::now_unix;
 pub use reads::{RunningProgress, StoredRun, TrainedRunRow};

@@ -96,6 +96,8 @@ pub struct RunListRow {
     pub epochs_done: i64,
     pub epochs_planned: i64,
     pub device: Option<String>,
+    /// The fused group it last trained in (None alone, and in a file older than groups).
+    pub fused: Option<String>,
     pub wall_secs: Option<f64>,
     pub error: Option<String>,
     pub sweep_id: i64,
@@ -212,16 +214,21 @@ impl Store {
         sweep_id: Option<i64>,
         status: Option<RunStatus>,
     ) -> Result<Vec<RunListRow>, StoreError> {
+        let fused = if self.has_fused_groups()? {
+            "r.fused_group"
+        } else {
+            "NULL"
+        };
         let mut stmt = self
             .conn
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT r.id, s.name, r.status, r.seed, r.model, r.epochs_done, r.epochs_planned,
-                        r.device, r.wall_secs, r.error, sr.sweep_id
+                        r.device, r.wall_secs, r.error, sr.sweep_id, {fused}
                  FROM sweep_runs sr JOIN runs r ON r.id = sr.run_id
                  JOIN sweeps s ON s.id = sr.sweep_id
                  WHERE (?1 IS NULL OR sr.sweep_id = ?1) AND (?2 IS NULL OR r.status = ?2)
-                 ORDER BY s.name, sr.position",
-            )
+                 ORDER BY s.name, sr.position"
+            ))
             .map_err(|e| self.err(e))?;
         stmt.query_map(params![sweep_id, status], |r| {
             Ok(RunListRow {
@@ -236,6 +243,7 @@ impl Store {
                 wall_secs: r.get(8)?,
                 error: r.get(9)?,
                 sweep_id: r.get(10)?,
+                fused: r.get(11)?,
             })
         })
         .and_then(|rows| rows.collect())

@@ -148,7 +148,8 @@ impl Store {
             "UPDATE runs SET status = ?2, attempts = 0, failures = 0, epochs_done = 0,
                  best_epoch = NULL,
                  error = NULL, stopped_epoch = NULL, resumed_from = NULL, finished_at = NULL,
-                 wall_secs = NULL, worker_pid = NULL, lease_expires = NULL
+                 wall_secs = NULL, worker_pid = NULL, lease_expires = NULL,
+                 fused_group = NULL, fused_index = NULL
              WHERE id = ?1",
             params![id, RunStatus::Queued],
         )

@@ -48,6 +48,8 @@ pub struct Resources {
     /// Keep a finished run's epoch checkpoints (model and optimizer state, several MB each)
     /// beside `best.bpk`; by default they are removed once the run is done.
     pub keep_checkpoints: Option<bool>,
+    /// How many runs train as one fused model: `"auto"`, a number, or `false`.
+    pub fuse: Option<crate::device::fusion::Fuse>,
 }
 
 /// The same file again, only to find the line of each `[base]` key for range errors.

@@ -17,9 +17,11 @@
 //! killed at any point resumes from its last epoch ([`Checkpoints::resume_from`]) and trains
 //! on exactly as it would have without the break.
 
+use super::hook::Progress;
 use super::sink::{EpochSink, StopReason, Verdict};
 use super::{Splits, TrainError, best_val, eval, init_model, load_model, save_model};
 use crate::config::RunConfig;
+use crate::data::Split;
 use crate::data::batcher::{FerBatcher, FerItem, permutation};
 use crate::loss::Loss;
 use crate::metrics::Evaluation;
@@ -61,6 +63,36 @@ fn model_path(dir: &Path, epoch: usize) -> PathBuf {
 
 fn optim_path(dir: &Path, epoch: usize) -> PathBuf {
     dir.join(format!("group-optim-{epoch}.bpk"))
+}
+
+/// A group's folder, beside its members' run folders: `results/<sweep>/groups/<group>/`.
+pub fn group_dir(member_dir: &Path, group: &str) -> PathBuf {
+    member_dir
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("groups")
+        .join(group)
+}
+
+/// The id of a group of these runs, in this order: `g` and 10 hex digits of their ids' hash,
+/// so the same runs in the same order are the same group wherever it is formed.
+pub fn group_id(members: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(members.join("\n").as_bytes());
+    format!("g{}", &crate::data::cache::hex(&digest)[..10])
+}
+
+/// Removes what a finished group kept for a resume (its last epoch checkpoint and each
+/// member's best model, which the worker has saved in the member's own folder by then);
+/// the folder and its worker log stay.
+pub fn remove_checkpoints(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "bpk") {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
 }
 
 fn best_path(dir: &Path, member: usize) -> PathBuf {
@@ -132,6 +164,7 @@ pub fn train_group(
     checkpoints: &Checkpoints<'_>,
     splits: &Splits,
     device: &Device,
+    progress: &Progress,
 ) -> Vec<Result<MemberOutcome, TrainError>> {
     let count = members.len();
     let first = members[0].config;
@@ -145,8 +178,8 @@ pub fn train_group(
         Group::start(members, &mut sinks, checkpoints, splits, device).and_then(|mut g| {
             for epoch in g.start..g.epochs {
                 let started = Instant::now();
-                let train = g.train_epoch(epoch, splits);
-                g.end_epoch(epoch, train, started, &mut sinks, splits)?;
+                let train = g.train_epoch(epoch, splits, progress);
+                g.end_epoch(epoch, train, started, &mut sinks, splits, progress)?;
                 if g.states.iter().all(|s| s.stopped.is_some()) {
                     break;
                 }
@@ -258,8 +291,14 @@ impl<'a> Group<'a> {
 
     /// One epoch's steps: each member's batch of its own order and augmentation, one fused
     /// forward and backward over the members still training, one optimizer step.
-    fn train_epoch(&mut self, epoch: usize, splits: &Splits) -> Vec<EpochTrain> {
+    fn train_epoch(
+        &mut self,
+        epoch: usize,
+        splits: &Splits,
+        progress: &Progress,
+    ) -> Vec<EpochTrain> {
         let count = self.states.len();
+        progress.start_split(Split::Train, splits.train.len());
         self.model.dropout().streams().start_epoch(epoch as u32);
         let orders: Vec<Vec<usize>> = self
             .seeds
@@ -328,6 +367,7 @@ impl<'a> Group<'a> {
             self.rates.set(lrs);
             let model = self.model.clone();
             self.model = self.optim.step(1.0, model, grads);
+            progress.advance(range.end);
         }
         train
     }
@@ -341,8 +381,10 @@ impl<'a> Group<'a> {
         started: Instant,
         sinks: &mut [&mut dyn EpochSink],
         splits: &Splits,
+        progress: &Progress,
     ) -> Result<(), TrainError> {
         let inner = self.model.valid();
+        progress.start_split(Split::Val, splits.val.len());
         let val = validate(&inner, splits, self.batch_size, &self.states, &self.device);
         let secs = started.elapsed().as_secs_f64();
         for (m, t) in train.into_iter().enumerate() {

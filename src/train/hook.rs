@@ -163,6 +163,23 @@ pub struct Progress {
     pub first_step_at: Mutex<Option<f64>>,
 }
 
+impl Progress {
+    pub fn start_split(&self, split: crate::data::Split, total: usize) {
+        *self.split.lock().expect("progress lock") = Some(split);
+        self.total.store(total, Ordering::Relaxed);
+        self.done.store(0, Ordering::Relaxed);
+    }
+
+    /// `done` items of the split so far; the first call of a run marks its first step.
+    pub fn advance(&self, done: usize) {
+        self.done.store(done, Ordering::Relaxed);
+        let mut first = self.first_step_at.lock().expect("progress lock");
+        if first.is_none() {
+            *first = Some(crate::store::now_unix());
+        }
+    }
+}
+
 /// A renderer that draws nothing — burn-train's own output would interleave with the sweep's
 /// progress lines — but keeps [`Progress`] for the heartbeat.
 pub struct QuietRenderer {
@@ -195,20 +212,17 @@ impl TrainingProgressLogger for QuietRenderer {
     fn update_epoch(&mut self, _epoch: usize) {}
     fn start_split(&mut self, split: &str, total_items: usize) {
         // burn-train names its phases "train" and "valid"; evaluation runs on val.
-        *self.progress.split.lock().expect("progress lock") = Some(if split == "train" {
-            crate::data::Split::Train
-        } else {
-            crate::data::Split::Val
-        });
-        self.progress.total.store(total_items, Ordering::Relaxed);
-        self.progress.done.store(0, Ordering::Relaxed);
+        self.progress.start_split(
+            if split == "train" {
+                crate::data::Split::Train
+            } else {
+                crate::data::Split::Val
+            },
+            total_items,
+        );
     }
     fn update_split(&mut self, items_processed: usize) {
-        self.progress.done.store(items_processed, Ordering::Relaxed);
-        let mut first = self.progress.first_step_at.lock().expect("progress lock");
-        if first.is_none() {
-            *first = Some(crate::store::now_unix());
-        }
+        self.progress.advance(items_processed);
     }
     fn end_split(&mut self) {}
     fn end(&mut self) {}

@@ -234,7 +234,7 @@ pub fn load_model(config: &RunConfig, path: &Path, device: &Device) -> Result<Fe
 }
 
 /// Saves `model` as a run's checkpoint is saved (a [`Classifier`]), so [`load_model`] reads it.
-fn save_model(model: &FerModel, path: &Path) -> Result<(), TrainError> {
+pub fn save_model(model: &FerModel, path: &Path) -> Result<(), TrainError> {
     let classifier = Classifier {
         model: model.clone(),
         loss: Loss::cross_entropy(),

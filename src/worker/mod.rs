@@ -1,11 +1,15 @@
 //! `fer-lab worker`: trains one run in its own process, so a crash or an out-of-memory error
-//! kills one run and not the sweep, and a GPU's memory is freed when the run ends.
+//! kills one run and not the sweep, and a GPU's memory is freed when the run ends. A fused
+//! group's worker trains its members as one model ([`group`]); each member is still a run,
+//! with its own lease, rows, outcome and best model.
 //!
 //! The scheduler claims the run in SQLite and starts the worker; the worker loads the data,
 //! resumes from the run's last complete checkpoint if an earlier attempt left one, renews its
 //! lease every [`HEARTBEAT`] and records the outcome itself. Signals: SIGINT asks for a graceful
 //! stop (finish and checkpoint the epoch, then stop: `interrupted`); SIGTERM stops now (the run
 //! is marked `interrupted` and resumes from its last checkpoint on the next launch).
+
+pub mod group;
 
 use crate::config::RunConfig;
 use crate::data::{self, FerData, Split};
@@ -32,14 +36,32 @@ pub enum WorkerError {
     Store(#[from] StoreError),
     #[error("run {0} is not in the database")]
     NoSuchRun(String),
+    #[error("fused group {0} has no runs in the database")]
+    NoSuchGroup(String),
     #[error("run {run}: {why}")]
     Setup { run: String, why: String },
+}
+
+/// What a worker trains: one run, or the members of a fused group that the scheduler claimed
+/// (`running`; the group's other members ended earlier and stay as they are).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Assignment {
+    Run(String),
+    Group(String),
+}
+
+impl Assignment {
+    fn name(&self) -> &str {
+        match self {
+            Assignment::Run(id) | Assignment::Group(id) => id,
+        }
+    }
 }
 
 /// What the scheduler tells a worker.
 pub struct WorkerArgs {
     pub db: PathBuf,
-    pub run: String,
+    pub assignment: Assignment,
     pub device: DeviceSpec,
     pub data: PathBuf,
     pub sweep_id: i64,
@@ -53,7 +75,7 @@ pub struct WorkerArgs {
 impl WorkerArgs {
     fn setup(&self, why: String) -> WorkerError {
         WorkerError::Setup {
-            run: self.run.clone(),
+            run: self.assignment.name().to_string(),
             why,
         }
     }
@@ -71,6 +93,10 @@ fn load_run(store: &Store, id: &str) -> Result<StoredRun, WorkerError> {
     let row = store
         .stored_run(id)?
         .ok_or_else(|| WorkerError::NoSuchRun(id.into()))?;
+    decode(id, row)
+}
+
+fn decode(id: &str, row: crate::store::StoredRun) -> Result<StoredRun, WorkerError> {
     let config: RunConfig =
         serde_json::from_str(&row.config_json).map_err(|e| WorkerError::Setup {
             run: id.into(),
@@ -136,6 +162,8 @@ struct StoreSink {
     store: SharedStore,
     gate: Gate,
     epochs_total: usize,
+    /// Whose epoch a progress line is, in a group's output (a run's own is prefixed already).
+    member: Option<String>,
 }
 
 impl EpochSink for StoreSink {
@@ -152,7 +180,10 @@ impl EpochSink for StoreSink {
         drop(store);
         let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.4}"));
         println!(
-            "  epoch {:>3}/{}  train loss {} acc {}  val loss {} acc {}  {:.1}s",
+            "  {}epoch {:>3}/{}  train loss {} acc {}  val loss {} acc {}  {:.1}s",
+            self.member
+                .as_ref()
+                .map_or(String::new(), |m| format!("{m} ")),
             row.epoch,
             self.epochs_total,
             f(row.train_loss),
@@ -166,10 +197,10 @@ impl EpochSink for StoreSink {
 }
 
 /// Signals: the first SIGINT asks for a graceful stop at the end of the epoch (the returned
-/// flag, which the [`Gate`] reads); SIGTERM records the run `interrupted` and exits now.
+/// flag, which the [`Gate`] reads); SIGTERM records the runs `interrupted` and exits now.
 fn on_signals(
     store: SharedStore,
-    run: String,
+    runs: Vec<String>,
     clock: WallClock,
 ) -> std::io::Result<Arc<AtomicBool>> {
     let graceful = Arc::new(AtomicBool::new(false));
@@ -184,8 +215,11 @@ fn on_signals(
                 flag.store(true, Ordering::SeqCst);
             } else {
                 let store = store.lock();
-                let done = store.run_state(&run).ok().flatten().map(|s| s.epochs_done);
-                let _ = store.end_run(&run, RunStatus::Interrupted, Some(clock.secs()), None, done);
+                for run in &runs {
+                    let done = store.run_state(run).ok().flatten().map(|s| s.epochs_done);
+                    let _ =
+                        store.end_run(run, RunStatus::Interrupted, Some(clock.secs()), None, done);
+                }
                 std::process::exit(143);
             }
         }
@@ -204,23 +238,49 @@ fn beat(progress: Arc<Progress>, clock: WallClock) -> impl Fn() -> Beat + Send +
     }
 }
 
-/// Trains, turning a panic anywhere in training into the run's failure.
-fn train_catching_panics(
-    spec: &RunSpec<'_>,
-    splits: &Splits,
-    earlier: Vec<EpochRow>,
-    sink: Box<dyn EpochSink>,
-) -> Result<RunOutcome, TrainError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-        train::train_run(spec, splits, earlier, sink)
-    }))
-    .unwrap_or_else(|panic| {
+/// Runs `train`, turning a panic anywhere in training into a [`TrainError`].
+fn catching_panics<T>(train: impl FnOnce() -> T) -> Result<T, TrainError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(train)).map_err(|panic| {
         let why = panic
             .downcast_ref::<String>()
             .cloned()
             .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_else(|| "panic".into());
-        Err(TrainError::Training(format!("panicked: {why}")))
+        TrainError::Training(format!("panicked: {why}"))
+    })
+}
+
+/// Records the status a run that produced no results ends in, and says so.
+fn record_stop(store: &Store, run: &str, e: &TrainError, wall: f64) -> Result<(), WorkerError> {
+    let (status, epoch, error) = match e {
+        TrainError::Diverged { epoch } => (RunStatus::Diverged, Some(*epoch), Some(e.to_string())),
+        TrainError::Pruned { epoch } => (RunStatus::Pruned, Some(*epoch), None),
+        TrainError::Interrupted { epoch } => (RunStatus::Interrupted, Some(*epoch), None),
+        _ => (RunStatus::Failed, None, Some(e.to_string())),
+    };
+    store.end_run(run, status, Some(wall), error.as_deref(), epoch)?;
+    println!("  {}: {e}", status.as_str());
+    Ok(())
+}
+
+/// The data's splits, shared by the loaders.
+fn splits(data: &FerData) -> Splits {
+    Splits {
+        train: Arc::new(data.split(Split::Train).clone()),
+        val: Arc::new(data.split(Split::Val).clone()),
+        test: Arc::new(data.split(Split::Test).clone()),
+    }
+}
+
+/// Whether `data` is what the run was planned on; if not, why, in words.
+fn changed_data(args: &WorkerArgs, data: &FerData, planned: &str) -> Option<String> {
+    (data.manifest.fingerprint != planned).then(|| {
+        format!(
+            "the data at {} changed since the run was planned (fingerprint {} ≠ {})",
+            args.data.display(),
+            data.short_fingerprint(),
+            &planned[..planned.len().min(16)]
+        )
     })
 }
 
@@ -228,6 +288,7 @@ fn train_catching_panics(
 /// unless kept), or the status a stopped or failed one ends in.
 fn record_outcome(
     store: &mut Store,
+    run: &str,
     args: &WorkerArgs,
     stored: &StoredRun,
     data: &FerData,
@@ -236,22 +297,10 @@ fn record_outcome(
 ) -> Result<(), WorkerError> {
     let outcome = match outcome {
         Ok(outcome) => outcome,
-        Err(e) => {
-            let (status, epoch, error) = match &e {
-                TrainError::Diverged { epoch } => {
-                    (RunStatus::Diverged, Some(*epoch), Some(e.to_string()))
-                }
-                TrainError::Pruned { epoch } => (RunStatus::Pruned, Some(*epoch), None),
-                TrainError::Interrupted { epoch } => (RunStatus::Interrupted, Some(*epoch), None),
-                _ => (RunStatus::Failed, None, Some(e.to_string())),
-            };
-            store.end_run(&args.run, status, Some(wall), error.as_deref(), epoch)?;
-            println!("  {}: {e}", status.as_str());
-            return Ok(());
-        }
+        Err(e) => return record_stop(store, run, &e, wall),
     };
     store.finish_run(
-        &args.run,
+        run,
         outcome.best_epoch,
         wall,
         &[
@@ -282,20 +331,21 @@ fn record_outcome(
 
 /// Runs the worker to the end; the outcome is in the database. Returns the exit code.
 ///
-/// The worker opens the database once: that one handle, shared, serves the epoch sink, the
+/// The worker opens the database once: that one handle, shared, serves the epoch sinks, the
 /// heartbeat and the SIGTERM handler.
 pub fn run(args: WorkerArgs) -> Result<i32, WorkerError> {
+    match &args.assignment {
+        Assignment::Run(run) => run_alone(&args, run),
+        Assignment::Group(id) => group::run(&args, id),
+    }
+}
+
+fn run_alone(args: &WorkerArgs, run: &str) -> Result<i32, WorkerError> {
     let mut store = Store::open(&args.db)?;
-    let stored = load_run(&store, &args.run)?;
+    let stored = load_run(&store, run)?;
     let (data, _) = data::open(&args.data).map_err(|e| args.setup(e.to_string()))?;
-    if data.manifest.fingerprint != stored.fingerprint {
-        let why = format!(
-            "the data at {} changed since the run was planned (fingerprint {} ≠ {})",
-            args.data.display(),
-            data.short_fingerprint(),
-            &stored.fingerprint[..stored.fingerprint.len().min(16)]
-        );
-        store.end_run(&args.run, RunStatus::Failed, None, Some(&why), None)?;
+    if let Some(why) = changed_data(args, &data, &stored.fingerprint) {
+        store.end_run(run, RunStatus::Failed, None, Some(&why), None)?;
         return Ok(0);
     }
     let device = args.device.device();
@@ -307,7 +357,7 @@ pub fn run(args: WorkerArgs) -> Result<i32, WorkerError> {
         .then(|| train::resumable_epoch(&stored.artifact_dir, stored.epochs_done))
         .flatten();
     let earlier_wall = store.start_attempt(
-        &args.run,
+        run,
         &args.device.to_string(),
         size.params,
         size.flops,
@@ -320,18 +370,18 @@ pub fn run(args: WorkerArgs) -> Result<i32, WorkerError> {
     let earlier = match resume_from {
         Some(e) => {
             println!("  resuming from the checkpoint of epoch {e}");
-            store.epoch_rows(&args.run)?
+            store.epoch_rows(run)?
         }
         None => Vec::new(),
     };
 
     let store = SharedStore::new(store);
-    let graceful = on_signals(store.clone(), args.run.clone(), clock)
+    let graceful = on_signals(store.clone(), vec![run.to_string()], clock)
         .map_err(|e| args.setup(format!("signal handlers: {e}")))?;
     let progress = Arc::new(Progress::default());
     let heartbeat = Heartbeat::start(
         store.clone(),
-        args.run.clone(),
+        vec![run.to_string()],
         LEASE_SECS,
         HEARTBEAT,
         beat(progress.clone(), clock),
@@ -341,16 +391,13 @@ pub fn run(args: WorkerArgs) -> Result<i32, WorkerError> {
         gate: Gate {
             pruning: args.pruning,
             sweep_id: args.sweep_id,
-            run: args.run.clone(),
+            run: run.to_string(),
             graceful,
         },
         epochs_total: stored.config.epochs,
+        member: None,
     };
-    let splits = Splits {
-        train: Arc::new(data.split(Split::Train).clone()),
-        val: Arc::new(data.split(Split::Val).clone()),
-        test: Arc::new(data.split(Split::Test).clone()),
-    };
+    let splits = splits(&data);
     let spec = RunSpec {
         config: &stored.config,
         seed: stored.seed,
@@ -359,12 +406,14 @@ pub fn run(args: WorkerArgs) -> Result<i32, WorkerError> {
         resume_from,
         progress,
     };
-    let outcome = train_catching_panics(&spec, &splits, earlier, Box::new(sink));
+    let outcome =
+        catching_panics(|| train::train_run(&spec, &splits, earlier, Box::new(sink))).flatten();
     // Its errors only ever cost a lease renewal; the outcome is what matters now.
     let _ = heartbeat.stop();
     record_outcome(
         &mut store.lock(),
-        &args,
+        run,
+        args,
         &stored,
         &data,
         outcome,
