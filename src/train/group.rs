@@ -309,23 +309,43 @@ impl<'a> Group<'a> {
         for step in 0..self.iters_per_epoch {
             let range =
                 step * self.batch_size..((step + 1) * self.batch_size).min(splits.train.len());
-            let batches: Vec<_> = (0..count)
+            // A member that stopped draws no batch (no augmentation, no loss): its slice of
+            // the fused model sees a training member's images, which cost nothing more and
+            // touch nobody else's slice.
+            let training: Vec<usize> = (0..count)
+                .filter(|&m| self.states[m].stopped.is_none())
+                .collect();
+            let Some(&lead) = training.first() else { break };
+            let mut batches: Vec<Option<_>> = (0..count)
                 .map(|m| {
-                    let items = orders[m][range.clone()]
-                        .iter()
-                        .map(|&index| FerItem {
-                            index,
-                            epoch: epoch as u32,
-                        })
-                        .collect();
-                    self.states[m].batcher.batch(items, &self.autodiff)
+                    self.states[m].stopped.is_none().then(|| {
+                        let items = orders[m][range.clone()]
+                            .iter()
+                            .map(|&index| FerItem {
+                                index,
+                                epoch: epoch as u32,
+                            })
+                            .collect();
+                        self.states[m].batcher.batch(items, &self.autodiff)
+                    })
                 })
                 .collect();
-            let images = fuse::images(batches.iter().map(|b| b.images.clone()).collect());
+            let stand_in = batches[lead].as_ref().map(|b| b.images.clone());
+            let images = fuse::images(
+                batches
+                    .iter()
+                    .map(|b| b.as_ref().map(|b| b.images.clone()).or(stand_in.clone()))
+                    .map(|images| images.expect("a training member's batch"))
+                    .collect(),
+            );
             let logits = self.model.forward(images);
             let mut total: Option<Tensor<1>> = None;
-            let (mut losses, mut hits) = (Vec::with_capacity(count), Vec::with_capacity(count));
-            for (m, batch) in batches.into_iter().enumerate() {
+            let (mut losses, mut hits) = (
+                Vec::with_capacity(training.len()),
+                Vec::with_capacity(training.len()),
+            );
+            for &m in &training {
+                let batch = batches[m].take().expect("a training member's batch");
                 let logits = fuse::logits_of(logits.clone(), m);
                 let state = &self.states[m];
                 let loss = match batch.mix {
@@ -339,17 +359,15 @@ impl<'a> Group<'a> {
                 (t.images, t.batches) = (t.images + batch.targets.dims()[0], t.batches + 1);
                 hits.push(correct(logits, batch.targets));
                 losses.push(loss.clone().detach());
-                if state.stopped.is_none() {
-                    total = Some(match total {
-                        Some(t) => t + loss,
-                        None => loss,
-                    });
-                }
+                total = Some(match total {
+                    Some(t) => t + loss,
+                    None => loss,
+                });
             }
             // Every member's loss and hits in one read-back, not one per member.
-            for (t, (loss, hits)) in train.iter_mut().zip(read_back(losses, hits)) {
-                t.loss += loss;
-                t.correct += hits;
+            for (&m, (loss, hits)) in training.iter().zip(read_back(losses, hits)) {
+                train[m].loss += loss;
+                train[m].correct += hits;
             }
             let Some(total) = total else { break };
             let grads = GradientsParams::from_grads(total.backward(), &self.model);
