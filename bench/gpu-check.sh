@@ -11,8 +11,9 @@
 #     augmentation on the GPU, no read-back per step) and `loop-gpu --cuda-graph`; the first
 #     epoch's extra cost (epoch 1 − epoch 2) and launch to first step (runs.first_step_at −
 #     runs.launched_at);
-#   - runs per hour of 8 baseline runs of 2 epochs at per_device 1 and 8 (wall time of
-#     `fer-lab sweep --no-tui`; runs done × 3600 / wall when a sweep is cut by its time limit);
+#   - runs per hour of 8 baseline runs of 2 epochs at per_device 1 and 8 (fusion off) and fused
+#     (`fuse = "auto"`: groups of up to 16 on a GPU) — wall time of `fer-lab sweep --no-tui`;
+#     runs done × 3600 / wall when a sweep is cut by its time limit;
 #   - fused groups (issue 15), as time allows: `fer-lab bench fused` — one run's step alone,
 #     then groups of the baseline and the compact net as one model, with model-images per
 #     second and the speed-up over training the same runs one at a time (its own table, after
@@ -46,9 +47,13 @@
 #   FER_LAB_CHECK_VGG_WIDTH   default 1.0
 #   FER_LAB_CHECK_EPOCH_MODELS  default "baseline compact"
 #   FER_LAB_CHECK_EPOCH_BATCH   default 64
-#   FER_LAB_CHECK_RUNS / _PER_DEVICE / _RUN_EPOCHS   default 8 / "8 1" / 2 (per_device 8 first:
-#                             cut by the time limit, it would finish no run; per_device 1 cut still
-#                             gives a rate)
+#   FER_LAB_CHECK_RUNS / _PER_DEVICE / _RUN_EPOCHS   default 8 / "fuse 8 1" / 2 (a number is
+#                             per_device N without fusion, `fuse` the fused launch; per_device 1
+#                             last: cut by the time limit, it still gives a rate)
+#   FER_LAB_CHECK_RPH_MODEL   the runs-per-hour model (default baseline). Issue 15's measurement
+#                             is two calls of their own: FER_LAB_CHECK_MODELS= FER_LAB_CHECK_EPOCH_MODELS=
+#                             FER_LAB_CHECK_FUSED= and RUNS=16 RUN_EPOCHS=10 (baseline), then
+#                             RUNS=6 RUN_EPOCHS=5 RPH_MODEL=compact (docs/benchmarks.md)
 #   FER_LAB_CHECK_THREADS     PyTorch's CPU threads (default: all cores)
 #   FER_LAB_CHECK_FUSED       fused groups to time, "model:sizes …" (default
 #                             "baseline:8,16,32 compact:2,6"; empty skips the part)
@@ -72,7 +77,8 @@ vgg_width=${FER_LAB_CHECK_VGG_WIDTH:-1.0}
 epoch_models=${FER_LAB_CHECK_EPOCH_MODELS:-baseline compact}
 epoch_batch=${FER_LAB_CHECK_EPOCH_BATCH:-64}
 runs=${FER_LAB_CHECK_RUNS:-8}
-per_devices=${FER_LAB_CHECK_PER_DEVICE:-8 1}
+per_devices=${FER_LAB_CHECK_PER_DEVICE:-fuse 8 1}
+rph_model=${FER_LAB_CHECK_RPH_MODEL:-baseline}
 run_epochs=${FER_LAB_CHECK_RUN_EPOCHS:-2}
 python=${PYTHON:-python3}
 threads=${FER_LAB_CHECK_THREADS:-$(nproc)}
@@ -225,15 +231,20 @@ for mode in $graph_modes; do
 done
 
 # --- 2. One real epoch ---------------------------------------------------------------------------
-# fer-lab sweep of one run ($1: label, $2: epochs, $3: seeds, $4: per_device or "", $5: time) into
-# $work/$6/; prints one JSON line: epochs' secs, launch to first step, runs done, wall seconds.
+# fer-lab sweep ($1: label, $2: epochs, $3: seeds, $4: per_device N without fusion, `fuse` for
+# the fused launch, or "" for the defaults, $5: time) into $work/$6/; prints one JSON line:
+# epochs' secs, launch to first step, runs done, wall seconds.
 sweep() {
     local m=$1 epochs=$2 seeds=$3 per=$4 t=$5 dir=$work/$6
     mkdir -p "$dir"
     {
         printf 'name = "%s"\ndata = "%s"\nseeds = [%s]\n[base]\nmodel = %s\nepochs = %s\nbatch_size = %s\n' \
             "$6" "$data" "$seeds" "$(fer_model "$m")" "$epochs" "$epoch_batch"
-        [ -n "$per" ] && printf '[resources]\nper_device = %s\n' "$per"
+        case "$per" in
+            "") ;;
+            fuse) printf '[resources]\nfuse = "auto"\n' ;;
+            *) printf '[resources]\nper_device = %s\nfuse = false\n' "$per" ;;
+        esac
     } > "$dir/sweep.toml"
     local start rc
     start=$(date +%s.%N)
@@ -294,9 +305,9 @@ if [ -n "${first_epoch_model:-}" ]; then epoch_part "$first_epoch_model"; fi
 # --- 3. Runs per hour ----------------------------------------------------------------------------
 seeds=$(seq -s ', ' 1 "$runs")
 for per in $per_devices; do
-    say "runs per hour: $runs baseline runs of $run_epochs epochs, per_device $per"
-    sweep baseline "$run_epochs" "$seeds" "$per" "$(cap 150 30)" "rph-$per" |
-        tag "{\"check\": \"rph\", \"per_device\": $per, \"planned\": $runs, \"epochs\": $run_epochs, \"batch\": $epoch_batch, \"side\": \"fer-lab\"}"
+    say "runs per hour: $runs $rph_model runs of $run_epochs epochs, per_device $per"
+    sweep "$rph_model" "$run_epochs" "$seeds" "$per" "$(cap 150 30)" "rph-$per" |
+        tag "{\"check\": \"rph\", \"per_device\": \"$per\", \"model\": \"$rph_model\", \"planned\": $runs, \"epochs\": $run_epochs, \"batch\": $epoch_batch, \"side\": \"fer-lab\"}"
 done
 
 # --- 4. The other epochs, as time allows -----------------------------------------------------------
@@ -429,8 +440,14 @@ for m in epoch_models.split():
     table.append(["launch to first step (runs.first_step_at − launched_at)", m, b, "",
                   secs(good(f, "launch_to_first_step")), "-", "-", "-", "-", ""])
 
+def rate(r):
+    if r is None or r.get("error") or not r.get("runs_done"):
+        return None
+    return r["runs_done"] * 3600 / r["wall"]
+
+one_at_a_time = rate(find("rph", "fer-lab", per_device="1"))
 for per in per_devices.split():
-    r = find("rph", "fer-lab", per_device=int(per))
+    r = find("rph", "fer-lab", per_device=per)
     if r is None:
         continue
     if r.get("error"):
@@ -438,10 +455,13 @@ for per in per_devices.split():
     elif not r.get("runs_done"):
         cell = f"0 done ({'timeout' if r.get('cut') else 'exit ' + str(r.get('rc'))}, {r.get('wall', 0):.1f} s)"
     else:
-        rate = r["runs_done"] * 3600 / r["wall"]
-        cell = f"{rate:,.0f} ({r['runs_done']}/{r['planned']} done in {r['wall']:.1f} s{', cut' if r.get('cut') else ''})"
-    table.append([f"runs per hour, {r.get('planned')} baseline runs of {r.get('epochs')} epochs, per_device {per}",
-                  "baseline", str(r.get("batch", "-")), "", cell, "-", "-", "-", "-", ""])
+        cell = f"{rate(r):,.0f} ({r['runs_done']}/{r['planned']} done in {r['wall']:.1f} s{', cut' if r.get('cut') else ''})"
+        if one_at_a_time and per != "1":
+            cell += f", {rate(r) / one_at_a_time:.1f}× one at a time"
+    how = "fused (fuse = auto)" if per == "fuse" else f"per_device {per}, no fusion"
+    rph_model = r.get("model", "baseline")
+    table.append([f"runs per hour, {r.get('planned')} {rph_model} runs of {r.get('epochs')} epochs, {how}",
+                  rph_model, str(r.get("batch", "-")), "", cell, "-", "-", "-", "-", ""])
 
 print(f"# fer-lab GPU check ({meta.get('date', '?')})\n")
 print(f"- device: {meta.get('device')} — {meta.get('gpu') or 'no nvidia-smi'}")

@@ -127,5 +127,10 @@ mod tests {
         assert_eq!(store.group_of("c").unwrap(), None, "g1 was formed anew");
         store.leave_group("a").unwrap();
         assert_eq!(store.group_of("a").unwrap(), None);
+        // A run trained again from scratch takes its group with it: it cannot resume without it.
+        store.form_group("g3", &["a", "c"]).unwrap();
+        store.reset_run("c").unwrap();
+        assert_eq!(store.group_of("a").unwrap(), None);
+        assert_eq!(ids(&store, "g1"), ["b"], "other groups stay");
     }
 }

@@ -144,12 +144,18 @@ impl Store {
             tx.execute(&format!("DELETE FROM {table} WHERE run_id = ?1"), [id])
                 .map_err(e)?;
         }
+        // Its fused group cannot resume without it: the others start a new one.
+        tx.execute(
+            "UPDATE runs SET fused_group = NULL, fused_index = NULL
+             WHERE fused_group = (SELECT fused_group FROM runs WHERE id = ?1)",
+            [id],
+        )
+        .map_err(e)?;
         tx.execute(
             "UPDATE runs SET status = ?2, attempts = 0, failures = 0, epochs_done = 0,
                  best_epoch = NULL,
                  error = NULL, stopped_epoch = NULL, resumed_from = NULL, finished_at = NULL,
-                 wall_secs = NULL, worker_pid = NULL, lease_expires = NULL,
-                 fused_group = NULL, fused_index = NULL
+                 wall_secs = NULL, worker_pid = NULL, lease_expires = NULL
              WHERE id = ?1",
             params![id, RunStatus::Queued],
         )
