@@ -5,8 +5,12 @@ use super::*;
 
 #[derive(Args)]
 pub(crate) struct WorkerArgs {
+    /// The sweep's database, for a worker on its machine.
+    #[arg(long, required_unless_present = "journal", conflicts_with = "journal")]
+    pub(crate) db: Option<PathBuf>,
+    /// A journal folder on a shared filesystem instead of the database (a cluster node).
     #[arg(long)]
-    pub(crate) db: PathBuf,
+    pub(crate) journal: Option<PathBuf>,
     #[arg(long, required_unless_present = "group", conflicts_with = "group")]
     pub(crate) run: Option<String>,
     /// A fused group's id: its claimed members train as one model.
@@ -33,7 +37,11 @@ pub(crate) fn run(args: WorkerArgs) -> Result<ExitCode> {
         .transpose()
         .context("--pruning")?;
     let code = fer_lab::worker::run(fer_lab::worker::WorkerArgs {
-        db: args.db,
+        records: match (args.db, args.journal) {
+            (Some(db), _) => fer_lab::worker::Records::Database(db),
+            (None, Some(dir)) => fer_lab::worker::Records::Journal(dir),
+            (None, None) => unreachable!("clap requires --db or --journal"),
+        },
         assignment: match (args.run, args.group) {
             (Some(run), _) => fer_lab::worker::Assignment::Run(run),
             (None, Some(group)) => fer_lab::worker::Assignment::Group(group),

@@ -12,7 +12,8 @@ impl Store {
         let started = std::time::Instant::now();
         let path = self.path.clone();
         let e = |err| sqlite(&path, err);
-        let tx = self.conn.transaction().map_err(e)?;
+        // A savepoint: alone it is a transaction, and a journal merge nests it in its own.
+        let tx = self.conn.savepoint().map_err(e)?;
         tx.execute(
             "INSERT INTO epochs (run_id, epoch, train_loss, train_acc, val_loss, val_acc, lr, secs)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)

@@ -7,7 +7,7 @@ use super::{Store, StoreError, sqlite};
 use rusqlite::{OptionalExtension, params};
 
 /// One run of a group, with what its worker needs to train it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct GroupMember {
     pub id: String,
     pub status: RunStatus,

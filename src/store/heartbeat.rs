@@ -1,29 +1,32 @@
-//! A worker's one store handle, shared by the threads of its process (training's epoch sink,
-//! the heartbeat, the signal handler), and the heartbeat that renews its runs' leases.
+//! A worker's one recorder (its store handle, or its journal), shared by the threads of its
+//! process (training's epoch sinks, the heartbeat, the signal handler), and the heartbeat that
+//! renews its runs' leases.
 //!
 //! One connection per worker rather than one per thread: writes from one process never wait on
 //! each other's SQLite locks, and whoever reads the database sees one writer per run.
 
-use super::{Store, StoreError};
+use super::StoreError;
+use super::recorder::Recorder;
 use crate::data::Split;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// A store shared between the threads of one process; clones share the one connection.
+/// A recorder shared between the threads of one process; clones share the one connection
+/// (or journal).
 #[derive(Clone)]
-pub struct SharedStore(Arc<Mutex<Store>>);
+pub struct SharedRecorder(Arc<Mutex<Box<dyn Recorder>>>);
 
-impl SharedStore {
-    pub fn new(store: Store) -> SharedStore {
-        SharedStore(Arc::new(Mutex::new(store)))
+impl SharedRecorder {
+    pub fn new(recorder: Box<dyn Recorder>) -> SharedRecorder {
+        SharedRecorder(Arc::new(Mutex::new(recorder)))
     }
 
-    /// The store, for one short piece of work. A thread that panicked while holding it left
-    /// no half-done write behind (SQLite rolls back an open transaction when it is dropped), so
-    /// the store stays usable.
-    pub fn lock(&self) -> MutexGuard<'_, Store> {
+    /// The recorder, for one short piece of work. A thread that panicked while holding it
+    /// left no half-done write behind (SQLite rolls back an open transaction when it is
+    /// dropped; a journal line is one write), so it stays usable.
+    pub fn lock(&self) -> MutexGuard<'_, Box<dyn Recorder>> {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -56,7 +59,7 @@ impl Heartbeat {
     /// `lease_secs` more. The first error ends the beats (the leases then expire, as a dead
     /// worker's would) and is returned by `stop`.
     pub fn start(
-        store: SharedStore,
+        store: SharedRecorder,
         runs: Vec<String>,
         lease_secs: f64,
         every: Duration,
@@ -65,31 +68,27 @@ impl Heartbeat {
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::spawn(move || -> Result<(), StoreError> {
             let pid = std::process::id();
-            let mut first_step_written = false;
+            let mut first_step_seen = false;
+            let beat_all = |b: &Beat| -> Result<(), StoreError> {
+                let mut store = store.lock();
+                for run in &runs {
+                    store.beat(run, pid, lease_secs, b)?;
+                }
+                Ok(())
+            };
             loop {
                 let b = beat();
-                {
-                    let store = store.lock();
-                    for run in &runs {
-                        store.heartbeat(run, pid, lease_secs, b.wall_secs)?;
-                        store.set_progress(run, b.split, b.done, b.total)?;
-                        if !first_step_written && let Some(at) = b.first_step_at {
-                            store.set_first_step(run, at)?;
-                        }
-                    }
-                    first_step_written |= b.first_step_at.is_some();
-                }
+                first_step_seen |= b.first_step_at.is_some();
+                beat_all(&b)?;
                 match stopped.recv_timeout(every) {
                     Err(RecvTimeoutError::Timeout) => {}
                     Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
                 }
             }
             // A run shorter than one beat still records when it started training.
-            if !first_step_written && let Some(at) = beat().first_step_at {
-                let store = store.lock();
-                for run in &runs {
-                    store.set_first_step(run, at)?;
-                }
+            let b = beat();
+            if !first_step_seen && b.first_step_at.is_some() {
+                beat_all(&b)?;
             }
             Ok(())
         });

@@ -30,6 +30,10 @@ pub const FILES: &[(&str, &str)] = &[
         "0006_fused_groups.sql",
         include_str!("../../migrations/0006_fused_groups.sql"),
     ),
+    (
+        "0007_journals.sql",
+        include_str!("../../migrations/0007_journals.sql"),
+    ),
 ];
 
 /// Schema version of a database with every migration applied.
@@ -78,6 +82,10 @@ mod tests {
         (
             "0006_fused_groups.sql",
             "2e8ed6419c0929b2c8dad6aa4042a15f6b92275da8d8ed7cebff14946027a867",
+        ),
+        (
+            "0007_journals.sql",
+            "ee333926ca3fc25b3ecbb942f6dfa61025385e92c307002702da44a36fcef5a9",
         ),
     ];
 

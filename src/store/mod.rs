@@ -9,9 +9,11 @@ mod dashboard;
 mod epochs;
 mod groups;
 mod heartbeat;
+pub mod journal;
 mod leases;
 pub mod migrations;
 mod reads;
+mod recorder;
 mod records;
 mod report;
 mod runs;
@@ -21,9 +23,10 @@ mod synthetic;
 pub use analysis::{ClassMetricRow, EvalScores, FinishedRun, RunOutcome};
 pub use dashboard::{RunEvent, SweepMeta, SweepRunRow};
 pub use groups::GroupMember;
-pub use heartbeat::{Beat, Heartbeat, SharedStore};
+pub use heartbeat::{Beat, Heartbeat, SharedRecorder};
 pub use leases::now_unix;
 pub use reads::{RunningProgress, StoredRun, TrainedRunRow};
+pub use recorder::Recorder;
 pub use records::{
     EPOCH_COLUMNS, EpochRow, EventKind, RunRecord, RunState, RunStatus, SweepRecord, UnknownWord,
 };
@@ -106,6 +109,9 @@ pub enum StoreError {
     NotAnEnd { run: String, status: RunStatus },
     #[error("{0}: cannot create its folder: {1}")]
     Folder(PathBuf, std::io::Error),
+    /// A journal file or task file that cannot be read or written (see [`journal`]).
+    #[error("journal: {0}")]
+    Journal(String),
 }
 
 impl StoreError {

@@ -7,7 +7,7 @@ use crate::data::Split;
 use rusqlite::{OptionalExtension, params};
 
 /// What a worker needs of its run to train it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StoredRun {
     pub config_json: String,
     pub seed: u64,

@@ -30,7 +30,8 @@ impl Store {
         let path = self.path.clone();
         let e = |err| sqlite(&path, err);
         let kept = resume_from.unwrap_or(0) as i64;
-        let tx = self.conn.transaction().map_err(e)?;
+        // A savepoint: alone it is a transaction, and a journal merge nests it in its own.
+        let tx = self.conn.savepoint().map_err(e)?;
         tx.execute(
             "DELETE FROM epochs WHERE run_id = ?1 AND epoch > ?2",
             params![id, kept],
@@ -250,7 +251,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let e = |err| sqlite(&path, err);
-        let tx = self.conn.transaction().map_err(e)?;
+        // A savepoint: alone it is a transaction, and a journal merge nests it in its own.
+        let tx = self.conn.savepoint().map_err(e)?;
         for (split, eval, n) in evals {
             tx.execute(
                 "INSERT OR REPLACE INTO evals (run_id, split, epoch, n, accuracy, loss,

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::data::{self, FerData, Split};
 use crate::model::{self, FerModel};
-use crate::store::{EpochRow, Heartbeat, RunStatus, SharedStore, Store};
+use crate::store::{EpochRow, Heartbeat, Recorder, RunStatus, SharedRecorder};
 use crate::train::group::{self, Checkpoints, Member, MemberOutcome};
 use crate::train::hook::Progress;
 use crate::train::{self, TrainError};
@@ -33,7 +33,7 @@ struct Found {
 /// Runs group `id` to the end; every training member's outcome is in the database.
 pub(super) fn run(args: &WorkerArgs, id: &str) -> Result<i32, WorkerError> {
     debug_assert_eq!(args.assignment, Assignment::Group(id.to_string()));
-    let mut store = Store::open(&args.db)?;
+    let mut store = args.recorder()?;
     let members = store
         .group_members(id)?
         .into_iter()
@@ -101,7 +101,7 @@ pub(super) fn run(args: &WorkerArgs, id: &str) -> Result<i32, WorkerError> {
         earlier: earlier_wall,
         started: Instant::now(),
     };
-    let store = SharedStore::new(store);
+    let store = SharedRecorder::new(store);
     let graceful = on_signals(store.clone(), training.clone(), clock)
         .map_err(|e| args.setup(format!("signal handlers: {e}")))?;
     let progress = Arc::new(Progress::default());
@@ -151,6 +151,7 @@ pub(super) fn run(args: &WorkerArgs, id: &str) -> Result<i32, WorkerError> {
     // Its errors only ever cost a lease renewal; the outcomes are what matter now.
     let _ = heartbeat.stop();
     let mut store = store.lock();
+    let store = &mut **store;
     let wall = clock.secs();
     let outcomes: Vec<Result<MemberOutcome, TrainError>> = match outcomes {
         Ok(outcomes) => outcomes,
@@ -161,7 +162,7 @@ pub(super) fn run(args: &WorkerArgs, id: &str) -> Result<i32, WorkerError> {
     };
     for (m, outcome) in members.iter().zip(outcomes) {
         if m.trains {
-            record_member(&mut store, &m.id, &m.run, &data, outcome, wall)?;
+            record_member(store, &m.id, &m.run, &data, outcome, wall)?;
         }
     }
     // Once every member is recorded: until then a resume may need them.
@@ -177,7 +178,7 @@ pub(super) fn run(args: &WorkerArgs, id: &str) -> Result<i32, WorkerError> {
 /// Records how one member ended: its best model saved as a run's (`best.bpk` in its folder,
 /// what `predict` and `export` read) and its evaluations, or the status it stopped in.
 fn record_member(
-    store: &mut Store,
+    store: &mut dyn Recorder,
     run: &str,
     stored: &StoredRun,
     data: &FerData,

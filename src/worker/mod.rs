@@ -16,7 +16,10 @@ use crate::data::{self, FerData, Split};
 use crate::device::DeviceSpec;
 use crate::model::{self, FerModel};
 use crate::pruning::Pruning;
-use crate::store::{Beat, EpochRow, Heartbeat, RunStatus, SharedStore, Store, StoreError};
+use crate::store::journal::Journal;
+use crate::store::{
+    Beat, EpochRow, Heartbeat, Recorder, RunStatus, SharedRecorder, Store, StoreError,
+};
 use crate::train::hook::Progress;
 use crate::train::sink::{EpochSink, StopReason, Verdict};
 use crate::train::{self, RunOutcome, RunSpec, Splits, TrainError};
@@ -58,9 +61,19 @@ impl Assignment {
     }
 }
 
+/// Where a worker records its runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Records {
+    /// Straight into the sweep's SQLite database (a worker on its machine).
+    Database(PathBuf),
+    /// Into journal files in this folder, which the sweep's process merges into the database
+    /// (a worker on another machine, such as a cluster node: it never opens the database).
+    Journal(PathBuf),
+}
+
 /// What the scheduler tells a worker.
 pub struct WorkerArgs {
-    pub db: PathBuf,
+    pub records: Records,
     pub assignment: Assignment,
     pub device: DeviceSpec,
     pub data: PathBuf,
@@ -73,6 +86,13 @@ pub struct WorkerArgs {
 }
 
 impl WorkerArgs {
+    fn recorder(&self) -> Result<Box<dyn Recorder>, WorkerError> {
+        Ok(match &self.records {
+            Records::Database(db) => Box::new(Store::open(db)?),
+            Records::Journal(dir) => Box::new(Journal::open(dir, self.assignment.name())?),
+        })
+    }
+
     fn setup(&self, why: String) -> WorkerError {
         WorkerError::Setup {
             run: self.assignment.name().to_string(),
@@ -89,7 +109,7 @@ struct StoredRun {
     epochs_done: usize,
 }
 
-fn load_run(store: &Store, id: &str) -> Result<StoredRun, WorkerError> {
+fn load_run(store: &dyn Recorder, id: &str) -> Result<StoredRun, WorkerError> {
     let row = store
         .stored_run(id)?
         .ok_or_else(|| WorkerError::NoSuchRun(id.into()))?;
@@ -135,7 +155,7 @@ struct Gate {
 }
 
 impl Gate {
-    fn verdict(&self, store: &Store, epochs: &[EpochRow]) -> Option<StopReason> {
+    fn verdict(&self, store: &dyn Recorder, epochs: &[EpochRow]) -> Option<StopReason> {
         if self.graceful.load(Ordering::SeqCst) {
             return Some(StopReason::Interrupted);
         }
@@ -159,7 +179,7 @@ impl Gate {
 /// The worker's [`EpochSink`]: each epoch goes into SQLite (with the run's progress) and to
 /// stdout as a progress line, then the [`Gate`] decides.
 struct StoreSink {
-    store: SharedStore,
+    store: SharedRecorder,
     gate: Gate,
     epochs_total: usize,
     /// Whose epoch a progress line is, in a group's output (a run's own is prefixed already).
@@ -174,7 +194,7 @@ impl EpochSink for StoreSink {
         let mut store = self.store.lock();
         let recorded = store.record_epoch(&self.gate.run, row);
         let stop = match recorded {
-            Ok(_) => self.gate.verdict(&store, epochs),
+            Ok(()) => self.gate.verdict(&**store, epochs),
             Err(e) => Some(StopReason::SinkFailed(e.to_string())),
         };
         drop(store);
@@ -199,7 +219,7 @@ impl EpochSink for StoreSink {
 /// Signals: the first SIGINT asks for a graceful stop at the end of the epoch (the returned
 /// flag, which the [`Gate`] reads); SIGTERM records the runs `interrupted` and exits now.
 fn on_signals(
-    store: SharedStore,
+    store: SharedRecorder,
     runs: Vec<String>,
     clock: WallClock,
 ) -> std::io::Result<Arc<AtomicBool>> {
@@ -214,9 +234,9 @@ fn on_signals(
             if signal == signal_hook::consts::SIGINT {
                 flag.store(true, Ordering::SeqCst);
             } else {
-                let store = store.lock();
+                let mut store = store.lock();
                 for run in &runs {
-                    let done = store.run_state(run).ok().flatten().map(|s| s.epochs_done);
+                    let done = store.epochs_done(run).ok().flatten();
                     let _ =
                         store.end_run(run, RunStatus::Interrupted, Some(clock.secs()), None, done);
                 }
@@ -251,7 +271,12 @@ fn catching_panics<T>(train: impl FnOnce() -> T) -> Result<T, TrainError> {
 }
 
 /// Records the status a run that produced no results ends in, and says so.
-fn record_stop(store: &Store, run: &str, e: &TrainError, wall: f64) -> Result<(), WorkerError> {
+fn record_stop(
+    store: &mut dyn Recorder,
+    run: &str,
+    e: &TrainError,
+    wall: f64,
+) -> Result<(), WorkerError> {
     let (status, epoch, error) = match e {
         TrainError::Diverged { epoch } => (RunStatus::Diverged, Some(*epoch), Some(e.to_string())),
         TrainError::Pruned { epoch } => (RunStatus::Pruned, Some(*epoch), None),
@@ -287,7 +312,7 @@ fn changed_data(args: &WorkerArgs, data: &FerData, planned: &str) -> Option<Stri
 /// Records how training ended: the evaluations of a finished run (then its checkpoints go,
 /// unless kept), or the status a stopped or failed one ends in.
 fn record_outcome(
-    store: &mut Store,
+    store: &mut dyn Recorder,
     run: &str,
     args: &WorkerArgs,
     stored: &StoredRun,
@@ -341,8 +366,8 @@ pub fn run(args: WorkerArgs) -> Result<i32, WorkerError> {
 }
 
 fn run_alone(args: &WorkerArgs, run: &str) -> Result<i32, WorkerError> {
-    let mut store = Store::open(&args.db)?;
-    let stored = load_run(&store, run)?;
+    let mut store = args.recorder()?;
+    let stored = load_run(&*store, run)?;
     let (data, _) = data::open(&args.data).map_err(|e| args.setup(e.to_string()))?;
     if let Some(why) = changed_data(args, &data, &stored.fingerprint) {
         store.end_run(run, RunStatus::Failed, None, Some(&why), None)?;
@@ -375,7 +400,7 @@ fn run_alone(args: &WorkerArgs, run: &str) -> Result<i32, WorkerError> {
         None => Vec::new(),
     };
 
-    let store = SharedStore::new(store);
+    let store = SharedRecorder::new(store);
     let graceful = on_signals(store.clone(), vec![run.to_string()], clock)
         .map_err(|e| args.setup(format!("signal handlers: {e}")))?;
     let progress = Arc::new(Progress::default());
@@ -411,7 +436,7 @@ fn run_alone(args: &WorkerArgs, run: &str) -> Result<i32, WorkerError> {
     // Its errors only ever cost a lease renewal; the outcome is what matters now.
     let _ = heartbeat.stop();
     record_outcome(
-        &mut store.lock(),
+        &mut **store.lock(),
         run,
         args,
         &stored,
