@@ -14,6 +14,7 @@
 //! - [`bench`]: training-step throughput per model and device.
 
 pub mod bench;
+pub mod cluster;
 pub mod config;
 pub mod dashboard;
 pub mod data;

@@ -9,7 +9,7 @@ use std::path::Path;
 /// Lowest first. A module may use modules of earlier lines, never of its own line or later.
 const LAYERS: &[&[&str]] = &[
     // Leaves: no fer-lab imports, or only each other's lower ones.
-    &["emotion", "invalid", "process", "table", "stats"],
+    &["emotion", "invalid", "process", "table", "stats", "cluster"],
     &["metrics"],
     // What the machine has, and the data.
     &["device", "data"],

@@ -35,6 +35,24 @@ enum Mode {
     Report(ReportArgs),
     /// The dashboard's time to first frame and CPU use on a synthetic sweep.
     Dashboard(DashboardArgs),
+    /// Merging cluster workers' journals into the database (what `--executor slurm` costs
+    /// the submit host), on a simulated sweep.
+    Journal(JournalArgs),
+}
+
+#[derive(Args)]
+struct JournalArgs {
+    /// Runs whose workers write journals at once.
+    #[arg(long, default_value_t = 1000)]
+    runs: usize,
+    /// Epochs per run (one merge after each).
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    /// Heartbeats per run between two merges.
+    #[arg(long, default_value_t = 1)]
+    beats: usize,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
 }
 
 /// Batch, steps and device of a timed benchmark.
@@ -163,6 +181,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<ExitCode> {
         Some(Mode::Fused(a)) => fused(a),
         Some(Mode::Report(a)) => report(a),
         Some(Mode::Dashboard(a)) => dashboard(a),
+        Some(Mode::Journal(a)) => journal(a),
     }
 }
 
@@ -271,6 +290,16 @@ fn report(args: ReportArgs) -> Result<ExitCode> {
     }
     let rows = fer_lab::report::bench::run(runs, 7).context("report benchmark")?;
     println!("fer-lab report on a synthetic sweep of {runs} finished runs (7 repeats):");
+    print!("{}", rows.render(args.format));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn journal(args: JournalArgs) -> Result<ExitCode> {
+    if args.runs == 0 || args.epochs == 0 {
+        bail!("--runs and --epochs must be ≥ 1");
+    }
+    let rows = fer_lab::store::journal_bench::run(args.runs, args.epochs, args.beats)
+        .context("journal benchmark")?;
     print!("{}", rows.render(args.format));
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 //! `fer-lab sweep`: plan, train, watch.
 
 use super::*;
+use fer_lab::cluster::ExecutorKind;
 use fer_lab::device::discover;
 use fer_lab::scheduler::launch::{self, LaunchRequest};
 
@@ -24,6 +25,16 @@ pub(crate) struct SweepArgs {
     /// a number, or off. Overrides [resources] fuse.
     #[arg(long, value_name = "auto|N|off")]
     pub(crate) fuse: Option<fer_lab::device::fusion::Fuse>,
+    /// Where workers run: local (child processes here) or slurm (a job array on the cluster
+    /// this machine submits to; the binary, data and results must be on its shared
+    /// filesystem). Overrides [resources] executor.
+    #[arg(long, value_enum)]
+    pub(crate) executor: Option<fer_lab::cluster::ExecutorKind>,
+    /// A Slurm option over [resources.slurm], e.g. --slurm partition=gpu --slurm gres=gpu:1
+    /// (repeatable: partition, gres, cpus_per_task, mem, time, parallelism, extra, journal,
+    /// signal_secs).
+    #[arg(long = "slurm", value_name = "KEY=VALUE")]
+    pub(crate) slurm: Vec<String>,
     /// Retries of a run after a failure that counts: its own error, or a crash before it saved
     /// a new checkpoint; a killed scheduler never counts (default 1).
     #[arg(long)]
@@ -157,11 +168,19 @@ pub(crate) fn sweep(args: SweepArgs) -> Result<ExitCode> {
         fail_fast: args.fail_fast,
         keep_checkpoints: args.keep_checkpoints,
         fuse: args.fuse,
+        executor: args.executor,
+        slurm: args.slurm.clone(),
     };
     // What the launch would refuse, a dry run refuses too.
     let launch = request.resolve(&sweep, &discover::discover())?;
     if args.dry_run {
+        if launch.options.executor == ExecutorKind::Slurm {
+            print_sbatch_script(&args.db.db, &launch.options)?;
+        }
         return dry_run(&args.db.db, &sweep, &planned);
+    }
+    if launch.options.executor == ExecutorKind::Slurm {
+        fer_lab::scheduler::slurm::check(&launch.options.slurm)?;
     }
     let mut store = Store::open(&args.db.db)?;
     let sweep_id = scheduler::register(&mut store, &sweep, &data, &planned)
@@ -228,6 +247,16 @@ fn print_plan(
     for warning in &data.manifest.warnings {
         println!("data warning: {warning}");
     }
+}
+
+/// The batch script `--executor slurm` submits, for the plan's runs.
+fn print_sbatch_script(db: &Path, opts: &scheduler::Options) -> Result<()> {
+    let executor = fer_lab::scheduler::slurm::SlurmExecutor::new(db, 0, opts)?;
+    let journal = fer_lab::scheduler::slurm::journal_dir(db, &opts.slurm);
+    let tasks = journal.join("arrays").join("<batch>.tasks");
+    println!("# the sbatch script of each job array (--sweep-id is the sweep's once recorded):");
+    print!("{}", executor.script(&tasks));
+    Ok(())
 }
 
 /// The plan with each run's status, without creating or writing anything.

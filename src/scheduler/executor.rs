@@ -10,7 +10,7 @@
 
 use super::slots::Slot;
 use crate::device::DeviceSpec;
-use crate::store::RunState;
+use crate::store::{RunState, Store, StoreError};
 use std::path::Path;
 
 /// What the policy claimed and wants started in one worker: a run, or the members of a fused
@@ -54,15 +54,28 @@ pub struct MemoryUse {
 
 /// Runs workers for the scheduler's policy. Every call returns promptly: the policy loop polls.
 pub trait Executor {
-    /// Starts the worker of `launch.runs` on `launch.slot`. The runs are already claimed
-    /// (status `running`, a lease); the worker renews the leases and records the outcomes.
-    fn launch(&mut self, launch: Launch<'_>) -> std::io::Result<Launched>;
+    /// Before the policy sorts the runs at its start: catch up on what workers of an earlier
+    /// launch recorded where the policy cannot see it (a journal not merged yet), so that their
+    /// leases say whether they still live. Nothing for workers that write the database.
+    fn attach(&mut self, _store: &mut Store) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Starts the worker of `launch.runs` on `launch.slot` (or queues it to start with the
+    /// next [`Executor::poll`]). The runs are already claimed (status `running`, a lease); the
+    /// worker renews the leases and records the outcomes. `store` is what the worker needs to
+    /// know, for an executor whose workers cannot read it.
+    fn launch(&mut self, launch: Launch<'_>, store: &Store) -> std::io::Result<Launched>;
 
     /// The runs whose worker ended since the last poll, each reported once (every member of a
     /// group whose worker ended). An executor that
     /// cannot watch its workers end (a remote job whose state it cannot query) should report
     /// one once its lease in the store has expired, as the policy does for another launch's.
-    fn poll(&mut self) -> Vec<Ended>;
+    ///
+    /// Before it answers, whatever its workers recorded outside the database is in it (a
+    /// remote executor merges their journals into `store`), so the policy reads how each
+    /// ended run ended from the store.
+    fn poll(&mut self, store: &mut Store) -> Result<Vec<Ended>, StoreError>;
 
     /// Asks the worker of `run` to finish and checkpoint its epoch, then stop (the first
     /// Ctrl-C). A group's worker stops all its members.
@@ -79,4 +92,11 @@ pub trait Executor {
     /// Whether the worker that holds `state` (started by another launch) is certainly gone,
     /// before its lease says so. `false` when the executor cannot tell: the lease decides.
     fn known_gone(&self, state: &RunState) -> bool;
+
+    /// Whether the worker that holds `state` certainly still lives, or waits to start, even
+    /// when its lease expired (a batch job still queued). `false` when the executor cannot
+    /// tell: the lease decides.
+    fn known_alive(&self, _state: &RunState) -> bool {
+        false
+    }
 }

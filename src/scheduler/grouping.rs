@@ -7,7 +7,7 @@
 //! up to the device's group size, and the group is recorded before it is claimed.
 
 use super::Planned;
-use crate::store::{RunStatus, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::train::{self, group};
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -28,15 +28,6 @@ pub struct FusedGroup {
     pub dir: PathBuf,
 }
 
-/// Whether a run that is not in this launch's queue is out of its group's way: it ended
-/// (its slice stays and trains nothing). A queued or running one elsewhere is not.
-fn ended(status: RunStatus) -> bool {
-    matches!(
-        status,
-        RunStatus::Done | RunStatus::Failed | RunStatus::Diverged | RunStatus::Pruned
-    )
-}
-
 /// The group `id` resumes with, when it has one with a checkpoint and every other member of it
 /// is queued here or ended; the queued members leave `queue`.
 fn resumable_group(
@@ -54,7 +45,8 @@ fn resumable_group(
         return Ok(None);
     }
     let waiting = |m: &crate::store::GroupMember| m.id == planned.id || queue.contains(&m.id);
-    if !members.iter().all(|m| waiting(m) || ended(m.status)) {
+    // A member queued or running elsewhere is in the way; one that ended keeps its slice.
+    if !members.iter().all(|m| waiting(m) || m.status.has_ended()) {
         return Ok(None);
     }
     let runs: Vec<String> = members
@@ -137,7 +129,7 @@ pub fn batch<'p>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{RunRecord, SweepRecord};
+    use crate::store::{RunRecord, RunStatus, SweepRecord};
     use crate::sweep::PlannedRun;
     use std::path::Path;
 

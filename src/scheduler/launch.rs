@@ -5,6 +5,7 @@
 
 use super::slots::{self, Slot};
 use super::{Options, Planned, stdout_output};
+use crate::cluster::{ExecutorKind, SlurmOptions};
 use crate::device::DeviceSpec;
 use crate::device::choice::{self, DeviceChoice, DevicesError};
 use crate::device::discover::Discovered;
@@ -30,6 +31,10 @@ pub struct LaunchRequest {
     pub keep_checkpoints: bool,
     /// `--fuse`.
     pub fuse: Option<Fuse>,
+    /// `--executor`.
+    pub executor: Option<ExecutorKind>,
+    /// `--slurm KEY=VALUE`, over `[resources.slurm]`.
+    pub slurm: Vec<String>,
 }
 
 /// A launch the scheduler cannot carry out, in the user's words.
@@ -39,6 +44,10 @@ pub enum LaunchError {
     Devices(#[from] DevicesError),
     #[error("--per-device 0 runs nothing")]
     NoSlots,
+    #[error("{0}")]
+    Slurm(String),
+    #[error("--executor slurm: every task trains on one device; {0} names {1}")]
+    SlurmDevices(String, usize),
     #[error("--restart {run}: no run with that id in sweep {sweep} (fer-lab runs --sweep {sweep})")]
     UnknownRun { run: String, sweep: String },
     #[error("removing {}: {source}", .path.display())]
@@ -67,12 +76,27 @@ impl LaunchRequest {
             (None, Some(DeviceChoice::List(l))) => l.join(","),
             (None, None) => "auto".into(),
         };
-        let devices = choice::choose(&devices_text, found)?;
+        let executor = self
+            .executor
+            .or(sweep.resources.executor)
+            .unwrap_or_default();
+        let mut slurm = sweep.resources.slurm.clone().unwrap_or_default();
+        for assignment in &self.slurm {
+            slurm.set(assignment).map_err(LaunchError::Slurm)?;
+        }
         let per_device = self.per_device.or(sweep.resources.per_device);
         if per_device == Some(0) {
             return Err(LaunchError::NoSlots);
         }
-        let slots: Vec<Slot> = slots::slots(&devices, per_device, GPU_CAP, found);
+        let (devices, slots) = match executor {
+            ExecutorKind::Local => {
+                let devices = choice::choose(&devices_text, found)?;
+                let slots = slots::slots(&devices, per_device, GPU_CAP, found);
+                (devices, slots)
+            }
+            ExecutorKind::Slurm => slurm_slots(&devices_text, &slurm, sweep.runs.len())?,
+        };
+        let local = executor == ExecutorKind::Local;
         let options = Options {
             slots,
             max_retries: self
@@ -84,20 +108,75 @@ impl LaunchRequest {
                 || sweep.resources.keep_checkpoints.unwrap_or(false),
             pruning: sweep.pruning,
             data: sweep.data.clone(),
-            stagger: STAGGER,
+            // A cluster's tasks start where and when Slurm decides: no stagger, no measuring.
+            stagger: if local { STAGGER } else { Duration::ZERO },
             gpu_cap: GPU_CAP,
-            gpu_auto: per_device.is_none(),
+            gpu_auto: local && per_device.is_none(),
             fuse: self.fuse.or(sweep.resources.fuse).unwrap_or_default(),
+            executor,
+            slurm,
+            sweep_name: sweep.name.clone(),
             worker_output: stdout_output(),
         };
         Ok(Launch { devices, options })
     }
 }
 
+/// A Slurm launch's slots: one per run of the sweep (Slurm queues them; `parallelism`
+/// throttles), each a task with one GPU when `gres` asks for one, else the one CPU device
+/// `--devices` names (default: the fastest this build has).
+fn slurm_slots(
+    devices: &str,
+    slurm: &SlurmOptions,
+    runs: usize,
+) -> Result<(Vec<DeviceSpec>, Vec<Slot>), LaunchError> {
+    let device = if slurm.wants_gpu() {
+        DeviceSpec::Cuda(0)
+    } else {
+        match devices.trim() {
+            "auto" => DeviceSpec::auto_cpu(),
+            text => {
+                let named: Vec<&str> = text.split(',').collect();
+                if named.len() != 1 {
+                    return Err(LaunchError::SlurmDevices(text.into(), named.len()));
+                }
+                named[0]
+                    .parse::<DeviceSpec>()
+                    .map_err(|why| DevicesError::Unknown {
+                        text: text.into(),
+                        why,
+                    })?
+            }
+        }
+    };
+    let threads = slurm.cpus_per_task.unwrap_or(1) as usize;
+    let slots = (0..runs.max(1))
+        .map(|index| Slot {
+            device,
+            index,
+            threads,
+        })
+        .collect();
+    Ok((vec![device], slots))
+}
+
 impl Launch {
     /// `devices: cpu (1 slot)`, and how runs fuse when any device fuses them.
     pub fn describe(&self) -> String {
         let n = self.options.slots.len();
+        if self.options.executor == ExecutorKind::Slurm {
+            let at_once = self
+                .options
+                .slurm
+                .parallelism
+                .map_or("as many at once as Slurm allows".to_string(), |k| {
+                    format!("at most {k} at once")
+                });
+            let device = self.devices.first().map_or("-".into(), |d| d.to_string());
+            return format!(
+                "executor: slurm (one array task per run or fused group, {at_once}; {device} in each task)"
+            );
+        }
         let fused = self
             .devices
             .iter()

@@ -8,7 +8,7 @@
 use super::executor::{Ended, Executor, Launch, Launched, MemoryUse};
 use super::{Options, Output};
 use crate::device::{DeviceSpec, discover};
-use crate::store::RunState;
+use crate::store::{RunState, Store, StoreError};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -104,7 +104,7 @@ impl LocalExecutor {
 }
 
 impl Executor for LocalExecutor {
-    fn launch(&mut self, launch: Launch<'_>) -> std::io::Result<Launched> {
+    fn launch(&mut self, launch: Launch<'_>, _store: &Store) -> std::io::Result<Launched> {
         std::fs::create_dir_all(launch.artifact_dir)?;
         let log = launch.artifact_dir.join("worker.log");
         let stderr = std::fs::OpenOptions::new()
@@ -135,7 +135,7 @@ impl Executor for LocalExecutor {
         Ok(Launched { pid: Some(pid) })
     }
 
-    fn poll(&mut self) -> Vec<Ended> {
+    fn poll(&mut self, _store: &mut Store) -> Result<Vec<Ended>, StoreError> {
         let mut ended = Vec::new();
         self.workers
             .retain_mut(|w| match w.child.try_wait().ok().flatten() {
@@ -150,7 +150,7 @@ impl Executor for LocalExecutor {
                 }
                 None => true,
             });
-        ended
+        Ok(ended)
     }
 
     fn stop_gracefully(&mut self, run: &str) {

@@ -7,21 +7,26 @@
 //!
 //! Two halves: the policy loop ([`policy`]: what runs next, where, and what a failure means)
 //! and an [`Executor`] that starts, watches and stops workers ([`local`]: child processes on
-//! this machine). The policy only ever talks to the executor and the store.
+//! this machine; [`slurm`]: job arrays on a cluster). The policy only ever talks to the executor and the store.
 //!
-//! # Adding an executor (a batch queue such as Slurm, a remote machine)
+//! # Adding an executor (another batch queue, a remote machine)
 //!
-//! 1. A file beside `local.rs` with a type that implements [`Executor`]: `launch` starts
-//!    `fer-lab worker --db … --run … --device … --data … --sweep-id …` (see
-//!    `LocalExecutor::command` for the flags and environment) wherever it runs, `poll` reports
-//!    the runs whose worker ended, `stop_gracefully` delivers SIGINT (the worker finishes its
-//!    epoch), `kill` ends one now, `memory` says what it can about GPU memory (or `None`),
-//!    `known_gone` may tell a dead worker before its lease expires (or always `false`).
-//! 2. The worker needs the database: the same file (a shared filesystem) or, later, a store
-//!    that speaks over the network. It renews its lease every [`crate::worker::HEARTBEAT`];
-//!    that lease is what keeps another launch from taking the run, wherever the worker is.
-//! 3. Pass it to [`run_sweep_on`] instead of what [`run_sweep`] builds. Nothing in the policy
-//!    changes: retries, resume, pruning and Ctrl-C levels are the same for every executor.
+//! 1. A file beside `local.rs` and `slurm.rs` with a type that implements [`Executor`]:
+//!    `launch` starts `fer-lab worker (--db … | --journal …) (--run … | --group …) --device …
+//!    --data … --sweep-id …` (see `LocalExecutor::command` and `SlurmExecutor::script` for the
+//!    flags and environment) wherever it runs, or queues it for the next `poll`; `poll`
+//!    reports the runs whose worker ended; `stop_gracefully` delivers SIGINT (the worker
+//!    finishes its epoch); `kill` ends one now; `memory` says what it can about GPU memory (or
+//!    `None`); `known_gone` / `known_alive` may tell a dead or a waiting worker before its
+//!    lease says so (or always `false`).
+//! 2. The worker records through a [`crate::store::Recorder`]: the database itself when it
+//!    runs on this machine (`--db`), or a journal on a shared filesystem (`--journal`), which
+//!    the executor merges in `attach` and `poll` ([`crate::store::journal`]). Either way it
+//!    renews its runs' leases every [`crate::worker::HEARTBEAT`]; the lease is what keeps
+//!    another launch from taking a run, wherever the worker is.
+//! 3. A variant of [`crate::cluster::ExecutorKind`] and its arm in [`run_sweep`]. Nothing in
+//!    the policy changes: retries, resume, pruning and Ctrl-C levels are the same for every
+//!    executor.
 //!
 //! Runs planned while the sweep runs (an adaptive search) come from a [`RunSource`]; the plan
 //! fixed at launch is [`FixedPlan`].
@@ -32,7 +37,9 @@ pub mod launch;
 pub mod local;
 pub mod policy;
 pub mod slots;
+pub mod slurm;
 
+use crate::cluster::ExecutorKind;
 use crate::data::FerData;
 use crate::pruning::Pruning;
 use crate::store::{RunRecord, RunStatus, Store, StoreError, SweepRecord};
@@ -181,6 +188,11 @@ pub struct Options {
     pub gpu_auto: bool,
     /// How many runs may train as one fused model, by device.
     pub fuse: crate::device::fusion::Fuse,
+    /// Where workers run, and the cluster's options when that is Slurm.
+    pub executor: crate::cluster::ExecutorKind,
+    pub slurm: crate::cluster::SlurmOptions,
+    /// The sweep's name (a Slurm job's name carries it).
+    pub sweep_name: String,
     /// Where the workers' progress lines go (stdout, a progress bar's log, or nowhere while a
     /// dashboard owns the terminal).
     pub worker_output: Output,
@@ -273,9 +285,10 @@ impl FailureCause {
     }
 }
 
-/// Trains every run of `planned` that is not finished, on all `opts.slots`, each in a local
-/// worker process, until the queue is empty or a stop is asked. Failures are reported as they
-/// happen. `log` receives one line per event.
+/// Trains every run of `planned` that is not finished, on all `opts.slots`, each in a worker
+/// process (on this machine, or a Slurm job's task: `opts.executor`), until the queue is
+/// empty or a stop is asked. Failures are reported as they happen. `log` receives one line
+/// per event.
 pub fn run_sweep(
     store: &mut Store,
     sweep_id: i64,
@@ -285,10 +298,17 @@ pub fn run_sweep(
     mut log: impl FnMut(&str),
 ) -> Result<SweepSummary, StoreError> {
     let db = store.path().to_path_buf();
-    let mut executor = LocalExecutor::new(&db, sweep_id, opts)
-        .map_err(|e| StoreError::Folder(PathBuf::from("fer-lab"), e))?;
+    let started = match opts.executor {
+        ExecutorKind::Local => {
+            LocalExecutor::new(&db, sweep_id, opts).map(|e| Box::new(e) as Box<dyn Executor>)
+        }
+        ExecutorKind::Slurm => {
+            slurm::SlurmExecutor::new(&db, sweep_id, opts).map(|e| Box::new(e) as Box<dyn Executor>)
+        }
+    };
+    let mut executor = started.map_err(|e| StoreError::Folder(PathBuf::from("fer-lab"), e))?;
     run_sweep_on(
-        &mut executor,
+        executor.as_mut(),
         &mut FixedPlan,
         store,
         sweep_id,

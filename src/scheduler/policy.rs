@@ -177,6 +177,7 @@ impl<'a> Sweeper<'a> {
 
     /// Runs the loop until the queue is empty or a stop is asked.
     pub fn run(mut self) -> Result<SweepSummary, StoreError> {
+        self.executor.attach(self.store)?;
         let ids: Vec<String> = self.runs.planned.iter().map(|p| p.id.clone()).collect();
         for id in ids {
             self.triage(id)?;
@@ -231,7 +232,8 @@ impl<'a> Sweeper<'a> {
                     .push((id, state.error.unwrap_or_default()));
             }
             RunStatus::Running
-                if !state.lease_expired(now) && !self.executor.known_gone(&state) =>
+                if (!state.lease_expired(now) || self.executor.known_alive(&state))
+                    && !self.executor.known_gone(&state) =>
             {
                 self.say(&id, &waiting_for(&state, now));
                 self.foreign.push(id);
@@ -246,6 +248,14 @@ impl<'a> Sweeper<'a> {
                     "its worker is gone (the last launch was stopped); resuming it",
                 );
                 self.queue.push_back(id);
+            }
+            // A requeued batch task (stopped before a time limit) still holds it.
+            RunStatus::Queued | RunStatus::Interrupted if self.executor.known_alive(&state) => {
+                self.say(
+                    &id,
+                    "held by a batch job still in the queue; waiting for it",
+                );
+                self.foreign.push(id);
             }
             RunStatus::Queued | RunStatus::Interrupted | RunStatus::Failed => {
                 self.queue.push_back(id)
@@ -326,7 +336,7 @@ impl<'a> Sweeper<'a> {
     fn reap(&mut self) -> Result<(), StoreError> {
         let mut ended: HashMap<String, Ended> = self
             .executor
-            .poll()
+            .poll(self.store)?
             .into_iter()
             .map(|e| (e.run.clone(), e))
             .collect();
@@ -493,7 +503,8 @@ impl<'a> Sweeper<'a> {
             match self.store.run_state(&id)? {
                 Some(s)
                     if s.status == RunStatus::Running
-                        && (s.lease_expired(now) || self.executor.known_gone(&s)) =>
+                        && ((s.lease_expired(now) && !self.executor.known_alive(&s))
+                            || self.executor.known_gone(&s)) =>
                 {
                     self.store
                         .requeue(&id, "its worker is gone: the launch that ran it stopped")?;
@@ -502,6 +513,12 @@ impl<'a> Sweeper<'a> {
                 }
                 Some(s) if s.status == RunStatus::Running => still.push(id),
                 Some(s) if s.status == RunStatus::Done => self.summary.trained += 1,
+                Some(s) if s.status == RunStatus::Pruned => self.summary.pruned += 1,
+                Some(s) if s.status == RunStatus::Diverged => self
+                    .summary
+                    .diverged
+                    .push((id, s.error.unwrap_or_default())),
+                Some(s) if self.executor.known_alive(&s) => still.push(id),
                 _ => self.queue.push_back(id),
             }
         }
@@ -624,7 +641,7 @@ impl<'a> Sweeper<'a> {
             artifact_dir: &artifact_dir,
             slot,
         };
-        match self.executor.launch(launch) {
+        match self.executor.launch(launch, self.store) {
             Ok(launched) => {
                 for r in &launched_runs {
                     if let Some(pid) = launched.pid {
@@ -707,14 +724,15 @@ mod tests {
     }
 
     impl Executor for EndsAtOnce {
-        fn launch(&mut self, launch: Launch<'_>) -> std::io::Result<Launched> {
+        fn launch(&mut self, launch: Launch<'_>, _: &Store) -> std::io::Result<Launched> {
             self.launched.extend(launch.runs.iter().cloned());
             self.pending.extend(launch.runs.iter().cloned());
             Ok(Launched::default())
         }
-        fn poll(&mut self) -> Vec<Ended> {
+        fn poll(&mut self, _: &mut Store) -> Result<Vec<Ended>, StoreError> {
             let store = Store::open(&self.db).unwrap();
-            self.pending
+            Ok(self
+                .pending
                 .drain(..)
                 .map(|run| {
                     store
@@ -726,7 +744,7 @@ mod tests {
                         log_tail: String::new(),
                     }
                 })
-                .collect()
+                .collect())
         }
         fn stop_gracefully(&mut self, _: &str) {}
         fn kill(&mut self, _: &str) {}
@@ -777,6 +795,9 @@ mod tests {
             gpu_cap: 1,
             gpu_auto: false,
             fuse: crate::device::fusion::Fuse::Off,
+            executor: Default::default(),
+            slurm: Default::default(),
+            sweep_name: "s".into(),
             worker_output: Arc::new(|_| {}),
         };
         let mut executor = EndsAtOnce {

@@ -55,6 +55,31 @@ impl Store {
         Ok(())
     }
 
+    /// The batch job an executor submitted for the run's worker (a Slurm array task).
+    pub fn set_batch_job(&self, id: &str, job: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE runs SET batch_job = ?2 WHERE id = ?1 AND status = ?3",
+                params![id, job, RunStatus::Running],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The running runs of a sweep: whose workers' journals a remote executor merges.
+    pub fn running_runs(&self, sweep_id: i64) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT r.id FROM runs r JOIN sweep_runs sr ON sr.run_id = r.id AND sr.sweep_id = ?1
+                 WHERE r.status = ?2 ORDER BY sr.position",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map(params![sweep_id, RunStatus::Running], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e))
+    }
+
     /// Where a running run is inside its current split (from the worker's heartbeat); None
     /// before its first split starts, stored as an empty `runs.split` as it always was.
     pub fn set_progress(

@@ -10,6 +10,7 @@ mod epochs;
 mod groups;
 mod heartbeat;
 pub mod journal;
+pub mod journal_bench;
 mod leases;
 pub mod migrations;
 mod reads;

@@ -31,6 +31,16 @@ impl RunStatus {
         RunStatus::Interrupted,
     ];
 
+    /// Whether the run is over for now: done, or stopped in a way no resume continues (a
+    /// failed run trains again only when retried). Queued, running and interrupted runs
+    /// still train.
+    pub fn has_ended(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Done | RunStatus::Failed | RunStatus::Diverged | RunStatus::Pruned
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Queued => "queued",
@@ -255,6 +265,8 @@ pub struct RunState {
     pub worker_pid: Option<i64>,
     pub epochs_done: usize,
     pub error: Option<String>,
+    /// The batch job running its worker, when an executor that submits jobs launched it.
+    pub batch_job: Option<String>,
 }
 
 impl RunState {

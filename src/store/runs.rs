@@ -90,7 +90,7 @@ impl Store {
         let tx = self.conn.transaction().map_err(e)?;
         tx.execute(
             "UPDATE runs SET status = ?5, attempts = attempts + 1, slot = ?2,
-                 launched_at = ?3, lease_expires = ?4, worker_pid = NULL
+                 launched_at = ?3, lease_expires = ?4, worker_pid = NULL, batch_job = NULL
              WHERE id = ?1",
             params![id, slot, now, now + lease_secs, RunStatus::Running],
         )
@@ -222,7 +222,8 @@ impl Store {
     pub fn run_state(&self, id: &str) -> Result<Option<RunState>, StoreError> {
         self.conn
             .query_row(
-                "SELECT status, attempts, lease_expires, worker_pid, epochs_done, error, failures
+                "SELECT status, attempts, lease_expires, worker_pid, epochs_done, error, failures,
+                        batch_job
                  FROM runs WHERE id = ?1",
                 [id],
                 |r| {
@@ -234,6 +235,7 @@ impl Store {
                         epochs_done: r.get::<_, i64>(4)? as usize,
                         error: r.get(5)?,
                         failures: r.get::<_, i64>(6)? as u32,
+                        batch_job: r.get(7)?,
                     })
                 },
             )

@@ -50,6 +50,10 @@ pub struct Resources {
     pub keep_checkpoints: Option<bool>,
     /// How many runs train as one fused model: `"auto"`, a number, or `false`.
     pub fuse: Option<crate::device::fusion::Fuse>,
+    /// Where workers run: `"local"` or `"slurm"`.
+    pub executor: Option<crate::cluster::ExecutorKind>,
+    /// `[resources.slurm]`: the cluster's options.
+    pub slurm: Option<crate::cluster::SlurmOptions>,
 }
 
 /// The same file again, only to find the line of each `[base]` key for range errors.

@@ -10,7 +10,8 @@
 
 use super::{
     Assignment, Gate, HEARTBEAT, LEASE_SECS, StoreSink, StoredRun, WallClock, WorkerArgs,
-    WorkerError, beat, catching_panics, changed_data, decode, on_signals, record_stop, splits,
+    WorkerError, beat, catching_panics, changed_data, decode, on_signals, record_stop,
+    requeue_if_warned, splits,
 };
 use crate::data::{self, FerData, Split};
 use crate::model::{self, FerModel};
@@ -26,7 +27,8 @@ use std::time::Instant;
 struct Found {
     id: String,
     run: StoredRun,
-    /// Claimed for this launch (`running`): it trains. Otherwise it ended earlier.
+    /// It has not ended: claimed for this launch (`running`), or, for a requeued cluster
+    /// task, stopped `interrupted` by the task's previous start. Otherwise it ended earlier.
     trains: bool,
 }
 
@@ -39,7 +41,7 @@ pub(super) fn run(args: &WorkerArgs, id: &str) -> Result<i32, WorkerError> {
         .into_iter()
         .map(|m| {
             Ok(Found {
-                trains: m.status == RunStatus::Running,
+                trains: !m.status.has_ended(),
                 run: decode(&m.id, m.run)?,
                 id: m.id,
             })
@@ -160,18 +162,30 @@ pub(super) fn run(args: &WorkerArgs, id: &str) -> Result<i32, WorkerError> {
             .map(|_| Err(TrainError::Training(panic.to_string())))
             .collect(),
     };
+    // Only once every member has ended for good: an interrupted or failed one resumes (and
+    // a retried one retries) from the group's checkpoint.
+    let ended = outcomes.iter().all(|o| {
+        matches!(
+            o,
+            Ok(_)
+                | Err(TrainError::Pruned { .. }
+                    | TrainError::Diverged { .. }
+                    | TrainError::StoppedEarlier { .. })
+        )
+    });
     for (m, outcome) in members.iter().zip(outcomes) {
         if m.trains {
             record_member(store, &m.id, &m.run, &data, outcome, wall)?;
         }
     }
-    // Once every member is recorded: until then a resume may need them.
-    if !args.keep_checkpoints
+    if ended
+        && !args.keep_checkpoints
         && let Err(e) = group::remove_checkpoints(&dir)
         && e.kind() != std::io::ErrorKind::NotFound
     {
         eprintln!("could not remove the checkpoints in {}: {e}", dir.display());
     }
+    requeue_if_warned();
     Ok(0)
 }
 

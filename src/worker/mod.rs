@@ -216,8 +216,12 @@ impl EpochSink for StoreSink {
     }
 }
 
+/// Set by SIGUSR1: Slurm's warning before a time limit or preemption (`--signal=B:USR1@…`).
+static REQUEUE: AtomicBool = AtomicBool::new(false);
+
 /// Signals: the first SIGINT asks for a graceful stop at the end of the epoch (the returned
-/// flag, which the [`Gate`] reads); SIGTERM records the runs `interrupted` and exits now.
+/// flag, which the [`Gate`] reads); SIGUSR1 does too, and the worker then asks Slurm to requeue
+/// its task ([`requeue_if_warned`]); SIGTERM records the runs `interrupted` and exits now.
 fn on_signals(
     store: SharedRecorder,
     runs: Vec<String>,
@@ -226,12 +230,16 @@ fn on_signals(
     let graceful = Arc::new(AtomicBool::new(false));
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGUSR1,
         signal_hook::consts::SIGTERM,
     ])?;
     let flag = graceful.clone();
     std::thread::spawn(move || {
         for signal in signals.forever() {
-            if signal == signal_hook::consts::SIGINT {
+            if signal == signal_hook::consts::SIGUSR1 {
+                REQUEUE.store(true, Ordering::SeqCst);
+                flag.store(true, Ordering::SeqCst);
+            } else if signal == signal_hook::consts::SIGINT {
                 flag.store(true, Ordering::SeqCst);
             } else {
                 let mut store = store.lock();
@@ -245,6 +253,37 @@ fn on_signals(
         }
     });
     Ok(graceful)
+}
+
+/// After a USR1 stop (checkpointed, recorded `interrupted`): asks Slurm to requeue this task,
+/// whose next start resumes the runs from their checkpoint. The task never leaves the queue,
+/// so the sweep's process keeps it as running.
+fn requeue_if_warned() {
+    if !REQUEUE.load(Ordering::SeqCst) {
+        return;
+    }
+    let job = match (
+        std::env::var("SLURM_ARRAY_JOB_ID"),
+        std::env::var("SLURM_ARRAY_TASK_ID"),
+    ) {
+        (Ok(array), Ok(task)) => format!("{array}_{task}"),
+        _ => match std::env::var("SLURM_JOB_ID") {
+            Ok(job) => job,
+            Err(_) => return,
+        },
+    };
+    println!("  requeueing slurm task {job}: it resumes from the checkpoint");
+    match std::process::Command::new("scontrol")
+        .args(["requeue", &job])
+        .output()
+    {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => eprintln!(
+            "scontrol requeue {job}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => eprintln!("scontrol requeue {job}: {e}"),
+    }
 }
 
 /// What the heartbeat publishes: the wall time so far and where the running split is.
@@ -444,6 +483,7 @@ fn run_alone(args: &WorkerArgs, run: &str) -> Result<i32, WorkerError> {
         outcome,
         clock.secs(),
     )?;
+    requeue_if_warned();
     Ok(0)
 }
 
