@@ -8,7 +8,8 @@
 #   scripts/slurm-local.sh stop
 #
 # The node has this machine's cores and memory and two fake GPUs (character devices, as Slurm
-# refuses plain files), so `--gres=gpu:1` schedules as on a GPU cluster; one partition, `debug`.
+# refuses plain files), so `--gres=gpu:1` schedules as on a GPU cluster; one partition, `debug`;
+# arrays of at most 3 tasks (`MaxArraySize=3`), so that the tests split arrays.
 set -euo pipefail
 
 conf=/etc/slurm/slurm.conf
@@ -44,6 +45,9 @@ SelectTypeParameters=CR_Core
 GresTypes=gpu
 ReturnToService=2
 MinJobAge=600
+# Tiny on purpose: a 4-run test sweep is split into arrays of at most 3 tasks, as a large sweep
+# is at a real cluster's limit (1001 by default).
+MaxArraySize=3
 StateSaveLocation=$state
 SlurmdSpoolDir=$spool
 SlurmctldPidFile=$runs/slurmctld.pid
