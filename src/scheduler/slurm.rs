@@ -87,6 +87,8 @@ pub struct SlurmExecutor {
     tasks: Vec<Task>,
     queue: RefCell<Queue>,
     merged_at: Option<Instant>,
+    /// Journal problems already said (each once).
+    unreadable: std::collections::HashSet<String>,
 }
 
 fn absolute(path: &Path) -> std::io::Result<PathBuf> {
@@ -184,6 +186,7 @@ impl SlurmExecutor {
             tasks: Vec::new(),
             queue: RefCell::new(Queue::default()),
             merged_at: None,
+            unreadable: Default::default(),
         })
     }
 
@@ -441,7 +444,12 @@ impl Executor for SlurmExecutor {
             runs.sort();
             runs.dedup();
             // After squeue: a task it no longer lists wrote its last line before it ended.
-            store.merge_journals(&self.journal, self.sweep_id, &runs)?;
+            let merged = store.merge_journals(&self.journal, self.sweep_id, &runs)?;
+            for (run, why) in merged.unreadable {
+                if self.unreadable.insert(format!("{run}: {why}")) {
+                    (self.output)(&format!("[{run}] its journal cannot be merged: {why}"));
+                }
+            }
             self.merged_at = Some(Instant::now());
         }
         let Some(live) = live else {

@@ -401,6 +401,9 @@ pub struct Merged {
     pub entries: usize,
     /// Runs whose file had new complete lines.
     pub runs: Vec<String>,
+    /// Runs whose journal could not be read or has a line that is not an entry, and why:
+    /// skipped (the others merge), and tried again at the next merge.
+    pub unreadable: Vec<(String, String)>,
 }
 
 impl Store {
@@ -431,7 +434,13 @@ impl Store {
         let mut merged = Merged::default();
         for run in runs {
             let from = self.journal_offset(run)?;
-            let (entries, to) = read_complete(&layout.run(run), from)?;
+            let (entries, to) = match read_complete(&layout.run(run), from) {
+                Ok(read) => read,
+                Err(e) => {
+                    merged.unreadable.push((run.clone(), e.to_string()));
+                    continue;
+                }
+            };
             if to == from {
                 continue;
             }
@@ -709,6 +718,13 @@ mod tests {
                 3
             )
         );
+        // Another program's line in b's journal: b is skipped and said, a merges on.
+        std::fs::create_dir_all(Layout::new(&dir).run("b").parent().unwrap()).unwrap();
+        std::fs::write(Layout::new(&dir).run("b"), "not json\n").unwrap();
+        let merged = store.merge_journals(&dir, sweep, &ids).unwrap();
+        assert_eq!(merged.unreadable.len(), 1);
+        assert!(merged.unreadable[0].1.contains("line 1"), "{merged:?}");
+        std::fs::remove_file(Layout::new(&dir).run("b")).unwrap();
         // The pruning view of another run sees a's best so far.
         store.write_task(&dir, "b", &ids[1..]).unwrap();
         let b = Journal::open(&dir, "b").unwrap();

@@ -68,16 +68,7 @@ impl Store {
 
     /// The running runs of a sweep: whose workers' journals a remote executor merges.
     pub fn running_runs(&self, sweep_id: i64) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT r.id FROM runs r JOIN sweep_runs sr ON sr.run_id = r.id AND sr.sweep_id = ?1
-                 WHERE r.status = ?2 ORDER BY sr.position",
-            )
-            .map_err(|e| self.err(e))?;
-        stmt.query_map(params![sweep_id, RunStatus::Running], |r| r.get(0))
-            .and_then(|rows| rows.collect())
-            .map_err(|e| self.err(e))
+        self.runs_with_status(sweep_id, RunStatus::Running)
     }
 
     /// Where a running run is inside its current split (from the worker's heartbeat); None

@@ -190,6 +190,15 @@ impl Store {
     /// The queued runs of a sweep, in sweep order: how a scheduler notices runs that a
     /// dashboard put back in the queue.
     pub fn queued_runs(&self, sweep_id: i64) -> Result<Vec<String>, StoreError> {
+        self.runs_with_status(sweep_id, RunStatus::Queued)
+    }
+
+    /// The runs of a sweep with `status`, in sweep order.
+    pub(super) fn runs_with_status(
+        &self,
+        sweep_id: i64,
+        status: RunStatus,
+    ) -> Result<Vec<String>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -197,7 +206,7 @@ impl Store {
                  WHERE r.status = ?2 ORDER BY sr.position",
             )
             .map_err(|e| self.err(e))?;
-        stmt.query_map(params![sweep_id, RunStatus::Queued], |r| r.get(0))
+        stmt.query_map(params![sweep_id, status], |r| r.get(0))
             .and_then(|rows| rows.collect())
             .map_err(|e| self.err(e))
     }

@@ -10,10 +10,10 @@
 
 use super::{
     Assignment, Gate, HEARTBEAT, LEASE_SECS, StoreSink, StoredRun, WallClock, WorkerArgs,
-    WorkerError, beat, catching_panics, changed_data, decode, on_signals, record_stop,
+    WorkerError, beat, catching_panics, changed_data, decode, on_signals, record_done, record_stop,
     requeue_if_warned, splits,
 };
-use crate::data::{self, FerData, Split};
+use crate::data::{self, FerData};
 use crate::model::{self, FerModel};
 use crate::store::{EpochRow, Heartbeat, Recorder, RunStatus, SharedRecorder};
 use crate::train::group::{self, Checkpoints, Member, MemberOutcome};
@@ -210,14 +210,13 @@ fn record_member(
     if let Err(e) = saved {
         return record_stop(store, run, &e, wall);
     }
-    store.finish_run(
+    record_done(
+        store,
         run,
         outcome.best_epoch,
+        [&outcome.val, &outcome.test],
+        data,
         wall,
-        &[
-            (Split::Val, &outcome.val, data.val.len()),
-            (Split::Test, &outcome.test, data.test.len()),
-        ],
     )?;
     let last: Option<&EpochRow> = outcome.epochs.last();
     println!(

@@ -327,6 +327,22 @@ fn record_stop(
     Ok(())
 }
 
+/// Records a run done with the val and test evaluations of its best epoch.
+fn record_done(
+    store: &mut dyn Recorder,
+    run: &str,
+    best_epoch: usize,
+    [val, test]: [&crate::metrics::Evaluation; 2],
+    data: &FerData,
+    wall: f64,
+) -> Result<(), WorkerError> {
+    let evals = [
+        (Split::Val, val, data.val.len()),
+        (Split::Test, test, data.test.len()),
+    ];
+    Ok(store.finish_run(run, best_epoch, wall, &evals)?)
+}
+
 /// The data's splits, shared by the loaders.
 fn splits(data: &FerData) -> Splits {
     Splits {
@@ -363,14 +379,13 @@ fn record_outcome(
         Ok(outcome) => outcome,
         Err(e) => return record_stop(store, run, &e, wall),
     };
-    store.finish_run(
+    record_done(
+        store,
         run,
         outcome.best_epoch,
+        [&outcome.val, &outcome.test],
+        data,
         wall,
-        &[
-            (Split::Val, &outcome.val, data.val.len()),
-            (Split::Test, &outcome.test, data.test.len()),
-        ],
     )?;
     // Only once the run is recorded done: until then a resume may need them.
     if !args.keep_checkpoints {
