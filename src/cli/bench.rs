@@ -38,6 +38,22 @@ enum Mode {
     /// Merging cluster workers' journals into the database (what `--executor slurm` costs
     /// the submit host), on a simulated sweep.
     Journal(JournalArgs),
+    /// The scheduler's own cost per run at scale (claim, task file, journal merge,
+    /// bookkeeping), with simulated workers that finish at once.
+    Scheduler(SchedulerArgs),
+}
+
+#[derive(Args)]
+struct SchedulerArgs {
+    #[arg(long, default_value_t = 1000)]
+    runs: usize,
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    /// Runs at once (a Slurm launch has one slot per run).
+    #[arg(long)]
+    slots: Option<usize>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
 }
 
 #[derive(Args)]
@@ -182,6 +198,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<ExitCode> {
         Some(Mode::Report(a)) => report(a),
         Some(Mode::Dashboard(a)) => dashboard(a),
         Some(Mode::Journal(a)) => journal(a),
+        Some(Mode::Scheduler(a)) => scheduler_bench(a),
     }
 }
 
@@ -290,6 +307,17 @@ fn report(args: ReportArgs) -> Result<ExitCode> {
     }
     let rows = fer_lab::report::bench::run(runs, 7).context("report benchmark")?;
     println!("fer-lab report on a synthetic sweep of {runs} finished runs (7 repeats):");
+    print!("{}", rows.render(args.format));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn scheduler_bench(args: SchedulerArgs) -> Result<ExitCode> {
+    if args.runs == 0 || args.epochs == 0 || args.slots == Some(0) {
+        bail!("--runs, --epochs and --slots must be ≥ 1");
+    }
+    let slots = args.slots.unwrap_or(args.runs);
+    let rows = fer_lab::scheduler::simulated::run(args.runs, args.epochs, slots)
+        .context("scheduler benchmark")?;
     print!("{}", rows.render(args.format));
     Ok(ExitCode::SUCCESS)
 }

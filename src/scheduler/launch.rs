@@ -84,6 +84,16 @@ impl LaunchRequest {
         for assignment in &self.slurm {
             slurm.set(assignment).map_err(LaunchError::Slurm)?;
         }
+        // One GPU per task by default, where this build can train on one and no device was
+        // named (`--devices cpu` keeps tasks on the CPU; a cluster without GPUs refuses the
+        // gres at the sbatch check, in its words).
+        if executor == ExecutorKind::Slurm
+            && slurm.gres.is_none()
+            && cfg!(feature = "tch")
+            && devices_text.trim() == "auto"
+        {
+            slurm.gres = Some("gpu:1".into());
+        }
         let per_device = self.per_device.or(sweep.resources.per_device);
         if per_device == Some(0) {
             return Err(LaunchError::NoSlots);
@@ -337,6 +347,48 @@ mod tests {
             .resolve(&sweep(""), &machine(0))
             .unwrap();
         assert_eq!(bare.options.fuse, Fuse::Auto);
+    }
+
+    #[test]
+    fn slurm_tasks_take_one_gpu_each_where_the_build_trains_on_gpus() {
+        let file = sweep("executor = \"slurm\"\n[resources.slurm]\nparallelism = 4");
+        let auto = LaunchRequest::default()
+            .resolve(&file, &machine(0))
+            .unwrap();
+        assert_eq!(auto.options.executor, ExecutorKind::Slurm);
+        assert_eq!(auto.options.slurm.parallelism, Some(4));
+        assert_eq!(
+            auto.options.slurm.gres.as_deref(),
+            cfg!(feature = "tch").then_some("gpu:1")
+        );
+        assert!(!auto.options.gpu_auto);
+        assert_eq!(auto.options.stagger, Duration::ZERO);
+        let cpu = LaunchRequest {
+            devices: Some("cpu".into()),
+            slurm: vec!["partition=short".into()],
+            ..LaunchRequest::default()
+        }
+        .resolve(&file, &machine(0))
+        .unwrap();
+        assert_eq!(cpu.options.slurm.gres, None);
+        assert_eq!(cpu.options.slurm.partition.as_deref(), Some("short"));
+        assert_eq!(cpu.devices, vec![DeviceSpec::Flex]);
+        assert!(
+            cpu.describe().starts_with("executor: slurm"),
+            "{}",
+            cpu.describe()
+        );
+        let bad = LaunchRequest {
+            slurm: vec!["queue=x".into()],
+            ..LaunchRequest::default()
+        };
+        assert!(
+            bad.resolve(&file, &machine(0))
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("no such option")
+        );
     }
 
     #[test]

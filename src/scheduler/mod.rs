@@ -36,6 +36,7 @@ pub mod grouping;
 pub mod launch;
 pub mod local;
 pub mod policy;
+pub mod simulated;
 pub mod slots;
 pub mod slurm;
 
