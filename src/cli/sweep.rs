@@ -252,10 +252,12 @@ fn print_plan(
 /// The batch script `--executor slurm` submits, for the plan's runs.
 fn print_sbatch_script(db: &Path, opts: &scheduler::Options) -> Result<()> {
     let executor = fer_lab::scheduler::slurm::SlurmExecutor::new(db, 0, opts)?;
-    let journal = fer_lab::scheduler::slurm::journal_dir(db, &opts.slurm);
+    let journal = std::path::absolute(fer_lab::scheduler::slurm::journal_dir(db, &opts.slurm))?;
     let tasks = journal.join("arrays").join("<batch>.tasks");
-    println!("# the sbatch script of each job array (--sweep-id is the sweep's once recorded):");
     print!("{}", executor.script(&tasks));
+    println!(
+        "# (the sbatch script of each job array; --sweep-id is the sweep's once it is recorded)"
+    );
     Ok(())
 }
 
