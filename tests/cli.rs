@@ -1044,6 +1044,39 @@ fn bench_modes_are_subcommands() {
         fused.contains("alone") && fused.contains("fused"),
         "{fused}"
     );
+    // The cluster's costs on simulated sweeps: every run merged and done.
+    let journal = ok(
+        t,
+        &[
+            "bench", "journal", "--runs", "20", "--epochs", "2", "--format", "json",
+        ],
+    );
+    let journal: serde_json::Value = serde_json::from_str(&journal).unwrap();
+    assert_eq!(journal[0]["runs done"], 20, "{journal}");
+    // Per run: its start, an epoch and a heartbeat per epoch, its finish.
+    assert_eq!(
+        journal[0]["entries merged"],
+        20 * (1 + 2 * 2 + 1),
+        "{journal}"
+    );
+    let scheduler = ok(
+        t,
+        &[
+            "bench",
+            "scheduler",
+            "--runs",
+            "20",
+            "--epochs",
+            "2",
+            "--slots",
+            "8",
+            "--format",
+            "json",
+        ],
+    );
+    let scheduler: serde_json::Value = serde_json::from_str(&scheduler).unwrap();
+    assert_eq!(scheduler[0]["runs done"], 20, "{scheduler}");
+    assert!(fails(t, &["bench", "scheduler", "--slots", "0"]).contains("≥ 1"));
     assert!(fails(t, &["bench", "fused", "--members", "0"]).contains("at least 1 run"));
     assert!(fails(t, &["bench", "report", "--runs", "0"]).contains("--runs must be ≥ 1"));
     assert!(fails(t, &["bench", "ops", "--device", "cpu"]).contains("use --device tch-cpu"));

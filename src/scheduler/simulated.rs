@@ -7,11 +7,10 @@
 use super::executor::{Ended, Executor, Launch, Launched, MemoryUse};
 use super::slots::Slot;
 use super::{FixedPlan, Options, Planned, StopSignal};
-use crate::data::Split;
 use crate::device::DeviceSpec;
-use crate::metrics::{Confusion, Evaluation};
-use crate::store::journal::{Entry, Layout};
-use crate::store::{EpochRow, RunRecord, RunState, Store, StoreError, SweepRecord};
+use crate::store::journal::Layout;
+use crate::store::journal_bench;
+use crate::store::{RunState, Store, StoreError};
 use crate::sweep::PlannedRun;
 use crate::table::Rows;
 use serde_json::Value;
@@ -25,40 +24,13 @@ struct FinishAtOnce {
     sweep_id: i64,
     epochs: usize,
     finished: Vec<String>,
-    eval: Evaluation,
 }
 
 impl FinishAtOnce {
     fn write(&self, run: &str) -> std::io::Result<()> {
-        let mut lines = vec![Entry::Start {
-            device: "cuda:0".into(),
-            params: 839_047,
-            flops: 1,
-            resume_from: None,
-        }];
-        for epoch in 1..=self.epochs {
-            let t = epoch as f64;
-            lines.push(Entry::Epoch {
-                row: EpochRow {
-                    epoch,
-                    train_loss: Some(1.8 / t.sqrt()),
-                    train_acc: Some(0.6 - 0.3 / t),
-                    val_loss: Some(1.6 / t.sqrt()),
-                    val_acc: Some(0.55 - 0.3 / t),
-                    lr: Some(1e-3),
-                    secs: Some(40.0),
-                    write_ms: None,
-                },
-            });
-        }
-        lines.push(Entry::Finish {
-            best_epoch: self.epochs,
-            wall_secs: 40.0 * self.epochs as f64,
-            evals: vec![
-                (Split::Val, self.eval.clone(), 3589),
-                (Split::Test, self.eval.clone(), 3589),
-            ],
-        });
+        let mut lines = vec![journal_bench::start_entry()];
+        lines.extend((1..=self.epochs).map(journal_bench::epoch_entry));
+        lines.push(journal_bench::finish_entry(self.epochs));
         let path = Layout::new(&self.journal).run(run);
         std::fs::create_dir_all(path.parent().expect("a run file has a folder"))?;
         let mut text = String::new();
@@ -118,49 +90,25 @@ pub fn run(runs: usize, epochs: usize, slots: usize) -> Result<Rows, StoreError>
 fn measure(tmp: &Path, runs: usize, epochs: usize, slots: usize) -> Result<Rows, StoreError> {
     let db = tmp.join("fer-lab.sqlite");
     let mut store = Store::open(&db)?;
-    let record = SweepRecord {
-        name: "bench".into(),
-        file: "bench.toml".into(),
-        spec: String::new(),
-        data_path: "data".into(),
-        data_fingerprint: "f".into(),
-        axes: vec!["lr".into()],
-    };
-    let planned: Vec<Planned> = (0..runs)
-        .map(|i| Planned {
-            id: format!("{i:012x}"),
+    let (sweep_id, records) = journal_bench::simulated_sweep(&mut store, runs, epochs, tmp)?;
+    let planned: Vec<Planned> = records
+        .iter()
+        .map(|r| Planned {
+            id: r.id.clone(),
             run: PlannedRun {
                 config: Default::default(),
-                seed: i as u64,
+                seed: r.seed,
                 swept: Vec::new(),
             },
-            artifact_dir: tmp.join("bench").join(format!("{i:012x}")),
+            artifact_dir: PathBuf::from(&r.artifact_dir),
             label: String::new(),
         })
         .collect();
-    let records: Vec<RunRecord> = planned
-        .iter()
-        .map(|p| RunRecord {
-            id: p.id.clone(),
-            seed: p.run.seed,
-            config_json: "{}".into(),
-            model: "baseline".into(),
-            epochs,
-            params: vec![("lr".into(), Value::from(1e-3))],
-            artifact_dir: p.artifact_dir.display().to_string(),
-        })
-        .collect();
-    let sweep_id = store.register_sweep(&record, &records)?;
-    let mut confusion = Confusion::default();
-    for c in 0..7 {
-        confusion.counts[c][c] = 300;
-    }
     let mut executor = FinishAtOnce {
         journal: tmp.join("journal"),
         sweep_id,
         epochs,
         finished: Vec::new(),
-        eval: Evaluation::from_confusion(confusion, 1.1),
     };
     let opts = Options {
         slots: (0..slots.max(1))

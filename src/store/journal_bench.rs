@@ -47,6 +47,75 @@ fn walk(dir: &std::path::Path) -> Vec<std::fs::DirEntry> {
     out
 }
 
+/// A simulated sweep of `runs` runs of `epochs` epochs, registered in `store`: its id and
+/// its runs' records (ids `000000000000`, `000000000001`, …, folders under `dir`).
+pub fn simulated_sweep(
+    store: &mut Store,
+    runs: usize,
+    epochs: usize,
+    dir: &std::path::Path,
+) -> Result<(i64, Vec<RunRecord>), StoreError> {
+    let sweep = SweepRecord {
+        name: "bench".into(),
+        file: "bench.toml".into(),
+        spec: String::new(),
+        data_path: "data".into(),
+        data_fingerprint: "f".into(),
+        axes: vec!["lr".into()],
+    };
+    let records: Vec<RunRecord> = (0..runs)
+        .map(|i| RunRecord {
+            id: format!("{i:012x}"),
+            seed: i as u64,
+            config_json: "{}".into(),
+            model: "baseline".into(),
+            epochs,
+            params: vec![("lr".into(), Value::from(1e-3))],
+            artifact_dir: dir.join(format!("{i:012x}")).display().to_string(),
+        })
+        .collect();
+    Ok((store.register_sweep(&sweep, &records)?, records))
+}
+
+/// A simulated worker's start, `epoch`'s line, and its finish.
+pub fn start_entry() -> Entry {
+    Entry::Start {
+        device: "cuda:0".into(),
+        params: 839_047,
+        flops: 1,
+        resume_from: None,
+    }
+}
+
+pub fn epoch_entry(epoch: usize) -> Entry {
+    let t = epoch as f64;
+    Entry::Epoch {
+        row: crate::store::EpochRow {
+            epoch,
+            train_loss: Some(1.8 / t.sqrt()),
+            train_acc: Some(0.6 - 0.3 / t),
+            val_loss: Some(1.6 / t.sqrt()),
+            val_acc: Some(0.55 - 0.3 / t),
+            lr: Some(1e-3),
+            secs: Some(40.0),
+            write_ms: None,
+        },
+    }
+}
+
+pub fn finish_entry(best_epoch: usize) -> Entry {
+    let mut confusion = Confusion::default();
+    for c in 0..7 {
+        confusion.counts[c][c] = 300;
+    }
+    let eval = Evaluation::from_confusion(confusion, 1.1);
+    Entry::Finish {
+        best_epoch,
+        wall_secs: 40.0 * best_epoch as f64,
+        evals: vec![(Split::Val, eval.clone(), 2100), (Split::Test, eval, 2100)],
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
@@ -72,36 +141,11 @@ fn measure(
     std::fs::create_dir_all(dir.join("runs")).map_err(|e| StoreError::Journal(e.to_string()))?;
     let db = tmp.join("fer-lab.sqlite");
     let mut store = Store::open(&db)?;
-    let sweep = SweepRecord {
-        name: "bench".into(),
-        file: "bench.toml".into(),
-        spec: String::new(),
-        data_path: "data".into(),
-        data_fingerprint: "f".into(),
-        axes: vec!["lr".into()],
-    };
-    let records: Vec<RunRecord> = (0..runs)
-        .map(|i| RunRecord {
-            id: format!("{i:012x}"),
-            seed: i as u64,
-            config_json: "{}".into(),
-            model: "baseline".into(),
-            epochs,
-            params: vec![("lr".into(), Value::from(1e-3))],
-            artifact_dir: "x".into(),
-        })
-        .collect();
-    let sweep_id = store.register_sweep(&sweep, &records)?;
+    let (sweep_id, records) = simulated_sweep(&mut store, runs, epochs, &tmp.join("bench"))?;
     let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
     for id in &ids {
         store.claim_run(id, "slurm#1", 3600.0)?;
-        let start = Entry::Start {
-            device: "cuda:0".into(),
-            params: 839_047,
-            flops: 1,
-            resume_from: None,
-        };
-        append(&layout, id, &[start])?;
+        append(&layout, id, &[start_entry()])?;
     }
     let mut waves = Vec::with_capacity(epochs);
     let mut entries = 0usize;
@@ -120,30 +164,9 @@ fn measure(
                     first_step_at: Some(1.7e9),
                 })
                 .collect();
-            let t = epoch as f64;
-            lines.push(Entry::Epoch {
-                row: crate::store::EpochRow {
-                    epoch,
-                    train_loss: Some(1.8 / t.sqrt()),
-                    train_acc: Some(0.6 - 0.3 / t),
-                    val_loss: Some(1.6 / t.sqrt()),
-                    val_acc: Some(0.55 - 0.3 / t),
-                    lr: Some(1e-3),
-                    secs: Some(40.0),
-                    write_ms: None,
-                },
-            });
+            lines.push(epoch_entry(epoch));
             if epoch == epochs {
-                let mut confusion = Confusion::default();
-                for c in 0..7 {
-                    confusion.counts[c][c] = 300;
-                }
-                let eval = Evaluation::from_confusion(confusion, 1.1);
-                lines.push(Entry::Finish {
-                    best_epoch: epoch,
-                    wall_secs: 100.0,
-                    evals: vec![(Split::Val, eval.clone(), 2100), (Split::Test, eval, 2100)],
-                });
+                lines.push(finish_entry(epoch));
             }
             append(&layout, id, &lines)?;
         }
