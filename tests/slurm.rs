@@ -197,18 +197,33 @@ fn open_files_of(needle: &str) -> Vec<String> {
 }
 
 #[test]
-fn a_sweep_runs_as_a_job_array_merges_its_journals_and_matches_a_local_one() {
+fn the_quickstart_runs_as_a_job_array_merges_its_journals_and_matches_a_local_one() {
     let _one = CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
     if !slurm() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
-    sweep_file(t, "three", "1, 2, 3", 3);
-    assert!(finish(sweep(t, "three", "local/fer-lab.sqlite", &[])).success());
-    let local = complete(&t.join("local/fer-lab.sqlite"), 3, 3);
+    // The shipped quickstart (4 runs: 2 learning rates × 2 dropouts), 3 epochs each.
+    let quickstart = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/quickstart.toml"),
+    )
+    .unwrap()
+    .replace(
+        "\"../tests/fixtures/fer2013-mini\"",
+        &format!("{:?}", mini().display().to_string()),
+    );
+    std::fs::write(t.join("quickstart.toml"), quickstart).unwrap();
+    let epochs = ["--set", "epochs=3"];
+    assert!(finish(sweep(t, "quickstart", "local/fer-lab.sqlite", &epochs)).success());
+    let local = complete(&t.join("local/fer-lab.sqlite"), 4, 3);
 
-    let child = sweep(t, "three", "slurm/fer-lab.sqlite", &["--executor", "slurm"]);
+    let child = sweep(
+        t,
+        "quickstart",
+        "slurm/fer-lab.sqlite",
+        &["--executor", "slurm", "--set", "epochs=3"],
+    );
     // While a task trains: its worker has the journal open, never the database.
     let db = t.join("slurm/fer-lab.sqlite");
     let _: i64 = wait_for(&db, "SELECT 1 FROM runs WHERE status = 'running' LIMIT 1");
@@ -224,7 +239,7 @@ fn a_sweep_runs_as_a_job_array_merges_its_journals_and_matches_a_local_one() {
         "a worker on a node opened the database: {seen:?}"
     );
     assert!(finish(child).success());
-    let slurm = complete(&db, 3, 3);
+    let slurm = complete(&db, 4, 3);
     assert_eq!(
         slurm, local,
         "the same runs, the same numbers, wherever they ran"
@@ -237,7 +252,7 @@ fn a_sweep_runs_as_a_job_array_merges_its_journals_and_matches_a_local_one() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(jobs, 3, "each run was an array task");
+    assert_eq!(jobs, 4, "each run was an array task");
     let script = std::fs::read_dir(t.join("slurm/journal/arrays"))
         .unwrap()
         .flatten()
@@ -254,7 +269,7 @@ fn a_sweep_runs_as_a_job_array_merges_its_journals_and_matches_a_local_one() {
         t,
         &[
             "sweep",
-            "three.toml",
+            "quickstart.toml",
             "--executor",
             "slurm",
             "--dry-run",
