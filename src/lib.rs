@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod model;
 pub mod optim;
 pub mod predict;
+pub mod predictions;
 pub mod process;
 pub mod progress;
 pub mod pruning;

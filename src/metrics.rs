@@ -44,6 +44,10 @@ pub struct Evaluation {
     pub macro_f1: f64,
     pub per_class: [ClassMetrics; NUM_CLASSES],
     pub confusion: Confusion,
+    /// Every image's class probabilities, when the evaluation saw them (what ensembles
+    /// average); absent from evaluations derived from a confusion matrix alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predictions: Option<crate::predictions::SplitPredictions>,
 }
 
 fn ratio(num: u64, den: u64) -> f64 {
@@ -86,6 +90,7 @@ impl Evaluation {
             macro_f1: mean(|m| m.f1),
             per_class,
             confusion,
+            predictions: None,
         }
     }
 }

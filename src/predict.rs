@@ -5,6 +5,7 @@ use crate::config::{RunConfig, Tta};
 use crate::data::IMAGE_PIXELS;
 use crate::emotion::{Emotion, NUM_CLASSES};
 use crate::model::FerModel;
+use crate::report::RankMetric;
 use crate::store::{Store, StoreError};
 use crate::train::{self, BEST_MODEL};
 use burn::module::Module;
@@ -23,6 +24,10 @@ pub enum PredictError {
     Ambiguous(String, String),
     #[error("sweep {0} has no finished run yet")]
     NoFinishedRun(String),
+    #[error("--ensemble 0: give the number of best cells to combine (1 or more)")]
+    NoCells,
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
     #[error("run {run} has no trained model at {path} (is it finished? `fer-lab runs`)")]
     NoModel { run: String, path: PathBuf },
     #[error("run {run}: its stored config does not parse: {why}")]
@@ -68,6 +73,31 @@ pub fn resolve(
                 .ok_or(PredictError::NoFinishedRun(name))?
         }
     };
+    trained_run(store, id)
+}
+
+/// The members of `fer-lab report --ensemble K`: every run of the best `k` cells of a sweep on
+/// val accuracy (default: the most recently launched sweep), each with its model.
+pub fn resolve_ensemble(
+    store: &Store,
+    sweep: Option<&str>,
+    k: usize,
+) -> Result<Vec<TrainedRun>, PredictError> {
+    if k == 0 {
+        return Err(PredictError::NoCells);
+    }
+    let analysis = crate::report::analysis::analyse(store, sweep, RankMetric::ValAcc)?;
+    let members = crate::report::ensemble::members(&analysis, k);
+    if members.is_empty() {
+        return Err(PredictError::NoFinishedRun(analysis.sweep));
+    }
+    members
+        .into_iter()
+        .map(|r| trained_run(store, r.id.clone()))
+        .collect()
+}
+
+fn trained_run(store: &Store, id: String) -> Result<TrainedRun, PredictError> {
     let row = store
         .trained_run(&id)?
         .ok_or_else(|| PredictError::NoSuchRun(id.clone()))?;
@@ -121,15 +151,35 @@ pub fn predict(
     images: &[PathBuf],
     device: &Device,
 ) -> Result<Vec<Prediction>, PredictError> {
+    predict_ensemble(std::slice::from_ref(run), images, device)
+}
+
+/// Classifies `images` with every run's model (each with its own test-time augmentation) and
+/// averages their class probabilities: the soft vote `report --ensemble` scores.
+pub fn predict_ensemble(
+    runs: &[TrainedRun],
+    images: &[PathBuf],
+    device: &Device,
+) -> Result<Vec<Prediction>, PredictError> {
     let pixels: Vec<[u8; IMAGE_PIXELS]> = images
         .iter()
         .map(|p| load_image(p))
         .collect::<Result<_, _>>()?;
-    let model =
-        train::load_model(&run.config, &run.model_path, device).map_err(PredictError::Load)?;
     let refs: Vec<&[u8; IMAGE_PIXELS]> = pixels.iter().collect();
-    let tta: Tta = run.config.tta;
-    let probs = train::eval::predict(&model, &refs, tta, device);
+    let mut probs = vec![[0f32; NUM_CLASSES]; images.len()];
+    for run in runs {
+        let model =
+            train::load_model(&run.config, &run.model_path, device).map_err(PredictError::Load)?;
+        let tta: Tta = run.config.tta;
+        for (sum, p) in probs
+            .iter_mut()
+            .zip(train::eval::predict(&model, &refs, tta, device))
+        {
+            for (s, x) in sum.iter_mut().zip(p) {
+                *s += x / runs.len() as f32;
+            }
+        }
+    }
     Ok(images
         .iter()
         .zip(probs)

@@ -361,6 +361,11 @@ fn a_two_run_sweep_lands_in_sqlite_and_reports() {
         2
     );
     assert_eq!(count("SELECT count(*) AS n FROM evals"), 4);
+    // Every image's class probabilities, for ensembles: 70 val and 70 test images per run.
+    assert_eq!(
+        count("SELECT count(*) AS n FROM predictions WHERE length(probs) = 14 * n AND n = 70"),
+        4
+    );
     assert_eq!(count("SELECT count(*) AS n FROM class_metrics"), 28);
     assert_eq!(
         count("SELECT count(*) AS n FROM confusion WHERE split = 'test'"),
@@ -510,6 +515,43 @@ fn a_two_run_sweep_lands_in_sqlite_and_reports() {
     .sum();
     assert!((sum - 1.0).abs() < 1e-3, "{row}");
     assert!(row["emotion"].is_string());
+    // Ensembles: the two cells soft-voted from the stored probabilities, and predict with the
+    // same members.
+    let report: Value =
+        serde_json::from_str(&ok(t, &["report", "--ensemble", "2", "--format", "json"])).unwrap();
+    let ensemble = report["ensemble"].as_array().unwrap();
+    assert_eq!(ensemble.len(), 3, "best run, top 1, top 2: {report}");
+    assert_eq!(ensemble[2]["runs"], 2);
+    // The top cell's ensemble is its one run: it scores what the run scored (up to an argmax
+    // moved by the stored probabilities' rounding, one image in 70).
+    let best_val = report["cells"][0]["val_mean"].as_f64().unwrap();
+    assert!(
+        (ensemble[1]["val_acc"].as_f64().unwrap() - best_val).abs() <= 1.0 / 70.0 + 1e-9,
+        "{report}"
+    );
+    let table = ok(t, &["report", "--ensemble", "2"]);
+    assert!(table.contains("Ensembles of the top 1–2 cells"), "{table}");
+    let voted: Value = serde_json::from_str(&ok(
+        t,
+        &["predict", image, "--ensemble", "2", "--format", "json"],
+    ))
+    .unwrap();
+    let sum: f64 = [
+        "Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral",
+    ]
+    .iter()
+    .map(|e| voted[0][*e].as_f64().unwrap())
+    .sum();
+    assert!((sum - 1.0).abs() < 1e-3, "{voted}");
+    let ensemble_table = ok(t, &["predict", image, "--ensemble", "2"]);
+    assert!(
+        ensemble_table.contains("ensemble of 2 runs"),
+        "{ensemble_table}"
+    );
+    let err = fails(t, &["report", "--ensemble", "0"]);
+    assert!(err.contains("--ensemble 0"), "{err}");
+    let err = fails(t, &["predict", image, "--ensemble", "2", "--run", "abcd"]);
+    assert!(err.contains("--ensemble") && err.contains("--run"), "{err}");
     let err = fails(t, &["predict", "README-missing.png", "--best"]);
     assert!(err.contains("README-missing.png"), "{err}");
     fs::write(t.join("not-an-image.jpg"), "hello").unwrap();

@@ -137,6 +137,18 @@ fn complete(db: &Path, runs: i64, epochs: i64) -> Vec<(String, i64, f64, f64)> {
         .collect()
 }
 
+/// Every run's stored predictions: (run, split, labels, probabilities).
+fn predictions(db: &Path) -> Vec<(String, String, Vec<u8>, Vec<u8>)> {
+    let conn = open(db);
+    let mut stmt = conn
+        .prepare("SELECT run_id, split, labels, probs FROM predictions ORDER BY run_id, split")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
 /// Polls `query` on `db` (which may not exist yet) until it returns a row.
 fn wait_for<T: rusqlite::types::FromSql>(db: &Path, query: &str) -> T {
     let started = Instant::now();
@@ -244,6 +256,12 @@ fn the_quickstart_runs_as_a_job_array_merges_its_journals_and_matches_a_local_on
         slurm, local,
         "the same runs, the same numbers, wherever they ran"
     );
+    // The class probabilities ensembles use travel in the journals, bit for bit.
+    assert_eq!(
+        predictions(&db),
+        predictions(&t.join("local/fer-lab.sqlite"))
+    );
+    assert_eq!(predictions(&db).len(), 8, "val and test of each run");
     let conn = open(&db);
     let jobs: i64 = conn
         .query_row(

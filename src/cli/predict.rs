@@ -11,7 +11,7 @@ pub(crate) struct RunChoice {
     /// The best finished run on val accuracy (the default without --run).
     #[arg(long)]
     pub(crate) best: bool,
-    /// With --best: of this sweep (default: the most recently launched).
+    /// With --best or --ensemble: of this sweep (default: the most recently launched).
     #[arg(long)]
     pub(crate) sweep: Option<String>,
 }
@@ -34,6 +34,10 @@ pub(crate) struct PredictArgs {
     pub(crate) images: Vec<PathBuf>,
     #[command(flatten)]
     pub(crate) which: RunChoice,
+    /// Soft-vote the runs of the best K cells on val (the members `report --ensemble K` scores)
+    /// instead of one run.
+    #[arg(long, value_name = "K", conflicts_with_all = ["run", "best"])]
+    pub(crate) ensemble: Option<usize>,
     /// Device: auto, cpu (flex), tch-cpu or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub(crate) device: String,
@@ -55,9 +59,15 @@ pub(crate) struct ExportArgs {
 }
 
 pub(crate) fn predict(args: PredictArgs) -> Result<ExitCode> {
-    let run = args.which.resolve(&args.db.db)?;
     let device: DeviceSpec = args.device.parse().map_err(anyhow::Error::msg)?;
-    let predictions = fer_lab::predict::predict(&run, &args.images, &device.device())?;
+    let runs = match args.ensemble {
+        Some(k) => {
+            let store = Store::open_read_only(&args.db.db)?;
+            fer_lab::predict::resolve_ensemble(&store, args.which.sweep.as_deref(), k)?
+        }
+        None => vec![args.which.resolve(&args.db.db)?],
+    };
+    let predictions = fer_lab::predict::predict_ensemble(&runs, &args.images, &device.device())?;
     let mut headers = vec!["image".to_string(), "emotion".to_string()];
     headers.extend(
         fer_lab::emotion::Emotion::ALL
@@ -78,13 +88,23 @@ pub(crate) fn predict(args: PredictArgs) -> Result<ExitCode> {
         rows.push(row);
     }
     if args.format == Format::Table {
-        println!(
-            "run {}{}: probabilities of the seven classes",
-            run.id,
-            run.val_acc
-                .map(|v| format!(" (val accuracy {:.2} %)", 100.0 * v))
-                .unwrap_or_default()
-        );
+        match runs.as_slice() {
+            [run] => println!(
+                "run {}{}: probabilities of the seven classes",
+                run.id,
+                run.val_acc
+                    .map(|v| format!(" (val accuracy {:.2} %)", 100.0 * v))
+                    .unwrap_or_default()
+            ),
+            many => println!(
+                "ensemble of {} runs ({}): their class probabilities averaged",
+                many.len(),
+                many.iter()
+                    .map(|r| r.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
     }
     emit(&rows.render(args.format))?;
     Ok(ExitCode::SUCCESS)

@@ -25,6 +25,10 @@ pub(crate) struct ReportArgs {
     /// Compare two sweeps (best cells, tested over seeds) or two runs (ids or prefixes).
     #[arg(long, num_args = 2, value_names = ["A", "B"], conflicts_with = "runs")]
     pub(crate) compare: Option<Vec<String>>,
+    /// Also soft-vote the runs of the best 1..=K cells (chosen on val) from their stored class
+    /// probabilities, and report each ensemble's val and test accuracy and per-class F1.
+    #[arg(long, value_name = "K", conflicts_with_all = ["runs", "compare"])]
+    pub(crate) ensemble: Option<usize>,
     /// Write the report to this file instead of stdout (written whole, or not at all).
     #[arg(long)]
     pub(crate) out: Option<PathBuf>,
@@ -54,8 +58,11 @@ pub(crate) fn run(args: ReportArgs) -> Result<ExitCode> {
             rows.render(args.format)
         }
     } else {
-        let analysis =
+        let mut analysis =
             fer_lab::report::analysis::analyse(&store, args.sweep.as_deref(), args.metric)?;
+        if let Some(k) = args.ensemble {
+            analysis.ensemble = Some(fer_lab::report::ensemble::ensembles(&store, &analysis, k)?);
+        }
         let html = args.format == Format::Html;
         if args.plots.is_none() && !html {
             analysis.render(args.format, args.top)

@@ -135,6 +135,8 @@ pub struct Analysis {
     pub pending: usize,
     /// Finished runs that stayed at chance (see [`crate::store::NEVER_LEARNED_BELOW`]).
     pub never_learned: Vec<String>,
+    /// The soft votes of the best cells, when asked for ([`super::ensemble::ensembles`]).
+    pub ensemble: Option<super::ensemble::Ensembles>,
 }
 
 /// Reads a sweep's finished runs and analyses them.
@@ -192,6 +194,7 @@ pub fn analyse(
         confusion,
         pending,
         never_learned: store.never_learned(sweep_id)?,
+        ensemble: None,
     })
 }
 

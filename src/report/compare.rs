@@ -324,6 +324,7 @@ mod tests {
             confusion: [[0; 7]; 7],
             pending: 0,
             never_learned: vec![],
+            ensemble: None,
         }
     }
 

@@ -6,6 +6,7 @@
 pub mod analysis;
 pub mod bench;
 pub mod compare;
+pub mod ensemble;
 pub mod plots;
 pub mod sections;
 
@@ -28,6 +29,8 @@ pub enum ReportError {
     Compare(String),
     #[error("plot {0}")]
     Plot(String),
+    #[error("--ensemble: {0}")]
+    Ensemble(String),
 }
 
 /// What a leaderboard is ordered by (val metrics only).

@@ -34,6 +34,10 @@ pub const FILES: &[(&str, &str)] = &[
         "0007_journals.sql",
         include_str!("../../migrations/0007_journals.sql"),
     ),
+    (
+        "0008_predictions.sql",
+        include_str!("../../migrations/0008_predictions.sql"),
+    ),
 ];
 
 /// Schema version of a database with every migration applied.
@@ -86,6 +90,10 @@ mod tests {
         (
             "0007_journals.sql",
             "ee333926ca3fc25b3ecbb942f6dfa61025385e92c307002702da44a36fcef5a9",
+        ),
+        (
+            "0008_predictions.sql",
+            "c286bbf61b5cbecf7c9bc4660f82f759bb0682bcfe23ad3587cd7b899dd9e53d",
         ),
     ];
 

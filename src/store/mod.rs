@@ -113,6 +113,9 @@ pub enum StoreError {
     /// A journal file or task file that cannot be read or written (see [`journal`]).
     #[error("journal: {0}")]
     Journal(String),
+    /// Stored bytes that do not decode as what wrote them (a hand-edited database).
+    #[error("{path}: {why}", path = .0.display(), why = .1)]
+    Corrupt(PathBuf, crate::predictions::PredictionsError),
 }
 
 impl StoreError {

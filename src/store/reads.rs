@@ -4,6 +4,7 @@
 use super::records::RunStatus;
 use super::{NEVER_LEARNED_BELOW, Store, StoreError};
 use crate::data::Split;
+use crate::predictions::SplitPredictions;
 use rusqlite::{OptionalExtension, params};
 
 /// What a worker needs of its run to train it.
@@ -39,6 +40,32 @@ pub struct RunningProgress {
 }
 
 impl Store {
+    /// The class probabilities run `id`'s best model gave every image of `split`; None when
+    /// the run has none recorded (not finished, or finished by a fer-lab older than schema 8).
+    pub fn predictions(
+        &self,
+        id: &str,
+        split: Split,
+    ) -> Result<Option<SplitPredictions>, StoreError> {
+        if self.schema_version()? < 8 {
+            return Ok(None);
+        }
+        let row: Option<(Vec<u8>, Vec<u8>)> = self
+            .conn
+            .query_row(
+                "SELECT labels, probs FROM predictions WHERE run_id = ?1 AND split = ?2",
+                params![id, split],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        row.map(|(labels, probs)| {
+            SplitPredictions::from_bytes(&format!("run {id}, {split} predictions"), labels, &probs)
+                .map_err(|e| StoreError::Corrupt(self.path.clone(), e))
+        })
+        .transpose()
+    }
+
     /// The finished runs of a sweep that never learned (see [`NEVER_LEARNED_BELOW`]), in sweep
     /// order.
     pub fn never_learned(&self, sweep_id: i64) -> Result<Vec<String>, StoreError> {

@@ -37,7 +37,7 @@ impl Store {
             params![id, kept],
         )
         .map_err(e)?;
-        for table in ["evals", "class_metrics", "confusion"] {
+        for table in ["evals", "class_metrics", "confusion", "predictions"] {
             tx.execute(&format!("DELETE FROM {table} WHERE run_id = ?1"), [id])
                 .map_err(e)?;
         }
@@ -141,7 +141,13 @@ impl Store {
         let path = self.path.clone();
         let e = |err| sqlite(&path, err);
         let tx = self.conn.transaction().map_err(e)?;
-        for table in ["epochs", "evals", "class_metrics", "confusion"] {
+        for table in [
+            "epochs",
+            "evals",
+            "class_metrics",
+            "confusion",
+            "predictions",
+        ] {
             tx.execute(&format!("DELETE FROM {table} WHERE run_id = ?1"), [id])
                 .map_err(e)?;
         }
@@ -296,6 +302,14 @@ impl Store {
                         m.f1,
                         m.support as i64
                     ],
+                )
+                .map_err(e)?;
+            }
+            if let Some(p) = &eval.predictions {
+                tx.execute(
+                    "INSERT OR REPLACE INTO predictions (run_id, split, n, labels, probs)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![id, split, p.len() as i64, p.label_bytes(), p.prob_bytes()],
                 )
                 .map_err(e)?;
             }

@@ -3,8 +3,9 @@
 use crate::config::Tta;
 use crate::data::augment::tta_views;
 use crate::data::{IMAGE_PIXELS, IMAGE_SIDE, SplitImages};
-use crate::metrics::{Confusion, Evaluation};
+use crate::metrics::Evaluation;
 use crate::model::FerModel;
+use crate::predictions::SplitPredictions;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use std::sync::Arc;
@@ -42,7 +43,8 @@ pub fn predict(
 }
 
 /// Runs `model` over all of `images` (no augmentation; TTA views when asked) and derives the
-/// metrics. The loss is the cross-entropy of the averaged probabilities.
+/// metrics, keeping every image's probabilities (for ensembles). The loss is the
+/// cross-entropy of the averaged probabilities.
 pub fn evaluate(
     model: &FerModel,
     images: &Arc<SplitImages>,
@@ -50,20 +52,17 @@ pub fn evaluate(
     tta: Tta,
     device: &Device,
 ) -> Evaluation {
-    let mut confusion = Confusion::default();
-    let mut loss_sum = 0.0;
     let n = images.len();
+    let mut probs = Vec::with_capacity(n);
     let mut start = 0;
     while start < n {
         let end = (start + batch_size).min(n);
         let batch: Vec<&[u8; IMAGE_PIXELS]> = (start..end).map(|i| images.image(i)).collect();
-        for (offset, probs) in predict(model, &batch, tta, device).into_iter().enumerate() {
-            let truth = images.label(start + offset).id() as usize;
-            let pred = (0..7).fold(0, |best, c| if probs[c] > probs[best] { c } else { best });
-            confusion.add(truth, pred);
-            loss_sum -= f64::from(probs[truth].max(1e-12)).ln();
-        }
+        probs.extend(predict(model, &batch, tta, device));
         start = end;
     }
-    Evaluation::from_confusion(confusion, if n == 0 { 0.0 } else { loss_sum / n as f64 })
+    let labels = (0..n).map(|i| images.label(i).id()).collect();
+    SplitPredictions::new(labels, probs)
+        .expect("a split's labels are class ids, one per image")
+        .evaluate()
 }

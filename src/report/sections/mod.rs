@@ -9,6 +9,7 @@ pub mod cells;
 pub mod classes;
 pub mod confusion;
 pub mod effects;
+pub mod ensemble;
 
 use super::analysis::{Analysis, Section};
 
@@ -21,4 +22,5 @@ pub const ALL: &[Build] = &[
     effects::section,
     classes::section,
     confusion::section,
+    ensemble::section,
 ];
