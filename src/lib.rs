@@ -26,7 +26,6 @@ pub mod metrics;
 pub mod model;
 pub mod optim;
 pub mod predict;
-pub mod predictions;
 pub mod process;
 pub mod progress;
 pub mod pruning;

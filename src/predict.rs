@@ -5,7 +5,6 @@ use crate::config::{RunConfig, Tta};
 use crate::data::IMAGE_PIXELS;
 use crate::emotion::{Emotion, NUM_CLASSES};
 use crate::model::FerModel;
-use crate::report::RankMetric;
 use crate::store::{Store, StoreError};
 use crate::train::{self, BEST_MODEL};
 use burn::module::Module;
@@ -24,10 +23,6 @@ pub enum PredictError {
     Ambiguous(String, String),
     #[error("sweep {0} has no finished run yet")]
     NoFinishedRun(String),
-    #[error("--ensemble 0: give the number of best cells to combine (1 or more)")]
-    NoCells,
-    #[error(transparent)]
-    Report(#[from] crate::report::ReportError),
     #[error("run {run} has no trained model at {path} (is it finished? `fer-lab runs`)")]
     NoModel { run: String, path: PathBuf },
     #[error("run {run}: its stored config does not parse: {why}")]
@@ -76,28 +71,8 @@ pub fn resolve(
     trained_run(store, id)
 }
 
-/// The members of `fer-lab report --ensemble K`: every run of the best `k` cells of a sweep on
-/// val accuracy (default: the most recently launched sweep), each with its model.
-pub fn resolve_ensemble(
-    store: &Store,
-    sweep: Option<&str>,
-    k: usize,
-) -> Result<Vec<TrainedRun>, PredictError> {
-    if k == 0 {
-        return Err(PredictError::NoCells);
-    }
-    let analysis = crate::report::analysis::analyse(store, sweep, RankMetric::ValAcc)?;
-    let members = crate::report::ensemble::members(&analysis, k);
-    if members.is_empty() {
-        return Err(PredictError::NoFinishedRun(analysis.sweep));
-    }
-    members
-        .into_iter()
-        .map(|r| trained_run(store, r.id.clone()))
-        .collect()
-}
-
-fn trained_run(store: &Store, id: String) -> Result<TrainedRun, PredictError> {
+/// A finished run by its full id, with its model.
+pub fn trained_run(store: &Store, id: String) -> Result<TrainedRun, PredictError> {
     let row = store
         .trained_run(&id)?
         .ok_or_else(|| PredictError::NoSuchRun(id.clone()))?;

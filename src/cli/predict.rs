@@ -61,10 +61,7 @@ pub(crate) struct ExportArgs {
 pub(crate) fn predict(args: PredictArgs) -> Result<ExitCode> {
     let device: DeviceSpec = args.device.parse().map_err(anyhow::Error::msg)?;
     let runs = match args.ensemble {
-        Some(k) => {
-            let store = Store::open_read_only(&args.db.db)?;
-            fer_lab::predict::resolve_ensemble(&store, args.which.sweep.as_deref(), k)?
-        }
+        Some(k) => ensemble_members(&args.db.db, args.which.sweep.as_deref(), k)?,
         None => vec![args.which.resolve(&args.db.db)?],
     };
     let predictions = fer_lab::predict::predict_ensemble(&runs, &args.images, &device.device())?;
@@ -108,6 +105,32 @@ pub(crate) fn predict(args: PredictArgs) -> Result<ExitCode> {
     }
     emit(&rows.render(args.format))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every run of the best `k` cells of a sweep on val accuracy, each with its model: the members
+/// `report --ensemble K` scores.
+fn ensemble_members(
+    db: &Path,
+    sweep: Option<&str>,
+    k: usize,
+) -> Result<Vec<fer_lab::predict::TrainedRun>> {
+    anyhow::ensure!(
+        k > 0,
+        "--ensemble 0: give the number of best cells to combine (1 or more)"
+    );
+    let store = Store::open_read_only(db)?;
+    let analysis =
+        fer_lab::report::analysis::analyse(&store, sweep, fer_lab::report::RankMetric::ValAcc)?;
+    let members = fer_lab::report::ensemble::members(&analysis, k);
+    anyhow::ensure!(
+        !members.is_empty(),
+        "sweep {} has no finished run yet",
+        analysis.sweep
+    );
+    Ok(members
+        .into_iter()
+        .map(|r| fer_lab::predict::trained_run(&store, r.id.clone()))
+        .collect::<Result<_, _>>()?)
 }
 
 pub(crate) fn export(args: ExportArgs) -> Result<ExitCode> {

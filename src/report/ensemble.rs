@@ -3,14 +3,14 @@
 //!
 //! The members are chosen on val only (the cells' rank), never on test; `fer-lab predict
 //! --ensemble K` uses the same members ([`members`]). The probabilities come from the database
-//! ([`crate::predictions`]), so an ensemble of runs trained on a GPU machine is formed where only
+//! ([`crate::metrics::predictions`]), so an ensemble of runs trained on a GPU machine is formed where only
 //! the database came back.
 
 use super::ReportError;
 use super::analysis::{Analysis, RunResult};
 use crate::data::Split;
 use crate::metrics::Evaluation;
-use crate::predictions::SplitPredictions;
+use crate::metrics::SplitPredictions;
 use crate::store::Store;
 
 /// The ensemble of the top `cells` cells.

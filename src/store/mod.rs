@@ -115,7 +115,7 @@ pub enum StoreError {
     Journal(String),
     /// Stored bytes that do not decode as what wrote them (a hand-edited database).
     #[error("{path}: {why}", path = .0.display(), why = .1)]
-    Corrupt(PathBuf, crate::predictions::PredictionsError),
+    Corrupt(PathBuf, crate::metrics::predictions::PredictionsError),
 }
 
 impl StoreError {

@@ -4,7 +4,7 @@
 use super::records::RunStatus;
 use super::{NEVER_LEARNED_BELOW, Store, StoreError};
 use crate::data::Split;
-use crate::predictions::SplitPredictions;
+use crate::metrics::SplitPredictions;
 use rusqlite::{OptionalExtension, params};
 
 /// What a worker needs of its run to train it.

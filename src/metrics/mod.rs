@@ -1,7 +1,11 @@
 //! Classification metrics from a confusion matrix: accuracy, per-class precision / recall /
 //! F1 / support, and their macro averages. Pure arithmetic, so it is tested by hand.
+//! [`predictions`] keeps what they were counted from, image by image, for ensembles.
+
+pub mod predictions;
 
 use crate::emotion::NUM_CLASSES;
+pub use predictions::SplitPredictions;
 use serde::{Deserialize, Serialize};
 
 /// `counts[true][pred]`.
@@ -47,7 +51,7 @@ pub struct Evaluation {
     /// Every image's class probabilities, when the evaluation saw them (what ensembles
     /// average); absent from evaluations derived from a confusion matrix alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub predictions: Option<crate::predictions::SplitPredictions>,
+    pub predictions: Option<SplitPredictions>,
 }
 
 fn ratio(num: u64, den: u64) -> f64 {
