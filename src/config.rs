@@ -276,7 +276,7 @@ impl RunConfig {
                 "augment.crops",
                 format!(
                     "augment.crops = {} needs a `crop` (random crops of the whole image are all \
-                     the same image)",
+                     the same image; when a grid sweeps `crop`, set one in [base] too)",
                     self.augment.crops
                 ),
             );

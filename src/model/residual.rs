@@ -1,9 +1,11 @@
 //! A small ResNet for 48×48×1: a 3×3 stem and a max-pool (48 → 24), `stages` (3 by default)
 //! stages of `depth` basic blocks at `width`·(1, 2, 4, …) channels (stride 2 between stages:
 //! 24 → 12 → 6) with batch norm and identity or projection shortcuts, global average pooling,
-//! dropout, a dense head. Global pooling makes the net indifferent to the input side: a crop of
-//! 40 gives 40 → 20 → 10 → 5. `stem_pool = false` drops the stem's max-pool (the CIFAR-style
-//! stem), and `{ width = 64, depth = 2, stages = 4, stem_pool = false }` is ResNet-18.
+//! dropout, a dense head. Global pooling leaves the parameters indifferent to the input side
+//! (only the FLOPs change): at a crop of 40 the stages run at 20 → 10 → 5. `stem_pool = false`
+//! drops the stem's max-pool (the CIFAR-style stem), and
+//! `{ width = 64, depth = 2, stages = 4, stem_pool = false }` is ResNet-18 (at a crop of 40 its
+//! stages run at 40 → 20 → 10 → 5).
 //! With `attention`, every block gates its residual branch with SE or CBAM before the sum, so
 //! attention's effect is measured at the same depth.
 
