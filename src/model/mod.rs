@@ -88,22 +88,6 @@ impl ModelSpec {
         }
     }
 
-    /// The spec as its `kind`-tagged table with every knob spelled out, those the canonical
-    /// JSON leaves out at their defaults (the residual nets' `stages`, `stem_pool`) included.
-    pub fn full_json(&self) -> serde_json::Value {
-        let mut value = serde_json::to_value(self).expect("a model spec serialises");
-        let trunk = match self {
-            ModelSpec::Residual(c) => Some(c.trunk()),
-            ModelSpec::Attention(c) => Some(c.trunk()),
-            _ => None,
-        };
-        if let (Some(trunk), Some(table)) = (trunk, value.as_object_mut()) {
-            table.insert("stages".into(), trunk.stages.into());
-            table.insert("stem_pool".into(), trunk.stem_pool.into());
-        }
-        value
-    }
-
     /// Checks that the model's pooling leaves at least one pixel of a `side`×`side` input;
     /// the error's key is `crop` and it names the model and the side.
     pub fn validate_side(&self, side: usize) -> Result<(), InvalidValue> {
