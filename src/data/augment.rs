@@ -686,7 +686,7 @@ mod tests {
         // The top-left crop starts at the image's top-left pixel.
         assert_eq!(to_u8(&ten[0])[0], img[0]);
         // Without a crop the views are exactly those runs were evaluated on before crops
-        // existed (a sum pinned from that code, every view and pixel, in order).
+        // existed (a sum pinned by running this on 5465bed, every view and pixel, in order).
         let weighted: f64 = ten
             .iter()
             .flatten()

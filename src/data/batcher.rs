@@ -400,4 +400,37 @@ mod tests {
             assert_eq!(&pixels[k * 36 * 36..][..36 * 36], &view[0][..]);
         }
     }
+
+    #[test]
+    fn without_a_crop_batches_are_what_they_were_before_crops() {
+        use crate::data::augment::Augment;
+        // Sums pinned by running this same test on the code before crops existed (5465bed):
+        // every augmented pixel, the labels and the CutMix draw of a training batch, and an
+        // evaluation batch, bit for bit.
+        let images = varied();
+        let aug = Augment {
+            erasing: 0.5,
+            cutmix: 1.0,
+            ..Augment::default()
+        };
+        let items: Vec<FerItem> = [3, 1, 4, 1, 5, 9, 2, 6]
+            .into_iter()
+            .map(|index| FerItem { index, epoch: 3 })
+            .collect();
+        let weighted = |pixels: &[f32]| -> f64 {
+            pixels
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| f64::from(v) * (i % 89) as f64)
+                .sum()
+        };
+        let (pixels, labels, mix) = FerBatcher::train(images.clone(), aug, None, 11).pixels(&items);
+        assert_eq!(weighted(&pixels), 440_290.460_031_154_1);
+        assert_eq!(labels, vec![3, 1, 4, 1, 5, 2, 2, 6]);
+        let mix = mix.expect("cutmix is on");
+        assert_eq!(mix.partner, vec![5, 4, 0, 6, 7, 2, 3, 1]);
+        assert_eq!(mix.lam, 0.826_388_9);
+        let (pixels, _, _) = FerBatcher::eval(images, None).pixels(&items);
+        assert_eq!(weighted(&pixels), 449_078.617_271_720_9);
+    }
 }
