@@ -3,13 +3,15 @@
 //! [`FerModel`] is the enum training sees.
 //!
 //! To add a model: write `src/model/<name>.rs` with its `…Config` (serde, `deny_unknown_fields`,
-//! a default per knob, `validate`, `flops`, `init`) and its module with a `forward`; then add
-//! one variant to [`ModelSpec`] and to [`FerModel`] and one arm to each `match` below (the
-//! compiler lists them). Run ids hash a config's canonical JSON, so an existing model's knobs
-//! keep their names and defaults. For its fused form ([`fuse`]) to come for free, run its
+//! a default per knob, `validate`, `validate_side`, `flops(side)`, `init`) and its module with
+//! a `forward`; then add one variant to [`ModelSpec`] and to [`FerModel`] and one arm to each
+//! `match` below (the compiler lists them). Run ids hash a config's canonical JSON, so an
+//! existing model's knobs keep their names and defaults, and a knob added later is left out of
+//! it at its default (`skip_serializing_if`, as the residual nets' `stages`). For its fused form ([`fuse`]) to come for free, run its
 //! convolutions and dense layers through [`layers`] (`features`, `dense`), its dropout as a
 //! [`dropout::MemberDropout`], and pool over channels per member (as [`blocks::Cbam`] does);
-//! then add a small instance to `tests::all_models`, which the fusion tests run.
+//! then add a small instance to `tests::all_models` (and, if its shape follows the side, to
+//! `tests::all_models_and_sides`), which the fusion tests run.
 //!
 //! Every model takes the input side it is built for (48, or the run's `crop`): dense layers
 //! after the convolutions size themselves from it, and [`ModelSpec::validate_side`] refuses a
