@@ -69,7 +69,7 @@ impl StepBench {
             ..RunConfig::default()
         };
         device.seed(1);
-        let model = FerModel::new(&config.model, config.dropout, &device);
+        let model = FerModel::new(&config.model, IMAGE_SIDE, config.dropout, &device);
         let (images, targets) = fixed_batch(batch, &device, train);
         StepBench {
             model: Some(model),
@@ -178,10 +178,10 @@ pub fn fused_step_seconds(
     let solos: Vec<FerModel> = (0..members)
         .map(|m| {
             device.seed(m as u64 + 1);
-            FerModel::new(spec, 0.5, &device).with_weights_drawn()
+            FerModel::new(spec, IMAGE_SIDE, 0.5, &device).with_weights_drawn()
         })
         .collect();
-    let mut model = Some(fuse::stack(spec, &solos, &device));
+    let mut model = Some(fuse::stack(spec, IMAGE_SIDE, &solos, &device));
     drop(solos);
     let rates = MemberRates::default();
     rates.set(vec![1e-3; members]);
@@ -380,8 +380,9 @@ pub fn run(
             ..RunConfig::default()
         };
         let size = model::size(
-            &FerModel::new(&config.model, config.dropout, device),
+            &FerModel::new(&config.model, IMAGE_SIDE, config.dropout, device),
             &config.model,
+            IMAGE_SIDE,
         );
         let secs = train_step_seconds(spec, batch, warmup, steps, device, train);
         let knobs = config
@@ -443,7 +444,7 @@ pub fn stage_line(
         model: spec.clone(),
         ..RunConfig::default()
     };
-    let params = FerModel::new(&config.model, config.dropout, device.1).num_params();
+    let params = FerModel::new(&config.model, IMAGE_SIDE, config.dropout, device.1).num_params();
     let mut line = serde_json::json!({
         "side": "fer-lab",
         "stage": format!("{stage:?}").to_lowercase(),
@@ -481,6 +482,7 @@ pub fn data_seconds(
     let batcher = crate::data::batcher::FerBatcher::train(
         images,
         crate::data::augment::Augment::default(),
+        None,
         1,
     );
     let n = data.train.len();
@@ -519,9 +521,9 @@ pub fn eval_seconds(
     let model = crate::train::init_model(&config, 1, device);
     let val = std::sync::Arc::new(data.val.clone());
     let tta = crate::config::Tta::None;
-    crate::train::eval::evaluate(&model, &val, batch, tta, device);
+    crate::train::eval::evaluate(&model, &val, batch, tta, None, device);
     let started = Instant::now();
-    crate::train::eval::evaluate(&model, &val, batch, tta, device);
+    crate::train::eval::evaluate(&model, &val, batch, tta, None, device);
     started.elapsed().as_secs_f64()
 }
 

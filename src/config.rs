@@ -141,7 +141,14 @@ pub struct RunConfig {
     pub grad_clip: Option<f64>,
     #[serde(skip_serializing_if = "is_default")]
     pub tta: Tta,
+    /// Train on random `crop`×`crop` windows of the augmented 48×48 images and evaluate on the
+    /// centre one (TTA views become crops of this side); unset, the whole image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crop: Option<usize>,
 }
+
+/// The smallest and largest `crop`.
+pub const CROP_RANGE: std::ops::RangeInclusive<usize> = 16..=crate::data::IMAGE_SIDE;
 
 impl Default for RunConfig {
     /// The seed study's recipe.
@@ -161,6 +168,7 @@ impl Default for RunConfig {
             early_stopping: None,
             grad_clip: None,
             tta: Tta::None,
+            crop: None,
         }
     }
 }
@@ -243,14 +251,42 @@ impl RunConfig {
         {
             return bad("grad_clip", format!("grad_clip = {c} must be > 0"));
         }
+        if let Some(crop) = self.crop
+            && !CROP_RANGE.contains(&crop)
+        {
+            return bad(
+                "crop",
+                format!(
+                    "crop = {crop} must be in {}..={} (pixels of the 48×48 image's side)",
+                    CROP_RANGE.start(),
+                    CROP_RANGE.end()
+                ),
+            );
+        }
         self.optimizer.validate()?;
         self.schedule.validate(self.epochs, self.lr)?;
         self.model.validate()?;
+        self.model.validate_side(self.input_side())?;
         self.loss.validate()?;
         if let Err(e) = self.augment.validate() {
             return bad(&format!("augment.{}", e.key), e.to_string());
         }
+        if self.augment.crops > 1 && self.crop.is_none() {
+            return bad(
+                "augment.crops",
+                format!(
+                    "augment.crops = {} needs a `crop` (random crops of the whole image are all \
+                     the same image; when a grid sweeps `crop`, set one in [base] too)",
+                    self.augment.crops
+                ),
+            );
+        }
         Ok(())
+    }
+
+    /// Side of the images the model sees: `crop`, or the whole 48.
+    pub fn input_side(&self) -> usize {
+        self.crop.unwrap_or(crate::data::IMAGE_SIDE)
     }
 
     /// The canonical JSON that run ids hash (knobs at a later-added default are left out).
@@ -284,6 +320,7 @@ impl RunConfig {
             "early_stopping": self.early_stopping,
             "grad_clip": self.grad_clip,
             "tta": self.tta,
+            "crop": self.crop,
         })
     }
 }
@@ -412,7 +449,7 @@ mod tests {
             c.model,
             ModelSpec::Residual(crate::model::ResidualConfig {
                 width: 16,
-                depth: 2
+                ..Default::default()
             })
         );
         let c: RunConfig = toml::from_str(
@@ -504,11 +541,83 @@ mod tests {
             "label_smoothing",
             "tta",
             "grad_clip",
+            "crop",
+            "augment.crops",
         ] {
             assert!(
                 keys.contains(&key.to_string()),
                 "{key} missing from {keys:?}"
             );
+        }
+    }
+
+    #[test]
+    fn crop_and_the_new_model_knobs_keep_old_canonical_json_and_name_their_keys() {
+        // Unset crop, one crop per image and the residual defaults leave the JSON as it was.
+        let c: RunConfig = toml::from_str(
+            "crop = 40\nmodel = { kind = \"residual\", width = 64, depth = 2, stages = 4, stem_pool = false }\n[augment]\ncrops = 10",
+        )
+        .unwrap();
+        assert!(c.validate().is_ok(), "{:?}", c.validate());
+        assert_eq!(c.input_side(), 40);
+        let json = c.canonical_json();
+        assert!(
+            json.ends_with(r#""crop":40}"#)
+                && json.contains(r#""stages":4,"stem_pool":false"#)
+                && json.contains(r#""crops":10"#),
+            "{json}"
+        );
+        let back: RunConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, c);
+        let old: RunConfig =
+            toml::from_str("model = { kind = \"residual\", width = 32, depth = 2 }").unwrap();
+        assert_eq!(
+            old.canonical_json(),
+            r#"{"model":{"kind":"residual","width":32,"depth":2},"dropout":0.5,"epochs":30,"batch_size":64,"optimizer":"adam","lr":0.001,"loss":"cross_entropy","augment":{"hflip":0.5,"rotation":10.0,"zoom":0.1,"shift":0.1}}"#
+        );
+        assert_eq!(RunConfig::default().input_side(), 48);
+        let flat = c.flatten();
+        assert!(flat.contains(&("crop".into(), serde_json::json!(40))));
+        assert!(flat.contains(&("augment.crops".into(), serde_json::json!(10))));
+        assert!(flat.contains(&("model.stages".into(), serde_json::json!(4))));
+        // At their defaults the residual knobs stay out of `run_params` and of sweep labels and
+        // leaderboards, which list a model axis' keys: shipped sweeps show what they showed.
+        let keys: Vec<String> = old.flatten().into_iter().map(|(k, _)| k).collect();
+        assert!(
+            !keys
+                .iter()
+                .any(|k| k == "model.stages" || k == "model.stem_pool")
+        );
+
+        for crop in [15, 49, 0] {
+            let c = RunConfig {
+                crop: Some(crop),
+                ..RunConfig::default()
+            };
+            let e = c.validate().unwrap_err();
+            assert_eq!(e.key, "crop");
+            assert!(e.message.contains(&format!("crop = {crop}")), "{e:?}");
+        }
+        // A crop the model's pooling would erase names the model.
+        let c: RunConfig =
+            toml::from_str("crop = 24\nmodel = { kind = \"compact\", channels = [8, 8, 8, 8, 8] }")
+                .unwrap();
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.key, "crop");
+        assert!(
+            e.message.contains("crop = 24") && e.message.contains("compact"),
+            "{e:?}"
+        );
+        // Several crops per image need a crop.
+        let c: RunConfig = toml::from_str("[augment]\ncrops = 2").unwrap();
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.key, "augment.crops");
+        let c: RunConfig = toml::from_str("[augment]\ncrops = 0").unwrap();
+        assert_eq!(c.validate().unwrap_err().key, "augment.crops");
+        // The baseline adapts to a crop; every model accepts the smallest.
+        for model in ["baseline", "compact", "residual", "attention", "vgg"] {
+            let c: RunConfig = toml::from_str(&format!("crop = 16\nmodel = \"{model}\"")).unwrap();
+            assert!(c.validate().is_ok(), "{model}: {:?}", c.validate());
         }
     }
 }

@@ -146,10 +146,13 @@ pub fn predict_ensemble(
         let model =
             train::load_model(&run.config, &run.model_path, device).map_err(PredictError::Load)?;
         let tta: Tta = run.config.tta;
-        for (sum, p) in probs
-            .iter_mut()
-            .zip(train::eval::predict(&model, &refs, tta, device))
-        {
+        for (sum, p) in probs.iter_mut().zip(train::eval::predict(
+            &model,
+            &refs,
+            tta,
+            run.config.crop,
+            device,
+        )) {
             for (s, x) in sum.iter_mut().zip(p) {
                 *s += x / runs.len() as f32;
             }
@@ -171,8 +174,19 @@ pub fn predict_ensemble(
         .collect())
 }
 
+/// What an exported model reads: the whole 48×48 image, or its centre crop.
+fn input_text(crop: Option<usize>) -> String {
+    match crop {
+        None => "N × 1 × 48 × 48 float32, grayscale scaled to [0, 1] (pixel / 255)".into(),
+        Some(c) => format!(
+            "N × 1 × {c} × {c} float32, grayscale scaled to [0, 1] (pixel / 255): the centre \
+             {c}×{c} crop of the 48×48 image"
+        ),
+    }
+}
+
 /// Writes the run's model alone (burn's burnpack format, loadable with
-/// `FerModel::new(&config.model, config.dropout, &device).load_file(path)`) and `<out>.json` beside it: the config
+/// `FerModel::new(&config.model, config.input_side(), config.dropout, &device).load_file(path)`) and `<out>.json` beside it: the config
 /// that builds the network, the class order and the input it expects.
 pub fn export(run: &TrainedRun, out: &Path, device: &Device) -> Result<PathBuf, PredictError> {
     let model: FerModel =
@@ -195,9 +209,9 @@ pub fn export(run: &TrainedRun, out: &Path, device: &Device) -> Result<PathBuf, 
         "val_acc": run.val_acc,
         "config": run.config.full_json(),
         "classes": Emotion::ALL.iter().map(|e| e.name()).collect::<Vec<_>>(),
-        "input": "N × 1 × 48 × 48 float32, grayscale scaled to [0, 1] (pixel / 255)",
+        "input": input_text(run.config.crop),
         "output": "N × 7 logits in the order of `classes` (softmax for probabilities)",
-        "format": "burn 0.22 burnpack: FerModel::new(&config.model, config.dropout, &device).load_file(path)",
+        "format": "burn 0.22 burnpack: FerModel::new(&config.model, config.input_side(), config.dropout, &device).load_file(path)",
     });
     let text = serde_json::to_string_pretty(&meta).expect("JSON serialises");
     std::fs::write(&sidecar, text).map_err(|e| write(&sidecar, e.to_string()))?;

@@ -81,7 +81,7 @@ fn fresh(dir: &Path) -> Checkpoints<'_> {
     }
 }
 
-fn alone(config: &RunConfig, seed: u64, splits: &Splits, on: DeviceSpec) -> Vec<EpochRow> {
+fn alone(config: &RunConfig, seed: u64, splits: &Splits, on: DeviceSpec) -> train::RunOutcome {
     let dir = tempfile::tempdir().unwrap();
     let device = on.device();
     let spec = RunSpec {
@@ -98,9 +98,7 @@ fn alone(config: &RunConfig, seed: u64, splits: &Splits, on: DeviceSpec) -> Vec<
             Verdict::Continue
         }
     }
-    train::train_run(&spec, splits, Vec::new(), Box::new(Keep))
-        .expect("the run trains alone")
-        .epochs
+    train::train_run(&spec, splits, Vec::new(), Box::new(Keep)).expect("the run trains alone")
 }
 
 #[test]
@@ -115,10 +113,47 @@ fn fused_members_follow_the_runs_they_would_be_alone_on_libtorch() {
     members_follow_their_runs(DeviceSpec::TchCpu);
 }
 
+/// Two runs on 40×40 crops, two random crops per image, evaluated on ten crops: a fused group
+/// crops each member's images as the member's own run does.
+#[test]
+fn fused_members_on_crops_follow_the_runs_they_would_be_alone() {
+    let runs = two_runs().map(|(config, seed)| {
+        let config = RunConfig {
+            crop: Some(40),
+            augment: fer_lab::data::augment::Augment {
+                crops: 2,
+                ..config.augment
+            },
+            tta: fer_lab::config::Tta::TenCrop,
+            ..config
+        };
+        config.validate().expect("a valid cropped run");
+        (config, seed)
+    });
+    assert!(group::fusable(&runs[0].0, &runs[1].0).is_ok());
+    let uncropped = RunConfig {
+        crop: None,
+        ..runs[1].0.clone()
+    };
+    assert!(group::fusable(&runs[0].0, &uncropped).is_err());
+    let one_crop = RunConfig {
+        augment: fer_lab::data::augment::Augment {
+            crops: 1,
+            ..runs[1].0.augment
+        },
+        ..runs[1].0.clone()
+    };
+    assert!(group::fusable(&runs[0].0, &one_crop).is_err());
+    follow(&runs, DeviceSpec::Flex);
+}
+
 fn members_follow_their_runs(on: DeviceSpec) {
+    follow(&two_runs(), on);
+}
+
+fn follow(runs: &[(RunConfig, u64); 2], on: DeviceSpec) {
     let _generator = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
     let splits = splits();
-    let runs = two_runs();
     let device = on.device();
     let mut sinks = [Memory::default(), Memory::default()];
     let members = runs
@@ -142,10 +177,23 @@ fn members_follow_their_runs(on: DeviceSpec) {
     );
     for (m, ((config, seed), outcome)) in runs.iter().zip(outcomes).enumerate() {
         let outcome = outcome.expect("every member finishes");
-        let solo = alone(config, *seed, &splits, on);
+        let solo_outcome = alone(config, *seed, &splits, on);
+        let solo = &solo_outcome.epochs;
         assert_eq!(outcome.epochs.len(), solo.len());
+        if on == DeviceSpec::Flex {
+            // The best model's final evaluation (its TTA views at its crop) agrees too.
+            for (split, g, s) in [
+                ("val", &outcome.val, &solo_outcome.val),
+                ("test", &outcome.test, &solo_outcome.test),
+            ] {
+                assert!(
+                    (g.loss - s.loss).abs() < 1e-4 && g.accuracy == s.accuracy,
+                    "member {m} {split}: {g:?} fused, {s:?} alone"
+                );
+            }
+        }
         assert_eq!(sinks[m].seen.len(), 2, "the sink saw every epoch");
-        for (g, s) in outcome.epochs.iter().zip(&solo) {
+        for (g, s) in outcome.epochs.iter().zip(solo) {
             // On flex both sides run the same kernels but the grouped ones; on libtorch a run
             // alone takes Adam steps in libtorch's fused kernel and a group in tensor ops (the
             // same formula, other rounding), which two epochs carry to the fourth digit, and

@@ -4,7 +4,10 @@
 //! Rotation, zoom and shift are one affine warp (inverse mapping, bilinear sampling, edges
 //! clamped like Keras' `fill_mode="nearest"`), so an image is resampled once, not three times.
 //! Random erasing follows Zhong et al. (a rectangle of 2–33 % of the image, aspect 0.3–3.3,
-//! filled with noise). Mixup and CutMix mix pairs inside a batch ([`mix_batch`]).
+//! filled with noise). With a run's `crop`, training then takes a random `crop`×`crop` window
+//! of the augmented 48×48 image (`augment.crops` of them per image, [`crop_offsets`]) and
+//! evaluation the centre one ([`tta_views`]). Mixup and CutMix mix pairs inside a batch
+//! ([`mix_batch`]), after cropping.
 //! Every random draw comes from an RNG seeded by (run seed, epoch, image index): a run is
 //! reproducible whatever order or thread the loader uses. Never applied to val or test.
 
@@ -16,6 +19,10 @@ use serde::{Deserialize, Serialize};
 
 fn is_zero(v: &f64) -> bool {
     *v == 0.0
+}
+
+fn is_one(v: &usize) -> bool {
+    *v == 1
 }
 
 /// The augmentation knobs of a run; each is its own sweep axis (`augment.rotation`, …).
@@ -39,6 +46,10 @@ pub struct Augment {
     /// CutMix Beta(α, α) parameter; 0 is off. With mixup too, each batch uses one of them.
     #[serde(skip_serializing_if = "is_zero")]
     pub cutmix: f64,
+    /// Random crops per training image (with the run's `crop`): each is its own item of the
+    /// batch, with the image's label, so a batch of B images holds B·crops crops.
+    #[serde(skip_serializing_if = "is_one")]
+    pub crops: usize,
 }
 
 impl Default for Augment {
@@ -52,6 +63,7 @@ impl Default for Augment {
             erasing: 0.0,
             mixup: 0.0,
             cutmix: 0.0,
+            crops: 1,
         }
     }
 }
@@ -66,6 +78,7 @@ impl Augment {
         erasing: 0.0,
         mixup: 0.0,
         cutmix: 0.0,
+        crops: 1,
     };
 
     pub fn is_identity(&self) -> bool {
@@ -82,6 +95,7 @@ impl Augment {
             "erasing": self.erasing,
             "mixup": self.mixup,
             "cutmix": self.cutmix,
+            "crops": self.crops,
         })
     }
 
@@ -125,6 +139,13 @@ impl Augment {
             let ok = (0.0..=10.0).contains(&alpha);
             check(key, alpha, ok, "a Beta α in [0, 10] (0 is off)")?;
         }
+        let crops = self.crops;
+        check(
+            "crops",
+            crops as f64,
+            (1..=MAX_CROPS).contains(&crops),
+            "a count of crops per image in 1..=10",
+        )?;
         Ok(())
     }
 
@@ -133,6 +154,7 @@ impl Augment {
         let per_image = Augment {
             mixup: 0.0,
             cutmix: 0.0,
+            crops: 1,
             ..*self
         };
         if per_image.is_identity() {
@@ -161,6 +183,55 @@ impl Augment {
             shift_x: shift_x as f32,
             shift_y: shift_y as f32,
             erase,
+        }
+    }
+}
+
+/// The most crops per training image (`augment.crops`): the ten-crop recipe's count.
+pub const MAX_CROPS: usize = 10;
+
+/// The top-left corners of `count` random `side`×`side` windows of a 48×48 image, drawn from
+/// the image's own RNG (seeded by run seed, epoch and image index, apart from the transform's
+/// draws so that a crop never changes the other augmentations of a run).
+pub fn crop_offsets(
+    seed: u64,
+    epoch: u32,
+    index: usize,
+    side: usize,
+    count: usize,
+) -> Vec<(usize, usize)> {
+    let max = IMAGE_SIDE - side;
+    let mut rng = ChaCha8Rng::seed_from_u64(item_seed(seed ^ 0x4352_4F50, epoch, index as u64));
+    (0..count)
+        .map(|_| (rng.random_range(0..=max), rng.random_range(0..=max)))
+        .collect()
+}
+
+/// The top-left corner of the centre `side`×`side` window (both coordinates; rounded down when
+/// 48 − side is odd).
+pub fn centre_offset(side: usize) -> usize {
+    (IMAGE_SIDE - side) / 2
+}
+
+/// Copies the `side`×`side` window at (`x`, `y`) of a 48×48 image of floats into `out`,
+/// mirrored left–right when `flip`.
+pub fn crop_window(
+    image: &[f32],
+    side: usize,
+    (x, y): (usize, usize),
+    flip: bool,
+    out: &mut [f32],
+) {
+    assert_eq!(image.len(), IMAGE_PIXELS);
+    assert!(x + side <= IMAGE_SIDE && y + side <= IMAGE_SIDE);
+    for (row, dst) in out[..side * side].chunks_mut(side).enumerate() {
+        let src = &image[(y + row) * IMAGE_SIDE + x..][..side];
+        if flip {
+            for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
+                *d = *s;
+            }
+        } else {
+            dst.copy_from_slice(src);
         }
     }
 }
@@ -297,9 +368,10 @@ pub struct Mix {
 }
 
 /// Mixes a batch in place with mixup or CutMix (one per batch, seeded by `seed`).
-/// `pixels` holds `n` images of [`IMAGE_PIXELS`] floats.
-pub fn mix_batch(aug: &Augment, seed: u64, pixels: &mut [f32]) -> Option<Mix> {
-    let n = pixels.len() / IMAGE_PIXELS;
+/// `pixels` holds `n` images of `side`×`side` floats (48, or the run's crop).
+pub fn mix_batch(aug: &Augment, seed: u64, side: usize, pixels: &mut [f32]) -> Option<Mix> {
+    let image = side * side;
+    let n = pixels.len() / image;
     if !aug.mixes() || n < 2 {
         return None;
     }
@@ -316,7 +388,6 @@ pub fn mix_batch(aug: &Augment, seed: u64, pixels: &mut [f32]) -> Option<Mix> {
         partner.swap(i, rng.random_range(0..=i));
     }
     let source = pixels.to_vec();
-    let side = IMAGE_SIDE;
     let lam = if use_cutmix {
         // A box covering (1 − lam) of the image, centred anywhere, clipped to the image.
         let cut = (1.0 - lam).sqrt();
@@ -327,8 +398,7 @@ pub fn mix_batch(aug: &Augment, seed: u64, pixels: &mut [f32]) -> Option<Mix> {
         for (i, &j) in partner.iter().enumerate() {
             for y in y0..y1 {
                 for x in x0..x1 {
-                    pixels[i * IMAGE_PIXELS + y * side + x] =
-                        source[j * IMAGE_PIXELS + y * side + x];
+                    pixels[i * image + y * side + x] = source[j * image + y * side + x];
                 }
             }
         }
@@ -336,8 +406,8 @@ pub fn mix_batch(aug: &Augment, seed: u64, pixels: &mut [f32]) -> Option<Mix> {
     } else {
         let l = lam as f32;
         for (i, &j) in partner.iter().enumerate() {
-            let (dst, src) = (i * IMAGE_PIXELS, j * IMAGE_PIXELS);
-            for k in 0..IMAGE_PIXELS {
+            let (dst, src) = (i * image, j * image);
+            for k in 0..image {
                 pixels[dst + k] = l * source[dst + k] + (1.0 - l) * source[src + k];
             }
         }
@@ -363,17 +433,48 @@ pub struct AugmentRangeError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Tta {
+    /// The image (with a `crop`: its centre crop).
     #[default]
     None,
-    /// Average the predictions of the image and its mirror.
+    /// Average the predictions of the image and its mirror (with a `crop`: the centre crop
+    /// and its mirror).
     Hflip,
-    /// Average over the 4 corner and centre 44×44 crops (resized to 48) and their mirrors.
+    /// Average over the 4 corner and centre 44×44 crops (resized to 48) and their mirrors;
+    /// with a `crop`, the 4 corner and centre crops of that side, not resized, and their
+    /// mirrors (torchvision's `TenCrop`).
     TenCrop,
 }
 
-/// The views test-time augmentation averages over, for one image, each as [`IMAGE_PIXELS`]
-/// floats in [0, 1].
-pub fn tta_views(tta: Tta, src: &[u8; IMAGE_PIXELS]) -> Vec<Vec<f32>> {
+/// The views test-time augmentation averages over, for one image, each as `side`×`side`
+/// floats in [0, 1], where `side` is `crop` or 48 without one.
+pub fn tta_views(tta: Tta, crop: Option<usize>, src: &[u8; IMAGE_PIXELS]) -> Vec<Vec<f32>> {
+    let Some(side) = crop else {
+        return full_views(tta, src);
+    };
+    let mut image = vec![0.0; IMAGE_PIXELS];
+    Transform::IDENTITY.apply(src, &mut image);
+    let (max, centre) = (IMAGE_SIDE - side, centre_offset(side));
+    let corners = match tta {
+        Tta::None | Tta::Hflip => vec![(centre, centre)],
+        Tta::TenCrop => vec![(0, 0), (max, 0), (0, max), (max, max), (centre, centre)],
+    };
+    let flips: &[bool] = match tta {
+        Tta::None => &[false],
+        Tta::Hflip | Tta::TenCrop => &[false, true],
+    };
+    let mut views = Vec::with_capacity(corners.len() * flips.len());
+    for corner in corners {
+        for &flip in flips {
+            let mut out = vec![0.0; side * side];
+            crop_window(&image, side, corner, flip, &mut out);
+            views.push(out);
+        }
+    }
+    views
+}
+
+/// [`tta_views`] of the whole 48×48 image (no `crop`).
+fn full_views(tta: Tta, src: &[u8; IMAGE_PIXELS]) -> Vec<Vec<f32>> {
     let view = |t: Transform| {
         let mut out = vec![0.0; IMAGE_PIXELS];
         t.apply(src, &mut out);
@@ -477,7 +578,7 @@ mod tests {
         Augment::NONE.sample(5, 0, 0).apply(&img, &mut out);
         assert_eq!(to_u8(&out), img);
         let mut batch = vec![0.5; 2 * IMAGE_PIXELS];
-        assert_eq!(mix_batch(&Augment::NONE, 1, &mut batch), None);
+        assert_eq!(mix_batch(&Augment::NONE, 1, 48, &mut batch), None);
     }
 
     #[test]
@@ -533,12 +634,13 @@ mod tests {
             ..Augment::NONE
         };
         let mut batch: Vec<f32> = (0..3).flat_map(|i| vec![i as f32; IMAGE_PIXELS]).collect();
-        let mix = mix_batch(&aug, 7, &mut batch).unwrap();
+        let mix = mix_batch(&aug, 7, 48, &mut batch).unwrap();
         assert_eq!(
             mix,
             mix_batch(
                 &aug,
                 7,
+                48,
                 &mut (0..3)
                     .flat_map(|i| vec![i as f32; IMAGE_PIXELS])
                     .collect::<Vec<_>>()
@@ -553,17 +655,21 @@ mod tests {
             cutmix: 1.0,
             ..Augment::NONE
         };
-        let mut batch: Vec<f32> = (0..4).flat_map(|i| vec![i as f32; IMAGE_PIXELS]).collect();
-        let mix = mix_batch(&aug, 3, &mut batch).unwrap();
-        for i in 0..4 {
-            let img = &batch[i * IMAGE_PIXELS..(i + 1) * IMAGE_PIXELS];
-            let pasted =
-                img.iter().filter(|&&v| v != i as f32).count() as f32 / IMAGE_PIXELS as f32;
-            if mix.partner[i] != i {
-                assert!(
-                    (pasted - (1.0 - mix.lam)).abs() < 1e-5,
-                    "box area matches lam"
-                );
+        // On full images and on 40×40 crops: the box lies in the image it is pasted into.
+        for side in [48, 40] {
+            let image = side * side;
+            let mut batch: Vec<f32> = (0..4).flat_map(|i| vec![i as f32; image]).collect();
+            let mix = mix_batch(&aug, 3, side, &mut batch).unwrap();
+            assert_eq!(mix.partner.len(), 4);
+            for i in 0..4 {
+                let img = &batch[i * image..(i + 1) * image];
+                let pasted = img.iter().filter(|&&v| v != i as f32).count() as f32 / image as f32;
+                if mix.partner[i] != i {
+                    assert!(
+                        (pasted - (1.0 - mix.lam)).abs() < 1e-5,
+                        "box area matches lam at {side}"
+                    );
+                }
             }
         }
     }
@@ -571,14 +677,130 @@ mod tests {
     #[test]
     fn tta_views_have_the_expected_count_and_shape() {
         let img = gradient();
-        assert_eq!(tta_views(Tta::None, &img).len(), 1);
-        let flips = tta_views(Tta::Hflip, &img);
+        assert_eq!(tta_views(Tta::None, None, &img).len(), 1);
+        let flips = tta_views(Tta::Hflip, None, &img);
         assert_eq!(to_u8(&flips[0]), img);
-        let ten = tta_views(Tta::TenCrop, &img);
+        let ten = tta_views(Tta::TenCrop, None, &img);
         assert_eq!(ten.len(), 10);
         assert!(ten.iter().all(|v| v.len() == IMAGE_PIXELS));
         // The top-left crop starts at the image's top-left pixel.
         assert_eq!(to_u8(&ten[0])[0], img[0]);
+        // Without a crop the views are exactly those runs were evaluated on before crops
+        // existed (a sum pinned by running this on 5465bed, every view and pixel, in order).
+        let weighted: f64 = ten
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, &v)| f64::from(v) * (i % 97) as f64)
+            .sum();
+        assert_eq!(weighted, PINNED_TEN_CROP);
+    }
+
+    const PINNED_TEN_CROP: f64 = 597_998.486_414_408_4;
+
+    /// A 48×48 image that changes along both rows and columns.
+    fn positions() -> [u8; IMAGE_PIXELS] {
+        let mut img = [0u8; IMAGE_PIXELS];
+        for (i, p) in img.iter_mut().enumerate() {
+            *p = ((i % IMAGE_SIDE) + 5 * (i / IMAGE_SIDE)) as u8;
+        }
+        img
+    }
+
+    /// The pixel at (x, y) of a 48×48 image, as the views hold it.
+    fn at(img: &[u8; IMAGE_PIXELS], x: usize, y: usize) -> f32 {
+        f32::from(img[y * IMAGE_SIDE + x]) * INV255
+    }
+
+    #[test]
+    fn crop_views_are_the_centre_the_corners_and_their_mirrors_unresized() {
+        let img = positions();
+        let side = 40;
+        let window = |views: &[Vec<f32>], k: usize, x0: usize, y0: usize, flip: bool| {
+            for y in 0..side {
+                for x in 0..side {
+                    let sx = if flip { x0 + side - 1 - x } else { x0 + x };
+                    assert_eq!(
+                        views[k][y * side + x],
+                        at(&img, sx, y0 + y),
+                        "view {k} at ({x}, {y})"
+                    );
+                }
+            }
+        };
+        let none = tta_views(Tta::None, Some(side), &img);
+        assert_eq!(none.len(), 1);
+        assert_eq!(none[0].len(), side * side);
+        window(&none, 0, 4, 4, false);
+        let hflip = tta_views(Tta::Hflip, Some(side), &img);
+        assert_eq!(hflip.len(), 2);
+        window(&hflip, 0, 4, 4, false);
+        window(&hflip, 1, 4, 4, true);
+        let ten = tta_views(Tta::TenCrop, Some(side), &img);
+        assert_eq!(ten.len(), 10);
+        for (k, (x0, y0)) in [(0, 0), (8, 0), (0, 8), (8, 8), (4, 4)]
+            .into_iter()
+            .enumerate()
+        {
+            window(&ten, 2 * k, x0, y0, false);
+            window(&ten, 2 * k + 1, x0, y0, true);
+        }
+        // An odd margin: the centre rounds down.
+        assert_eq!(centre_offset(33), 7);
+        window_at(&img, &tta_views(Tta::None, Some(33), &img)[0], 33, 7);
+        // A crop of the whole side is the whole image.
+        assert_eq!(
+            tta_views(Tta::Hflip, Some(48), &img),
+            tta_views(Tta::Hflip, None, &img)
+        );
+    }
+
+    fn window_at(img: &[u8; IMAGE_PIXELS], view: &[f32], side: usize, offset: usize) {
+        assert_eq!(view.len(), side * side);
+        for y in 0..side {
+            for x in 0..side {
+                assert_eq!(view[y * side + x], at(img, offset + x, offset + y));
+            }
+        }
+    }
+
+    #[test]
+    fn crop_offsets_are_seeded_per_image_and_inside_the_image() {
+        assert_eq!(crop_offsets(1, 2, 3, 40, 5), crop_offsets(1, 2, 3, 40, 5));
+        assert_ne!(crop_offsets(1, 2, 3, 40, 5), crop_offsets(1, 3, 3, 40, 5));
+        assert_ne!(crop_offsets(1, 2, 3, 40, 5), crop_offsets(1, 2, 4, 40, 5));
+        assert_ne!(crop_offsets(1, 2, 3, 40, 5), crop_offsets(2, 2, 3, 40, 5));
+        // More crops extend the same draws.
+        assert_eq!(
+            crop_offsets(1, 2, 3, 40, 10)[..5],
+            crop_offsets(1, 2, 3, 40, 5)[..]
+        );
+        let mut seen = std::collections::BTreeSet::new();
+        for index in 0..200 {
+            for (x, y) in crop_offsets(9, 0, index, 40, 2) {
+                assert!(x <= 8 && y <= 8);
+                seen.insert((x, y));
+            }
+        }
+        // Every corner of the 9×9 range of offsets turns up.
+        for corner in [(0, 0), (8, 0), (0, 8), (8, 8)] {
+            assert!(seen.contains(&corner), "{corner:?} never drawn");
+        }
+        assert_eq!(crop_offsets(9, 0, 0, 48, 3), vec![(0, 0); 3]);
+    }
+
+    #[test]
+    fn crop_window_copies_and_mirrors() {
+        let img = positions();
+        let mut full = vec![0.0; IMAGE_PIXELS];
+        Transform::IDENTITY.apply(&img, &mut full);
+        let mut out = vec![0.0; 16 * 16];
+        crop_window(&full, 16, (30, 2), false, &mut out);
+        assert_eq!(out[0], at(&img, 30, 2));
+        assert_eq!(out[16 * 16 - 1], at(&img, 45, 17));
+        crop_window(&full, 16, (30, 2), true, &mut out);
+        assert_eq!(out[0], at(&img, 45, 2));
+        assert_eq!(out[15], at(&img, 30, 2));
     }
 
     #[test]
@@ -604,5 +826,28 @@ mod tests {
                 .to_string()
                 .contains("augment.mixup")
         );
+        for crops in [0, 11] {
+            let bad = Augment {
+                crops,
+                ..Augment::default()
+            };
+            let e = bad.validate().unwrap_err();
+            assert_eq!(e.key, "crops");
+            assert!(
+                e.to_string().contains(&format!("augment.crops = {crops}")),
+                "{e}"
+            );
+        }
+        let ten = Augment {
+            crops: 10,
+            ..Augment::default()
+        };
+        assert!(ten.validate().is_ok());
+        // Crops alone are no per-image transform.
+        let crops_only = Augment {
+            crops: 10,
+            ..Augment::NONE
+        };
+        assert_eq!(crops_only.sample(1, 0, 0), Transform::IDENTITY);
     }
 }

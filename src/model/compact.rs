@@ -5,7 +5,7 @@
 use super::blocks::ConvBn;
 use super::dropout::MemberDropout;
 use super::layers::{self, Layer};
-use super::{CLASSES, SIDE, conv_flops, dense_flops};
+use super::{CLASSES, conv_flops, dense_flops};
 use crate::invalid::InvalidValue;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, LinearConfig};
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompactConfig {
-    /// Channels of each block; every block halves the 48 px side.
+    /// Channels of each block; every block halves the input side (48 px, or `crop`).
     #[serde(default = "default_channels")]
     pub channels: Vec<usize>,
     #[serde(default = "two")]
@@ -78,30 +78,48 @@ impl CompactConfig {
         validate_dense(dense)
     }
 
-    pub fn init(&self, dropout: f64, device: &Device) -> Compact {
-        Compact::new(self, dropout, device)
+    /// Checks that every block's pool leaves a pixel of a `side`×`side` input.
+    pub fn validate_side(&self, side: usize, model: &str) -> Result<(), InvalidValue> {
+        if self.final_side(side) == 0 {
+            let blocks = self.channels.len();
+            return Err(InvalidValue::new(
+                "crop",
+                format!(
+                    "crop = {side} is too small for model {model}: its {blocks} poolings halve \
+                     the side to 0 (it needs a side of at least {})",
+                    1usize << blocks
+                ),
+            ));
+        }
+        Ok(())
     }
 
-    /// Side of the feature map after the last pool.
-    fn final_side(&self) -> usize {
-        SIDE >> self.channels.len()
+    /// The net for `side`×`side` inputs (the dense input follows the side).
+    pub fn init(&self, side: usize, dropout: f64, device: &Device) -> Compact {
+        Compact::new(self, side, dropout, device)
     }
 
-    fn flat(&self) -> usize {
-        self.channels.last().copied().unwrap_or(1) * self.final_side().pow(2)
+    /// Side of the feature map after the last pool (each 2×2 pool floors: 40 → 20 → 10 → 5 → 2).
+    pub fn final_side(&self, side: usize) -> usize {
+        side >> self.channels.len()
     }
 
-    pub fn flops(&self) -> u64 {
+    /// Inputs of the first dense layer: the last block's channels × the final side².
+    pub fn flat(&self, side: usize) -> usize {
+        self.channels.last().copied().unwrap_or(1) * self.final_side(side).pow(2)
+    }
+
+    pub fn flops(&self, side: usize) -> u64 {
         let mut total = 0;
         let mut c_in = 1;
         for (i, &c) in self.channels.iter().enumerate() {
-            let side = SIDE >> i;
+            let side = side >> i;
             for _ in 0..self.convs_per_block {
                 total += conv_flops(3, c_in, c, side);
                 c_in = c;
             }
         }
-        let mut d_in = self.flat();
+        let mut d_in = self.flat(side);
         for &d in &self.dense {
             total += dense_flops(d_in, d);
             d_in = d;
@@ -133,7 +151,7 @@ pub struct Compact {
 }
 
 impl Compact {
-    pub fn new(shape: &CompactConfig, dropout: f64, device: &Device) -> Self {
+    pub fn new(shape: &CompactConfig, side: usize, dropout: f64, device: &Device) -> Self {
         let mut convs = Vec::new();
         let mut c_in = 1;
         for &c in &shape.channels {
@@ -143,7 +161,7 @@ impl Compact {
             }
         }
         let mut dense = Vec::new();
-        let mut d_in = shape.flat();
+        let mut d_in = shape.flat(side);
         for &d in &shape.dense {
             dense.push(LinearConfig::new(d_in, d).init(device));
             d_in = d;

@@ -448,7 +448,7 @@ mod tests {
         use crate::bench::traced_step;
         let device = Device::libtorch();
         for spec in crate::model::tests::all_models() {
-            let model = crate::model::FerModel::new(&spec, 0.5, &device);
+            let model = crate::model::FerModel::new(&spec, 48, 0.5, &device);
             let Layers {
                 convs,
                 norms,
@@ -464,7 +464,13 @@ mod tests {
             assert_eq!(nodes("ConvolutionBackward0"), convs, "{spec:?}: {ops:#?}");
             assert_eq!(nodes("NativeBatchNormBackward0"), norms, "{spec:?}");
             assert_eq!(nodes("AddmmBackward0"), dense_calls, "{spec:?}");
-            assert!(nodes("MaxPool2DWithIndicesBackward0") > 0, "{spec:?}");
+            // Every kind pools but the residual net with a CIFAR-style stem (no stem pool).
+            let pools = !matches!(&spec, crate::model::ModelSpec::Residual(c) if !c.stem_pool);
+            assert_eq!(
+                nodes("MaxPool2DWithIndicesBackward0") > 0,
+                pools,
+                "{spec:?}"
+            );
             assert!(nodes("ReluBackward0") > 0, "{spec:?}");
             assert_eq!(nodes("NllLossBackward0"), 1, "{spec:?}");
             let burn_convs: Vec<_> = ops

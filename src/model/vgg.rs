@@ -1,6 +1,7 @@
 //! The deep VGG-style net behind the best published single-model FER-2013 results: 4 stages of
 //! 2× conv3x3-BN-ReLU + max-pool at 64→128→256→512 channels and a dense head with dropout.
-//! `width` scales every channel count (0.25 gives 16→128, small enough for a CPU).
+//! `width` scales every channel count (0.25 gives 16→128, small enough for a CPU). The dense
+//! head's input follows the input side: 512·3·3 at 48 px, 512·2·2 = 2048 at `crop = 40`.
 
 use super::compact::{Compact, CompactConfig, validate_dense};
 use crate::invalid::InvalidValue;
@@ -60,11 +61,13 @@ impl VggConfig {
         }
     }
 
-    pub fn flops(&self) -> u64 {
-        self.shape().flops()
+    pub fn flops(&self, side: usize) -> u64 {
+        self.shape().flops(side)
     }
 
-    pub fn init(&self, dropout: f64, device: &Device) -> Compact {
-        self.shape().init(dropout, device)
+    /// The net for `side`×`side` inputs: 48 → 3·3 after the 4 pools, a crop of 40 → 2·2 (at
+    /// width 1 the flatten is 512·2·2 = 2048, Khaireddin & Chen's).
+    pub fn init(&self, side: usize, dropout: f64, device: &Device) -> Compact {
+        self.shape().init(side, dropout, device)
     }
 }

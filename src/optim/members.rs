@@ -308,12 +308,12 @@ mod tests {
         let solos: Vec<FerModel> = (0..3)
             .map(|m| {
                 device.seed(40 + m as u64);
-                FerModel::new(spec_model, 0.0, &device)
+                FerModel::new(spec_model, 48, 0.0, &device)
             })
             .collect();
         let rates = MemberRates::default();
         let mut group_optim = MemberOptimizer::new(spec, settings.to_vec(), rates.clone()).init();
-        let mut fused = fuse::stack(spec_model, &solos, &device);
+        let mut fused = fuse::stack(spec_model, 48, &solos, &device);
         for step in 0..3 {
             let (images, targets): (Vec<_>, Vec<_>) = (0..3).map(|m| batch(m, &device)).unzip();
             let logits = fused.forward(fuse::images(images));
@@ -343,7 +343,7 @@ mod tests {
                 let grads = GradientsParams::from_grads(total.backward(), &solo);
                 solo = optim.step(lr(m, step), solo, grads);
             }
-            let sliced = fuse::member(spec_model, &fused, m, &device);
+            let sliced = fuse::member(spec_model, 48, &fused, m, &device);
             // Adam divides by the gradient's size: where a gradient is near 0, the last-bit
             // difference between a grouped and a plain kernel (or between two thread splits
             // of one reduction) moves a weight by up to ~1 % of the learning rate. So a few

@@ -10,19 +10,21 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use std::sync::Arc;
 
-/// Class probabilities of images given as [0, 1] floats (`n` × 2304), averaged over the TTA
-/// views of each image.
+/// Class probabilities of 48×48 images, averaged over the TTA views of each image (each view a
+/// `crop`×`crop` window when the run has a crop: the model is built for that side).
 pub fn predict(
     model: &FerModel,
     images: &[&[u8; IMAGE_PIXELS]],
     tta: Tta,
+    crop: Option<usize>,
     device: &Device,
 ) -> Vec<[f32; 7]> {
     let n = images.len();
     if n == 0 {
         return Vec::new();
     }
-    let views: Vec<Vec<Vec<f32>>> = images.iter().map(|img| tta_views(tta, img)).collect();
+    let side = crop.unwrap_or(IMAGE_SIDE);
+    let views: Vec<Vec<Vec<f32>>> = images.iter().map(|img| tta_views(tta, crop, img)).collect();
     let per_image = views[0].len();
     let mut sums = vec![[0f32; 7]; n];
     for v in 0..per_image {
@@ -30,10 +32,7 @@ pub fn predict(
             .iter()
             .flat_map(|views| views[v].iter().copied())
             .collect();
-        let batch = Tensor::<4>::from_data(
-            TensorData::new(pixels, [n, 1, IMAGE_SIDE, IMAGE_SIDE]),
-            device,
-        );
+        let batch = Tensor::<4>::from_data(TensorData::new(pixels, [n, 1, side, side]), device);
         let probs = softmax(model.forward(batch), 1).into_data();
         for (i, p) in probs.iter::<f32>().enumerate() {
             sums[i / 7][i % 7] += p / per_image as f32;
@@ -42,14 +41,15 @@ pub fn predict(
     sums
 }
 
-/// Runs `model` over all of `images` (no augmentation; TTA views when asked) and derives the
-/// metrics, keeping every image's probabilities (for ensembles). The loss is the
-/// cross-entropy of the averaged probabilities.
+/// Runs `model` over all of `images` (no augmentation; the centre crop with a `crop`; TTA views
+/// when asked) and derives the metrics, keeping every image's probabilities (for ensembles).
+/// The loss is the cross-entropy of the averaged probabilities.
 pub fn evaluate(
     model: &FerModel,
     images: &Arc<SplitImages>,
     batch_size: usize,
     tta: Tta,
+    crop: Option<usize>,
     device: &Device,
 ) -> Evaluation {
     let n = images.len();
@@ -58,7 +58,7 @@ pub fn evaluate(
     while start < n {
         let end = (start + batch_size).min(n);
         let batch: Vec<&[u8; IMAGE_PIXELS]> = (start..end).map(|i| images.image(i)).collect();
-        probs.extend(predict(model, &batch, tta, device));
+        probs.extend(predict(model, &batch, tta, crop, device));
         start = end;
     }
     let labels = (0..n).map(|i| images.label(i).id()).collect();

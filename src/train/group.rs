@@ -9,8 +9,9 @@
 //! whose early stopping fires stops moving (learning rate 0, its loss left out of the backward)
 //! while the others go on.
 //!
-//! What members must share to fuse is [`fusable`]: the model's shape, the batch size, the
-//! number of epochs and the optimizer's kind.
+//! What members must share to fuse is [`fusable`]: the model's shape, its input side (`crop`),
+//! the batch size, the crops per image (`augment.crops`), the number of epochs and the
+//! optimizer's kind.
 //!
 //! Every epoch ends with a group checkpoint — the fused model, the optimizer's state, and each
 //! member's best model so far — written after every member's sink has the epoch, so a group
@@ -126,6 +127,12 @@ pub fn fusable(a: &RunConfig, b: &RunConfig) -> Result<(), String> {
     if a.model != b.model {
         return Err("their models differ".into());
     }
+    if a.crop != b.crop {
+        return Err("their crops differ".into());
+    }
+    if a.augment.crops != b.augment.crops {
+        return Err("their crops per image differ".into());
+    }
     if a.batch_size != b.batch_size {
         return Err("their batch sizes differ".into());
     }
@@ -197,6 +204,9 @@ pub fn train_group(
 /// A group while it trains: the fused model, its optimizer, each member's state.
 struct Group<'a> {
     spec: &'a crate::model::ModelSpec,
+    /// The members' input side and crop (fusable members share them).
+    side: usize,
+    crop: Option<usize>,
     configs: Vec<&'a RunConfig>,
     seeds: Vec<u64>,
     device: Device,
@@ -241,7 +251,8 @@ impl<'a> Group<'a> {
             .iter()
             .map(|m| init_model(m.config, m.seed, &autodiff))
             .collect();
-        let mut model = fuse::stack(spec, &solos, &autodiff);
+        let side = first.input_side();
+        let mut model = fuse::stack(spec, side, &solos, &autodiff);
         drop(solos);
         let dir = checkpoints.dir;
         std::fs::create_dir_all(dir).map_err(|e| checkpoint_error(dir, e))?;
@@ -273,6 +284,8 @@ impl<'a> Group<'a> {
         }
         Ok(Group {
             spec,
+            side,
+            crop: first.crop,
             configs,
             seeds,
             device: device.clone(),
@@ -403,7 +416,14 @@ impl<'a> Group<'a> {
     ) -> Result<(), TrainError> {
         let inner = self.model.valid();
         progress.start_split(Split::Val, splits.val.len());
-        let val = validate(&inner, splits, self.batch_size, &self.states, &self.device);
+        let val = validate(
+            &inner,
+            splits,
+            self.batch_size,
+            self.crop,
+            &self.states,
+            &self.device,
+        );
         let secs = started.elapsed().as_secs_f64();
         for (m, t) in train.into_iter().enumerate() {
             let state = &mut self.states[m];
@@ -430,7 +450,7 @@ impl<'a> Group<'a> {
                 continue;
             }
             if state.best.as_ref().is_none_or(|(_, acc, _)| val_acc > *acc) {
-                let best = fuse::member(self.spec, &inner, m, &self.device);
+                let best = fuse::member(self.spec, self.side, &inner, m, &self.device);
                 save_model(&best, &best_path(&self.dir, m))?;
                 state.best = Some((epoch + 1, val_acc, best));
             }
@@ -468,9 +488,10 @@ impl<'a> Group<'a> {
                     .best
                     .ok_or_else(|| TrainError::Training("no epoch was evaluated".into()))?;
                 let eval_batch = config.batch_size.max(256);
-                let val = eval::evaluate(&best_model, &splits.val, eval_batch, config.tta, &device);
+                let (tta, crop) = (config.tta, config.crop);
+                let val = eval::evaluate(&best_model, &splits.val, eval_batch, tta, crop, &device);
                 let test =
-                    eval::evaluate(&best_model, &splits.test, eval_batch, config.tta, &device);
+                    eval::evaluate(&best_model, &splits.test, eval_batch, tta, crop, &device);
                 Ok(MemberOutcome {
                     best_epoch,
                     epochs: state.rows,
@@ -551,7 +572,12 @@ fn member_state(
             m.config.label_smoothing,
             &splits.train.class_counts(),
         ),
-        batcher: FerBatcher::train(splits.train.clone(), m.config.augment, m.seed),
+        batcher: FerBatcher::train(
+            splits.train.clone(),
+            m.config.augment,
+            m.config.crop,
+            m.seed,
+        ),
         stopped,
         best,
     })
@@ -614,11 +640,12 @@ fn validate(
     model: &FerModel,
     splits: &Splits,
     batch_size: usize,
+    crop: Option<usize>,
     states: &[State],
     device: &Device,
 ) -> Vec<(f64, f64)> {
     let members = states.len();
-    let batcher = FerBatcher::eval(splits.val.clone());
+    let batcher = FerBatcher::eval(splits.val.clone(), crop);
     let n = splits.val.len();
     let mut sums = vec![(0.0f64, 0usize); members];
     let mut batches = 0usize;

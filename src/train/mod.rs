@@ -215,7 +215,8 @@ pub const BEST_MODEL: &str = "best.bpk";
 /// Builds the model of a run with fresh weights (seeded through the device).
 pub fn init_model(config: &RunConfig, seed: u64, device: &Device) -> FerModel {
     device.seed(seed);
-    let mut model = FerModel::new(&config.model, config.dropout, device).with_weights_drawn();
+    let mut model = FerModel::new(&config.model, config.input_side(), config.dropout, device)
+        .with_weights_drawn();
     model.dropout_mut().seed(seed);
     model
 }
@@ -227,7 +228,7 @@ pub fn load_model(config: &RunConfig, path: &Path, device: &Device) -> Result<Fe
         why: e.to_string(),
     })?;
     let classifier = Classifier {
-        model: FerModel::new(&config.model, config.dropout, device),
+        model: FerModel::new(&config.model, config.input_side(), config.dropout, device),
         loss: Loss::cross_entropy(),
     };
     Ok(classifier.load_record(record).model)
@@ -270,7 +271,7 @@ pub fn train_run(
 
     let autodiff = spec.device.clone().autodiff();
     let model = init_model(config, spec.seed, &autodiff);
-    let size = model::size(&model, &config.model);
+    let size = model::size(&model, &config.model, config.input_side());
     let classifier = Classifier {
         model,
         loss: Loss::new(
@@ -285,6 +286,7 @@ pub fn train_run(
     let train_loader = DataLoaderBuilder::new(FerBatcher::train(
         splits.train.clone(),
         config.augment,
+        config.crop,
         spec.seed,
     ))
     .batch_size(config.batch_size)
@@ -295,7 +297,7 @@ pub fn train_run(
         spec.seed,
         resume_from.unwrap_or(0) as u32,
     ));
-    let valid_loader = DataLoaderBuilder::new(FerBatcher::eval(splits.val.clone()))
+    let valid_loader = DataLoaderBuilder::new(FerBatcher::eval(splits.val.clone(), config.crop))
         .batch_size(config.batch_size.max(256))
         .num_workers(1)
         .set_device(spec.device.clone())
@@ -402,8 +404,9 @@ pub fn train_run(
     let model = load_model(config, &best_model, spec.device)
         .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
     let eval_batch = config.batch_size.max(256);
-    let val = eval::evaluate(&model, &splits.val, eval_batch, config.tta, spec.device);
-    let test = eval::evaluate(&model, &splits.test, eval_batch, config.tta, spec.device);
+    let (tta, crop) = (config.tta, config.crop);
+    let val = eval::evaluate(&model, &splits.val, eval_batch, tta, crop, spec.device);
+    let test = eval::evaluate(&model, &splits.test, eval_batch, tta, crop, spec.device);
     Ok(RunOutcome {
         best_epoch,
         epochs: state.epochs,

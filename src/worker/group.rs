@@ -74,9 +74,11 @@ pub(super) fn run(args: &WorkerArgs, id: &str) -> Result<i32, WorkerError> {
         .flatten();
     let device = args.device.device();
     let config = &first.run.config;
+    let side = config.input_side();
     let size = model::size(
-        &FerModel::new(&config.model, config.dropout, &device),
+        &FerModel::new(&config.model, side, config.dropout, &device),
         &config.model,
+        side,
     );
     let mut earlier_wall = 0.0f64;
     for run in &training {

@@ -428,9 +428,11 @@ fn run_alone(args: &WorkerArgs, run: &str) -> Result<i32, WorkerError> {
         return Ok(0);
     }
     let device = args.device.device();
+    let side = stored.config.input_side();
     let size = model::size(
-        &FerModel::new(&stored.config.model, stored.config.dropout, &device),
+        &FerModel::new(&stored.config.model, side, stored.config.dropout, &device),
         &stored.config.model,
+        side,
     );
     let resume_from = (stored.epochs_done > 0)
         .then(|| train::resumable_epoch(&stored.artifact_dir, stored.epochs_done))
