@@ -27,4 +27,5 @@ set -e
 # Checkpoint the WAL into the main file so one file carries everything.
 python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('PRAGMA wal_checkpoint(TRUNCATE)'); c.close()" "$db"
 cp "$db" "$OUT/fer-lab.sqlite"
-"$work/fer-lab" report --db "$db" || true
+# With the ensemble of the best cells when the runs stored their predictions (schema 8 on).
+"$work/fer-lab" report --db "$db" --ensemble 3 || "$work/fer-lab" report --db "$db" || true

@@ -70,9 +70,12 @@ pub fn section(a: &Analysis, _top: Option<usize>, human: bool) -> Option<Section
             &r.test,
         );
     }
+    let cells = match e.rows.last().map_or(e.asked, |r| r.cells) {
+        1 => "the best cell".to_string(),
+        k => format!("the top 1–{k} cells"),
+    };
     let mut title = format!(
-        "Ensembles of the top 1–{} cells (soft vote of all their runs, chosen on val), per-class F1 on test",
-        e.rows.last().map_or(e.asked, |r| r.cells)
+        "Ensembles of {cells} (soft vote of all their runs, chosen on val), per-class F1 on test"
     );
     if !e.without_predictions.is_empty() {
         title.push_str(&format!(
