@@ -108,8 +108,8 @@ impl SplitPredictions {
     }
 
     /// The members' probabilities averaged image by image (soft voting). Every member must
-    /// have predicted the same images: same count, same labels. `names` say which is which in
-    /// an error.
+    /// have predicted the same images: same count, same labels. A member's name (its run) is
+    /// what an error calls it.
     pub fn average(
         members: &[(&str, &SplitPredictions)],
     ) -> Result<SplitPredictions, PredictionsError> {
