@@ -550,6 +550,8 @@ fn a_two_run_sweep_lands_in_sqlite_and_reports() {
     );
     let err = fails(t, &["report", "--ensemble", "0"]);
     assert!(err.contains("--ensemble 0"), "{err}");
+    let err = fails(t, &["predict", image, "--ensemble", "0"]);
+    assert!(err.contains("--ensemble 0"), "{err}");
     let err = fails(t, &["predict", image, "--ensemble", "2", "--run", "abcd"]);
     assert!(err.contains("--ensemble") && err.contains("--run"), "{err}");
     let err = fails(t, &["predict", "README-missing.png", "--best"]);

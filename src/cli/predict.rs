@@ -114,14 +114,10 @@ fn ensemble_members(
     sweep: Option<&str>,
     k: usize,
 ) -> Result<Vec<fer_lab::predict::TrainedRun>> {
-    anyhow::ensure!(
-        k > 0,
-        "--ensemble 0: give the number of best cells to combine (1 or more)"
-    );
     let store = Store::open_read_only(db)?;
     let analysis =
         fer_lab::report::analysis::analyse(&store, sweep, fer_lab::report::RankMetric::ValAcc)?;
-    let members = fer_lab::report::ensemble::members(&analysis, k);
+    let members = fer_lab::report::ensemble::members(&analysis, k)?;
     anyhow::ensure!(
         !members.is_empty(),
         "sweep {} has no finished run yet",

@@ -7,9 +7,10 @@
 //! a `forward`; then add one variant to [`ModelSpec`] and to [`FerModel`] and one arm to each
 //! `match` below (the compiler lists them). Run ids hash a config's canonical JSON, so an
 //! existing model's knobs keep their names and defaults, and a knob added later is left out of
-//! it at its default (`skip_serializing_if`, as the residual nets' `stages`). For its fused form ([`fuse`]) to come for free, run its
-//! convolutions and dense layers through [`layers`] (`features`, `dense`), its dropout as a
-//! [`dropout::MemberDropout`], and pool over channels per member (as [`blocks::Cbam`] does);
+//! it at its default (`skip_serializing_if`, as the residual nets' `stages`). For its fused
+//! form ([`fuse`]) to come for free, run its convolutions and dense layers through [`layers`]
+//! (`features`, `dense`), its dropout as a [`dropout::MemberDropout`], and pool over channels
+//! per member (as [`blocks::Cbam`] does);
 //! then add a small instance to `tests::all_models` (and, if its shape follows the side, to
 //! `tests::all_models_and_sides`), which the fusion tests run.
 //!

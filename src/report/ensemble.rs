@@ -7,7 +7,7 @@
 //! the database came back.
 
 use super::ReportError;
-use super::analysis::{Analysis, RunResult};
+use super::analysis::{Analysis, Cell, RunResult};
 use crate::data::Split;
 use crate::metrics::Evaluation;
 use crate::metrics::SplitPredictions;
@@ -38,34 +38,41 @@ pub struct Ensembles {
 }
 
 /// The runs of the top `k` cells, in cell rank then seed order: an ensemble's members.
-pub fn members(analysis: &Analysis, k: usize) -> Vec<&RunResult> {
-    analysis
+pub fn members(analysis: &Analysis, k: usize) -> Result<Vec<&RunResult>, ReportError> {
+    check_k(k)?;
+    Ok(analysis
         .cells
         .iter()
         .take(k)
-        .flat_map(|cell| {
-            let mut runs: Vec<&RunResult> = cell.runs.iter().map(|&i| &analysis.runs[i]).collect();
-            runs.sort_by_key(|r| r.seed);
-            runs
-        })
-        .collect()
+        .flat_map(|cell| cell_members(analysis, cell))
+        .collect())
 }
 
-/// Soft-votes the top 1..=`k` cells of `analysis` from the predictions stored in `store`.
-pub fn ensembles(store: &Store, analysis: &Analysis, k: usize) -> Result<Ensembles, ReportError> {
+/// The runs of one cell, in seed order.
+fn cell_members<'a>(analysis: &'a Analysis, cell: &Cell) -> Vec<&'a RunResult> {
+    let mut runs: Vec<&RunResult> = cell.runs.iter().map(|&i| &analysis.runs[i]).collect();
+    runs.sort_by_key(|r| r.seed);
+    runs
+}
+
+fn check_k(k: usize) -> Result<(), ReportError> {
     if k == 0 {
         return Err(ReportError::Ensemble(
             "--ensemble 0: give the number of best cells to combine (1 or more)".into(),
         ));
     }
+    Ok(())
+}
+
+/// Soft-votes the top 1..=`k` cells of `analysis` from the predictions stored in `store`.
+pub fn ensembles(store: &Store, analysis: &Analysis, k: usize) -> Result<Ensembles, ReportError> {
+    check_k(k)?;
     // Every member's predictions, read once.
     let mut stored: Vec<(String, SplitPredictions, SplitPredictions)> = Vec::new();
     let mut without_predictions = Vec::new();
     let mut member_cells: Vec<usize> = Vec::new();
     for (rank, cell) in analysis.cells.iter().take(k).enumerate() {
-        let mut runs: Vec<&RunResult> = cell.runs.iter().map(|&i| &analysis.runs[i]).collect();
-        runs.sort_by_key(|r| r.seed);
-        for run in runs {
+        for run in cell_members(analysis, cell) {
             match (
                 store.predictions(&run.id, Split::Val)?,
                 store.predictions(&run.id, Split::Test)?,
@@ -80,7 +87,7 @@ pub fn ensembles(store: &Store, analysis: &Analysis, k: usize) -> Result<Ensembl
     }
     if stored.is_empty() {
         return Err(ReportError::Ensemble(format!(
-            "sweep {}: no run of its top {k} cell(s) has stored predictions (runs finished by a fer-lab before schema 8 lack them; `fer-lab sweep FILE --restart RUN` trains one again)",
+            "--ensemble: sweep {}: no run of its top {k} cell(s) has stored predictions (runs finished by a fer-lab before schema 8 lack them; `fer-lab sweep FILE --restart RUN` trains one again)",
             analysis.sweep
         )));
     }
@@ -102,7 +109,7 @@ pub fn ensembles(store: &Store, analysis: &Analysis, k: usize) -> Result<Ensembl
                     chosen.iter().map(|s| (s.0.as_str(), split(s))).collect();
                 SplitPredictions::average(&named)
                     .map(SplitPredictions::evaluate)
-                    .map_err(|e| ReportError::Ensemble(e.to_string()))
+                    .map_err(|e| ReportError::Ensemble(format!("--ensemble: {e}")))
             };
         rows.push(EnsembleRow {
             cells: top,
@@ -243,8 +250,9 @@ mod tests {
         let mut a = analyse(&store, None, RankMetric::ValAcc).unwrap();
         assert_eq!(a.cells[0].params, ["0.001"]);
         let ids = |rs: Vec<&RunResult>| rs.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
-        assert_eq!(ids(members(&a, 1)), ["a1", "a2"]);
-        assert_eq!(ids(members(&a, 5)), ["a1", "a2", "b1", "c1"]);
+        assert_eq!(ids(members(&a, 1).unwrap()), ["a1", "a2"]);
+        assert_eq!(ids(members(&a, 5).unwrap()), ["a1", "a2", "b1", "c1"]);
+        assert!(members(&a, 0).is_err());
 
         let e = ensembles(&store, &a, 3).unwrap();
         assert_eq!(e.without_predictions, ["c1"]);

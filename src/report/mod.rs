@@ -29,7 +29,8 @@ pub enum ReportError {
     Compare(String),
     #[error("plot {0}")]
     Plot(String),
-    #[error("--ensemble: {0}")]
+    /// Each message names `--ensemble` itself.
+    #[error("{0}")]
     Ensemble(String),
 }
 

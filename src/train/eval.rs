@@ -3,8 +3,7 @@
 use crate::config::Tta;
 use crate::data::augment::tta_views;
 use crate::data::{IMAGE_PIXELS, IMAGE_SIDE, SplitImages};
-use crate::metrics::Evaluation;
-use crate::metrics::SplitPredictions;
+use crate::metrics::{Evaluation, SplitPredictions};
 use crate::model::FerModel;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;

@@ -204,9 +204,7 @@ pub fn train_group(
 /// A group while it trains: the fused model, its optimizer, each member's state.
 struct Group<'a> {
     spec: &'a crate::model::ModelSpec,
-    /// The members' input side and crop (fusable members share them).
-    side: usize,
-    crop: Option<usize>,
+    /// Each member's config (the crop fusable members share is read from the first).
     configs: Vec<&'a RunConfig>,
     seeds: Vec<u64>,
     device: Device,
@@ -251,8 +249,7 @@ impl<'a> Group<'a> {
             .iter()
             .map(|m| init_model(m.config, m.seed, &autodiff))
             .collect();
-        let side = first.input_side();
-        let mut model = fuse::stack(spec, side, &solos, &autodiff);
+        let mut model = fuse::stack(spec, first.input_side(), &solos, &autodiff);
         drop(solos);
         let dir = checkpoints.dir;
         std::fs::create_dir_all(dir).map_err(|e| checkpoint_error(dir, e))?;
@@ -284,8 +281,6 @@ impl<'a> Group<'a> {
         }
         Ok(Group {
             spec,
-            side,
-            crop: first.crop,
             configs,
             seeds,
             device: device.clone(),
@@ -420,7 +415,7 @@ impl<'a> Group<'a> {
             &inner,
             splits,
             self.batch_size,
-            self.crop,
+            self.configs[0].crop,
             &self.states,
             &self.device,
         );
@@ -450,7 +445,13 @@ impl<'a> Group<'a> {
                 continue;
             }
             if state.best.as_ref().is_none_or(|(_, acc, _)| val_acc > *acc) {
-                let best = fuse::member(self.spec, self.side, &inner, m, &self.device);
+                let best = fuse::member(
+                    self.spec,
+                    self.configs[0].input_side(),
+                    &inner,
+                    m,
+                    &self.device,
+                );
                 save_model(&best, &best_path(&self.dir, m))?;
                 state.best = Some((epoch + 1, val_acc, best));
             }
