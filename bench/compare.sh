@@ -6,6 +6,7 @@
 #   bench/compare.sh [--model baseline|compact|residual|se|cbam|vgg] [--width W]
 #                    [--batch 64] [--threads 2] [--repeats 3] [--epochs 2]
 #                    [--stages "step data eval loop"] [--device cpu|tch-cpu|cuda:N]
+#                    [--precision f32|bf16]
 #                    [--fer-lab target/release/fer-lab] [--python python3] [--data data/fer2013]
 #
 # Models: every fer-lab kind at its default knobs (`se` and `cbam` are the attention net with
@@ -20,12 +21,15 @@
 # augmentation on the device and no read-back per step — bench/pytorch_reference.py
 # --stage loop-gpu). PyTorch-only, CUDA only: step-graph and loop-gpu-graph (the same with the
 # training step captured as a CUDA graph, --cuda-graph), set beside fer-lab's step / loop-gpu.
+# --precision bf16: both sides in bf16 mixed precision (fer-lab's `precision = "bf16"`, PyTorch's
+# torch.autocast to bfloat16); fer-lab needs tch-cpu or cuda:N for it.
 # Needs the data imported (`fer-lab data import`) and a python with torch. Raw JSON lines are
 # kept in $OUT (default bench/out/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 model=baseline width="" batch=64 threads=2 repeats=3 epochs=2 stages="step data eval loop" device=cpu
+precision=f32
 ferlab=target/release/fer-lab python=python3 data=data/fer2013
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -37,6 +41,7 @@ while [ $# -gt 0 ]; do
         --epochs) epochs=$2; shift 2 ;;
         --stages) stages=$2; shift 2 ;;
         --device) device=$2; shift 2 ;;
+        --precision) precision=$2; shift 2 ;;
         --fer-lab) ferlab=$2; shift 2 ;;
         --python) python=$2; shift 2 ;;
         --data) data=$2; shift 2 ;;
@@ -56,6 +61,11 @@ for stage in $stages; do
         *) echo "bench/compare.sh: unknown stage $stage (step data eval loop loop-gpu step-graph loop-gpu-graph)" >&2; exit 2 ;;
     esac
 done
+case "$precision" in
+    f32) ;;
+    bf16) case "$device" in cpu) echo "bench/compare.sh: --precision bf16 needs --device tch-cpu or cuda:N" >&2; exit 2 ;; esac ;;
+    *) echo "bench/compare.sh: --precision f32 or bf16" >&2; exit 2 ;;
+esac
 
 # PyTorch runs on the same kind of device: the CPU for cpu / tch-cpu, the GPU for cuda:N.
 case "$device" in cuda:*) py_device=$device ;; *) py_device=cpu ;; esac
@@ -93,7 +103,7 @@ case "$fer_model" in '{'*) bench_model=$fer_model ;; esac
 
 out=${OUT:-bench/out}
 mkdir -p "$out"
-lines="$out/$(date -u +%Y%m%dT%H%M%SZ)-$model${width:+-w$width}-b$batch-t$threads.jsonl"
+lines="$out/$(date -u +%Y%m%dT%H%M%SZ)-$model${width:+-w$width}-b$batch-t$threads-$precision.jsonl"
 export RAYON_NUM_THREADS=$threads OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -103,8 +113,8 @@ n_train=$("$python" -c 'import sys; f = open(sys.argv[1], "rb"); f.seek(8); prin
 # write time).
 fer_lab_loop() {
     local stage=$1 n_epochs=$2 name=$1-$3
-    printf 'name = "bench-%s"\ndata = "%s"\n[base]\nmodel = %s\nepochs = %s\nbatch_size = %s\n' \
-        "$name" "$(realpath "$data")" "$fer_model" "$n_epochs" "$batch" > "$tmp/$name.toml"
+    printf 'name = "bench-%s"\ndata = "%s"\n[base]\nmodel = %s\nepochs = %s\nbatch_size = %s\nprecision = "%s"\n' \
+        "$name" "$(realpath "$data")" "$fer_model" "$n_epochs" "$batch" "$precision" > "$tmp/$name.toml"
     "$ferlab" sweep "$tmp/$name.toml" --no-tui --devices "$device" --db "$tmp/$name.sqlite" > "$tmp/$name.log" 2>&1
     "$ferlab" sql "SELECT e.epoch, e.secs, e.write_ms FROM epochs e ORDER BY e.epoch DESC LIMIT 1" \
         --db "$tmp/$name.sqlite" --format json |
@@ -122,10 +132,10 @@ if stage == "loop":
 
 pytorch() {
     "$python" -W ignore bench/pytorch_reference.py "${py_model[@]}" --batch "$batch" --threads "$threads" \
-        --data "$data" --steps 30 --device "$py_device" "$@"
+        --data "$data" --steps 30 --device "$py_device" --precision "$precision" "$@"
 }
 
-echo "fer-lab vs PyTorch: model $model${width:+ (width $width)}, batch $batch, $threads threads, device $device, $repeats × A B"
+echo "fer-lab vs PyTorch: model $model${width:+ (width $width)}, batch $batch, $threads threads, device $device, $precision, $repeats × A B"
 for r in $(seq 1 "$repeats"); do
     for stage in $stages; do
         case "$stage" in
@@ -137,7 +147,7 @@ for r in $(seq 1 "$repeats"); do
             step-graph) pytorch --stage step --cuda-graph >> "$lines" ;;
             *)
                 "$ferlab" bench stage "$stage" --model "$bench_model" --batch "$batch" --device "$device" \
-                    --data "$data" --steps 30 >> "$lines"
+                    --data "$data" --steps 30 --precision "$precision" >> "$lines"
                 pytorch --stage "$stage" >> "$lines" ;;
         esac
         echo "  round $r: $stage done" >&2

@@ -42,6 +42,8 @@
 #                             (default: torch/lib of that python)
 #   FER_LAB_CHECK_MODELS      step models (default "baseline compact residual se cbam vgg")
 #   FER_LAB_CHECK_BATCHES     step batches (default "64 256")
+#   FER_LAB_CHECK_PRECISION   the step's precision on both sides: f32 (default) or bf16 (fer-lab's
+#                             `precision = "bf16"` against PyTorch's autocast to bfloat16)
 #   FER_LAB_CHECK_STEPS / _WARMUP   timed / warm-up steps of PyTorch (default 20 / 5; fer-lab's
 #                             bench warms up 3 steps and times --steps)
 #   FER_LAB_CHECK_VGG_WIDTH   default 1.0
@@ -71,6 +73,7 @@ while [ $# -gt 0 ]; do
 done
 models=${FER_LAB_CHECK_MODELS:-baseline compact residual se cbam vgg}
 batches=${FER_LAB_CHECK_BATCHES:-64 256}
+precision=${FER_LAB_CHECK_PRECISION:-f32}
 steps=${FER_LAB_CHECK_STEPS:-20}
 warmup=${FER_LAB_CHECK_WARMUP:-5}
 vgg_width=${FER_LAB_CHECK_VGG_WIDTH:-1.0}
@@ -184,12 +187,12 @@ if [ -z "$n_train" ]; then
 fi
 "$python" -c '
 import json, sys
-keys = ["device", "gpu", "fer_lab", "torch", "n_train", "steps", "warmup", "budget", "date"]
+keys = ["device", "gpu", "fer_lab", "torch", "n_train", "steps", "warmup", "budget", "date", "precision"]
 meta = dict(zip(keys, sys.argv[1:]))
 for k in ["n_train", "steps", "warmup", "budget"]:
     meta[k] = int(meta[k])
 print(json.dumps({"check": "meta", **meta}))
-' "$device" "$gpu" "$version" "$torch_version" "$n_train" "$steps" "$warmup" "$budget" "$(date -u +%Y-%m-%dT%H:%MZ)" >> "$raw"
+' "$device" "$gpu" "$version" "$torch_version" "$n_train" "$steps" "$warmup" "$budget" "$(date -u +%Y-%m-%dT%H:%MZ)" "$precision" >> "$raw"
 
 # A model label as a sweep's `model =` and `bench --model` take it.
 fer_model() {
@@ -211,7 +214,7 @@ say "step: fer-lab bench, $models at batch $batches"
 for m in $models; do
     for b in $batches; do
         timed "$(cap 40)" "$ferlab" bench stage step --model "$(bench_model "$m")" --batch "$b" \
-            --device "$device" --data "$data" --steps "$steps" |
+            --device "$device" --data "$data" --steps "$steps" --precision "$precision" |
             tag "{\"check\": \"step\", \"label\": \"$m\", \"batch\": $b, \"side\": \"fer-lab\"}"
         rc=${PIPESTATUS[0]}
         [ "$rc" = 0 ] || note "{\"check\": \"step\", \"label\": \"$m\", \"batch\": $b, \"side\": \"fer-lab\", \"error\": \"$(why "$rc")\"}"
@@ -227,7 +230,7 @@ for mode in $graph_modes; do
     [ "$mode" = graph ] && flag=(--cuda-graph)
     # PyTorch's lines name each model as the command line does (se, cbam): that is the label.
     timed "$(cap 150)" "${pytorch[@]}" --stage step --model "$list_models" --batch "$list_batches" \
-        --steps "$steps" --warmup "$warmup" "${flag[@]}" | tag '{"check": "step"}'
+        --steps "$steps" --warmup "$warmup" --precision "$precision" "${flag[@]}" | tag '{"check": "step"}'
 done
 
 # --- 2. One real epoch ---------------------------------------------------------------------------
@@ -467,6 +470,7 @@ print(f"# fer-lab GPU check ({meta.get('date', '?')})\n")
 print(f"- device: {meta.get('device')} — {meta.get('gpu') or 'no nvidia-smi'}")
 print(f"- fer-lab: {meta.get('fer_lab') or '-'}; PyTorch: {meta.get('torch') or '-'}")
 print(f"- step: PyTorch {meta.get('warmup')} warm-up + {meta.get('steps')} timed steps (median), "
+      f"both sides in {meta.get('precision', 'f32')}, "
       f"fer-lab 3 warm-up + {meta.get('steps')}; img/s are medians of one process each")
 print(f"- epoch img/s = {n_train:,} training images / the epoch's seconds (validation included on both sides; "
       "fer-lab's also its checkpoint and SQLite writes)\n")

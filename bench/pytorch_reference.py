@@ -45,6 +45,10 @@ On CUDA every line also carries "peak_gpu_mb" and "peak_gpu_reserved_mb":
 torch.cuda.max_memory_allocated / max_memory_reserved since the peak was reset at the start of
 the stage (the model's weights are already on the device then and count).
 
+--precision bf16: bfloat16 mixed precision, as fer-lab's `precision = "bf16"` runs it: the
+model's forward under torch.autocast(device, dtype=torch.bfloat16) (autocast's weight cache off,
+so a CUDA graph can capture it), the logits cast back to float32, weights and Adam in float32.
+
 --model and --batch accept comma lists for the step stage (e.g. --model baseline,vgg --batch
 64,256): one line per model and batch, in one process, the GPU memory peak reset and the model
 freed between them; a configuration that fails prints a line with "error" and the rest go on.
@@ -368,6 +372,7 @@ def report(stage, args, seconds, images, extra=None):
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "torch": torch.__version__,
         "device": str(args.torch_device),
+        "precision": args.precision,
     }
     if stage in ("step", "loop-gpu"):
         line["cuda_graph"] = bool(args.cuda_graph)
@@ -692,6 +697,16 @@ def stage_loop_gpu(args, model, train, val):
 # ---------------------------------------------------------------------------------------------
 
 
+def autocast_forward(forward, device):
+    """`forward` in bf16 mixed precision, its output back in float32."""
+
+    def mixed(*inputs):
+        with torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False):
+            return forward(*inputs).float()
+
+    return mixed
+
+
 def run_one(args, name, batch, train, val):
     """Builds model `name` and runs the stage at `batch`; prints one JSON line."""
     args.model, args.batch = name, batch
@@ -699,6 +714,8 @@ def run_one(args, name, batch, train, val):
     model, args.knobs = model_for(name, args)
     args.params, args.trainable_params = count_params(model)
     model = model.to(args.torch_device)
+    if args.precision == "bf16":
+        model.forward = autocast_forward(model.forward, args.torch_device)
     reset_gpu_peak(args.torch_device)
     if args.stage == "step":
         stage_step(args, model, train)
@@ -733,6 +750,7 @@ def main():
     p.add_argument("--epochs", type=int, default=1, help="loop-gpu: epochs to train (the last is reported)")
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--stage", default="step", choices=["step", "data", "loop", "loop-gpu", "eval", "ops"])
+    p.add_argument("--precision", default="f32", choices=["f32", "bf16"], help="bf16: mixed precision (autocast)")
     p.add_argument("--cuda-graph", action="store_true", help="step, loop-gpu: capture the training step as a CUDA graph")
     p.add_argument("--data", default="data/fer2013", help="a fer-lab cache (fer-lab data import)")
     p.add_argument(

@@ -520,10 +520,10 @@ pub fn eval_seconds(
     };
     let model = crate::train::init_model(&config, 1, device);
     let val = std::sync::Arc::new(data.val.clone());
-    let tta = crate::config::Tta::None;
-    crate::train::eval::evaluate(&model, &val, batch, tta, None, device);
+    let inference = crate::train::eval::Inference::of(&config);
+    crate::train::eval::evaluate(&model, &val, batch, inference, device);
     let started = Instant::now();
-    crate::train::eval::evaluate(&model, &val, batch, tta, None, device);
+    crate::train::eval::evaluate(&model, &val, batch, inference, device);
     started.elapsed().as_secs_f64()
 }
 

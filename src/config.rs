@@ -14,13 +14,13 @@
 //! reads and writes the bare-name form and composes them.
 
 // Tta lives beside the views it makes: config composes augment, never the other way round.
-use crate::data::augment::Augment;
 pub use crate::data::augment::Tta;
+use crate::data::augment::{Augment, EraseOn};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use crate::loss::{ClassWeights, LossSpec, WeightsName};
-pub use crate::model::{AttentionKind, ModelSpec};
+pub use crate::model::{AttentionKind, ModelSpec, Precision};
 pub use crate::optim::OptimizerSpec;
 pub use crate::optim::schedule::Schedule;
 
@@ -145,6 +145,9 @@ pub struct RunConfig {
     /// centre one (TTA views become crops of this side); unset, the whole image.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub crop: Option<usize>,
+    /// What the layers compute in: float32, or bf16 mixed precision on a libtorch device.
+    #[serde(skip_serializing_if = "is_default")]
+    pub precision: Precision,
 }
 
 /// The smallest and largest `crop`.
@@ -169,6 +172,7 @@ impl Default for RunConfig {
             grad_clip: None,
             tta: Tta::None,
             crop: None,
+            precision: Precision::F32,
         }
     }
 }
@@ -281,6 +285,14 @@ impl RunConfig {
                 ),
             );
         }
+        if self.augment.erasing_on == EraseOn::Crop && self.crop.is_none() {
+            return bad(
+                "augment.erasing_on",
+                "augment.erasing_on = \"crop\" needs a `crop` (without one there are no crops to \
+                 erase: leave erasing_on out to erase the whole image)"
+                    .to_string(),
+            );
+        }
         Ok(())
     }
 
@@ -321,6 +333,7 @@ impl RunConfig {
             "grad_clip": self.grad_clip,
             "tta": self.tta,
             "crop": self.crop,
+            "precision": self.precision,
         })
     }
 }
@@ -510,6 +523,29 @@ mod tests {
     }
 
     #[test]
+    fn precision_is_a_knob_of_the_run_id_only_when_not_f32() {
+        let c: RunConfig = toml::from_str("precision = \"bf16\"").unwrap();
+        assert_eq!(c.precision, Precision::Bf16);
+        assert!(c.validate().is_ok());
+        assert!(
+            c.canonical_json().ends_with(r#","precision":"bf16"}"#),
+            "{}",
+            c.canonical_json()
+        );
+        let f32: RunConfig = toml::from_str("precision = \"f32\"").unwrap();
+        assert_eq!(f32.canonical_json(), RunConfig::default().canonical_json());
+        assert!(
+            c.flatten()
+                .contains(&("precision".into(), serde_json::json!("bf16")))
+        );
+        let e = toml::from_str::<RunConfig>("precision = \"fp16\"").unwrap_err();
+        assert!(
+            e.to_string().contains("f32") && e.to_string().contains("bf16"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn augment_accepts_bool_or_table() {
         let c: RunConfig = toml::from_str("augment = false").unwrap();
         assert!(c.augment.is_identity());
@@ -614,6 +650,13 @@ mod tests {
         assert_eq!(e.key, "augment.crops");
         let c: RunConfig = toml::from_str("[augment]\ncrops = 0").unwrap();
         assert_eq!(c.validate().unwrap_err().key, "augment.crops");
+        // So does erasing each crop.
+        let c: RunConfig = toml::from_str("[augment]\nerasing_on = \"crop\"").unwrap();
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.key, "augment.erasing_on");
+        assert!(e.message.contains("needs a `crop`"), "{e:?}");
+        let c: RunConfig = toml::from_str("crop = 40\n[augment]\nerasing_on = \"crop\"").unwrap();
+        assert!(c.validate().is_ok());
         // The baseline adapts to a crop; every model accepts the smallest.
         for model in ["baseline", "compact", "residual", "attention", "vgg"] {
             let c: RunConfig = toml::from_str(&format!("crop = 16\nmodel = \"{model}\"")).unwrap();

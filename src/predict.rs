@@ -1,7 +1,7 @@
 //! `fer-lab predict` and `fer-lab export`: use a trained run's best-on-val model outside
 //! fer-lab's sweeps — classify any image, or hand the weights and their config on.
 
-use crate::config::{RunConfig, Tta};
+use crate::config::RunConfig;
 use crate::data::IMAGE_PIXELS;
 use crate::emotion::{Emotion, NUM_CLASSES};
 use crate::model::FerModel;
@@ -145,14 +145,11 @@ pub fn predict_ensemble(
     for run in runs {
         let model =
             train::load_model(&run.config, &run.model_path, device).map_err(PredictError::Load)?;
-        let tta: Tta = run.config.tta;
-        for (sum, p) in probs.iter_mut().zip(train::eval::predict(
-            &model,
-            &refs,
-            tta,
-            run.config.crop,
-            device,
-        )) {
+        let inference = train::eval::Inference::on(&run.config, device);
+        for (sum, p) in probs
+            .iter_mut()
+            .zip(train::eval::predict(&model, &refs, inference, device))
+        {
             for (s, x) in sum.iter_mut().zip(p) {
                 *s += x / runs.len() as f32;
             }

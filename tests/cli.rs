@@ -956,6 +956,50 @@ fn small_mistakes_and_a_full_disk_each_get_one_clear_message() {
         assert!(err.contains(device), "{device}: {err}");
     }
 
+    // bf16 on flex: refused before anything is recorded, naming the precision and the device.
+    let bf16 = [
+        "sweep",
+        quickstart,
+        "--devices",
+        "cpu",
+        "--set",
+        "precision=bf16",
+    ];
+    for dry_run in [true, false] {
+        let mut args = bf16.to_vec();
+        args.extend(if dry_run {
+            &["--dry-run"][..]
+        } else {
+            &["--db", "bf16.sqlite"][..]
+        });
+        let err = fails(t, &args);
+        assert_eq!(code(&args), Some(2));
+        assert!(
+            err.contains("precision = \"bf16\" needs a libtorch device") && err.contains("`cpu`"),
+            "{err}"
+        );
+        assert!(
+            !t.join("bf16.sqlite").exists(),
+            "a refused sweep wrote a database"
+        );
+    }
+    let args = [
+        "bench",
+        "--precision",
+        "bf16",
+        "--device",
+        "cpu",
+        "--steps",
+        "1",
+    ];
+    let err = fails(t, &args);
+    assert!(
+        err.contains("--precision bf16") && err.contains("libtorch"),
+        "{err}"
+    );
+    let err = fails(t, &["bench", "--precision", "fp16"]);
+    assert!(err.contains("f32 or bf16"), "{err}");
+
     let err = fails(t, &["sql", "", "--db", "db.sqlite"]);
     assert!(err.contains("the query is empty"), "{err}");
     assert!(!err.contains("misuse"), "{err}");

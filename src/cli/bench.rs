@@ -2,7 +2,9 @@
 //! stage for bench/compare.sh, the convolutions, the ops trace, the report and the dashboard.
 
 use super::*;
+use anyhow::anyhow;
 use fer_lab::bench::Stage;
+use fer_lab::model::Precision;
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -82,15 +84,34 @@ struct Timing {
     /// Device: auto, cpu (flex), tch-cpu or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
+    /// What the layers compute in: f32, or bf16 (mixed precision, as a run's `precision`;
+    /// libtorch devices only).
+    #[arg(long, default_value = "f32", value_parser = parse_precision)]
+    precision: Precision,
+}
+
+fn parse_precision(text: &str) -> Result<Precision, String> {
+    serde_json::from_value(serde_json::Value::from(text))
+        .map_err(|_| format!("`{text}` is not a precision: f32 or bf16"))
 }
 
 impl Timing {
-    /// The device, after checking the sizes every timed mode uses.
+    /// The device, after checking the sizes every timed mode uses and that the device computes
+    /// in --precision.
     fn device(&self) -> Result<DeviceSpec> {
         if self.batch == 0 || self.steps == 0 {
             bail!("--batch and --steps must be at least 1");
         }
-        self.device.parse().map_err(anyhow::Error::msg)
+        let device: DeviceSpec = self.device.parse().map_err(anyhow::Error::msg)?;
+        self.precision
+            .check_device(&device.device())
+            .map_err(|e| anyhow!("--precision {}: {e}", self.precision.name()))?;
+        Ok(device)
+    }
+
+    /// `f` with the layers of this thread in --precision.
+    fn measure<R>(&self, f: impl FnOnce() -> R) -> R {
+        fer_lab::model::precision::with(self.precision, f)
     }
 }
 
@@ -215,35 +236,34 @@ fn stage(args: StageArgs) -> Result<ExitCode> {
     let dev = device.device();
     let (data, _) = fer_lab::data::open(&args.data)
         .with_context(|| format!("--data {}", args.data.display()))?;
-    let (seconds, images) = match stage {
+    let (seconds, images) = args.timing.measure(|| match stage {
         Stage::Step => (
             b::train_step_seconds(&spec, batch, 3, steps, &dev, Some(&data.train)),
             batch,
         ),
-        Stage::Data | Stage::Eval => {
-            if stage == Stage::Data {
-                (b::data_seconds(&data, batch, 3, steps, &dev), batch)
-            } else {
-                (b::eval_seconds(&data, &spec, batch, &dev), data.val.len())
-            }
-        }
-    };
-    println!(
-        "{}",
-        b::stage_line(
-            stage,
-            &spec,
-            batch,
-            seconds,
-            images,
-            threads,
-            (&device.to_string(), &dev)
-        )
+        Stage::Data => (b::data_seconds(&data, batch, 3, steps, &dev), batch),
+        Stage::Eval => (b::eval_seconds(&data, &spec, batch, &dev), data.val.len()),
+    });
+    let mut line = b::stage_line(
+        stage,
+        &spec,
+        batch,
+        seconds,
+        images,
+        threads,
+        (&device.to_string(), &dev),
     );
+    line["precision"] = serde_json::Value::from(args.timing.precision.name());
+    println!("{line}");
     Ok(ExitCode::SUCCESS)
 }
 
 fn conv(args: ConvArgs) -> Result<ExitCode> {
+    if !args.timing.precision.is_f32() {
+        bail!(
+            "bench conv compares float32 formulations of the baseline's gradients: leave out --precision"
+        );
+    }
     let device = args.timing.device()?;
     let (batch, steps) = (args.timing.batch, args.timing.steps);
     println!("the baseline's convolutions on {device}, batch {batch}, median of {steps} calls:");
@@ -261,12 +281,14 @@ fn ops(args: OpsArgs) -> Result<ExitCode> {
     #[cfg(feature = "tch")]
     {
         let data = fer_lab::data::open(&args.data).ok().map(|(d, _)| d);
-        let rows = fer_lab::bench::ops_rows(
-            &spec,
-            args.timing.batch,
-            &device.device(),
-            data.as_ref().map(|d| &d.train),
-        );
+        let rows = args.timing.measure(|| {
+            fer_lab::bench::ops_rows(
+                &spec,
+                args.timing.batch,
+                &device.device(),
+                data.as_ref().map(|d| &d.train),
+            )
+        });
         println!(
             "what libtorch runs in one training step of {} at batch {} on {device}:",
             spec.kind(),
@@ -286,16 +308,18 @@ fn fused(args: FusedArgs) -> Result<ExitCode> {
         bail!("--members: a group has at least 1 run");
     }
     let data = fer_lab::data::open(&args.data).ok().map(|(d, _)| d);
-    let rows = fer_lab::bench::fused_rows(
-        &spec,
-        &args.members,
-        args.timing.batch,
-        3,
-        args.timing.steps,
-        &device.device(),
-        &device.to_string(),
-        data.as_ref().map(|d| &d.train),
-    );
+    let rows = args.timing.measure(|| {
+        fer_lab::bench::fused_rows(
+            &spec,
+            &args.members,
+            args.timing.batch,
+            3,
+            args.timing.steps,
+            &device.device(),
+            &device.to_string(),
+            data.as_ref().map(|d| &d.train),
+        )
+    });
     print!("{}", rows.render(args.format));
     Ok(ExitCode::SUCCESS)
 }
@@ -364,15 +388,17 @@ fn steps(args: StepArgs) -> Result<ExitCode> {
             None
         }
     };
-    let rows = fer_lab::bench::run(
-        &models,
-        args.timing.batch,
-        3,
-        args.timing.steps,
-        &device.device(),
-        &device.to_string(),
-        data.as_ref().map(|d| &d.train),
-    );
+    let rows = args.timing.measure(|| {
+        fer_lab::bench::run(
+            &models,
+            args.timing.batch,
+            3,
+            args.timing.steps,
+            &device.device(),
+            &device.to_string(),
+            data.as_ref().map(|d| &d.train),
+        )
+    });
     print!("{}", rows.render(args.format));
     Ok(ExitCode::SUCCESS)
 }

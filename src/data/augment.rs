@@ -2,11 +2,13 @@
 //! and the test-time views of TTA.
 //!
 //! Rotation, zoom and shift are one affine warp (inverse mapping, bilinear sampling, edges
-//! clamped like Keras' `fill_mode="nearest"`), so an image is resampled once, not three times.
+//! clamped like Keras' `fill_mode="nearest"`), so an image is resampled once, not three times;
+//! each can be applied to only part of the images (`rotation_p`, …).
 //! Random erasing follows Zhong et al. (a rectangle of 2–33 % of the image, aspect 0.3–3.3,
 //! filled with noise). With a run's `crop`, training then takes a random `crop`×`crop` window
-//! of the augmented 48×48 image (`augment.crops` of them per image, [`crop_offsets`]) and
-//! evaluation the centre one ([`tta_views`]). Mixup and CutMix mix pairs inside a batch
+//! of the augmented 48×48 image (`augment.crops` of them per image, [`crop_offsets`]), erased
+//! one by one when erasing is on the crops ([`erase_crops`]), and evaluation the centre one
+//! ([`tta_views`]). Mixup and CutMix mix pairs inside a batch
 //! ([`mix_batch`]), after cropping.
 //! Every random draw comes from an RNG seeded by (run seed, epoch, image index): a run is
 //! reproducible whatever order or thread the loader uses. Never applied to val or test.
@@ -25,6 +27,28 @@ fn is_one(v: &usize) -> bool {
     *v == 1
 }
 
+fn is_certain(p: &f64) -> bool {
+    *p == 1.0
+}
+
+/// Where random erasing cuts its rectangle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EraseOn {
+    /// The augmented 48×48 image, before any crop (so the crops of one image share it).
+    #[default]
+    Image,
+    /// Each training crop on its own, at the crop's side (needs the run's `crop`): Khaireddin
+    /// & Chen erase each of their ten crops independently.
+    Crop,
+}
+
+impl EraseOn {
+    fn is_image(&self) -> bool {
+        *self == EraseOn::Image
+    }
+}
+
 /// The augmentation knobs of a run; each is its own sweep axis (`augment.rotation`, …).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -37,9 +61,22 @@ pub struct Augment {
     pub zoom: f64,
     /// Maximum shift as a fraction of the side, drawn independently for x and y.
     pub shift: f64,
+    /// Probability that an image is rotated at all; the published VGG recipe rotates and
+    /// shifts "half the time" (torchvision's `RandomApply(p = 0.5)`).
+    #[serde(skip_serializing_if = "is_certain")]
+    pub rotation_p: f64,
+    /// Probability that an image is zoomed at all.
+    #[serde(skip_serializing_if = "is_certain")]
+    pub zoom_p: f64,
+    /// Probability that an image is shifted at all (both axes together).
+    #[serde(skip_serializing_if = "is_certain")]
+    pub shift_p: f64,
     /// Probability of random erasing.
     #[serde(skip_serializing_if = "is_zero")]
     pub erasing: f64,
+    /// Whether erasing cuts the 48×48 image or each crop.
+    #[serde(skip_serializing_if = "EraseOn::is_image")]
+    pub erasing_on: EraseOn,
     /// Mixup Beta(α, α) parameter; 0 is off.
     #[serde(skip_serializing_if = "is_zero")]
     pub mixup: f64,
@@ -60,7 +97,11 @@ impl Default for Augment {
             rotation: 10.0,
             zoom: 0.1,
             shift: 0.1,
+            rotation_p: 1.0,
+            zoom_p: 1.0,
+            shift_p: 1.0,
             erasing: 0.0,
+            erasing_on: EraseOn::Image,
             mixup: 0.0,
             cutmix: 0.0,
             crops: 1,
@@ -75,7 +116,11 @@ impl Augment {
         rotation: 0.0,
         zoom: 0.0,
         shift: 0.0,
+        rotation_p: 1.0,
+        zoom_p: 1.0,
+        shift_p: 1.0,
         erasing: 0.0,
+        erasing_on: EraseOn::Image,
         mixup: 0.0,
         cutmix: 0.0,
         crops: 1,
@@ -92,7 +137,11 @@ impl Augment {
             "rotation": self.rotation,
             "zoom": self.zoom,
             "shift": self.shift,
+            "rotation_p": self.rotation_p,
+            "zoom_p": self.zoom_p,
+            "shift_p": self.shift_p,
             "erasing": self.erasing,
+            "erasing_on": self.erasing_on,
             "mixup": self.mixup,
             "cutmix": self.cutmix,
             "crops": self.crops,
@@ -116,6 +165,9 @@ impl Augment {
         let prob = |key, v: f64| check(key, v, (0.0..=1.0).contains(&v), "a probability in [0, 1]");
         prob("hflip", self.hflip)?;
         prob("erasing", self.erasing)?;
+        prob("rotation_p", self.rotation_p)?;
+        prob("zoom_p", self.zoom_p)?;
+        prob("shift_p", self.shift_p)?;
         let r = self.rotation;
         check(
             "rotation",
@@ -149,12 +201,18 @@ impl Augment {
         Ok(())
     }
 
-    /// Draws the per-image transform for one image from its own seeded RNG.
+    /// Draws the per-image transform for one image from its own seeded RNG (erasing only when
+    /// it cuts the image, not the crops: those are [`erase_crops`]).
     pub fn sample(&self, seed: u64, epoch: u32, index: usize) -> Transform {
         let per_image = Augment {
             mixup: 0.0,
             cutmix: 0.0,
             crops: 1,
+            erasing: match self.erasing_on {
+                EraseOn::Image => self.erasing,
+                EraseOn::Crop => 0.0,
+            },
+            erasing_on: EraseOn::Image,
             ..*self
         };
         if per_image.is_identity() {
@@ -168,14 +226,27 @@ impl Augment {
                 0.0
             }
         };
-        let angle = uniform(self.rotation).to_radians();
-        let scale = 1.0 + uniform(self.zoom);
+        let mut angle = uniform(self.rotation).to_radians();
+        let mut scale = 1.0 + uniform(self.zoom);
         let side = IMAGE_SIDE as f64;
-        let shift_x = uniform(self.shift) * side;
-        let shift_y = uniform(self.shift) * side;
+        let mut shift_x = uniform(self.shift) * side;
+        let mut shift_y = uniform(self.shift) * side;
         let flip = self.hflip > 0.0 && rng.random_bool(self.hflip);
-        let erase =
-            (self.erasing > 0.0 && rng.random_bool(self.erasing)).then(|| Erase::sample(&mut rng));
+        let erasing = per_image.erasing;
+        let erase = (erasing > 0.0 && rng.random_bool(erasing))
+            .then(|| Erase::sample(&mut rng, IMAGE_SIDE));
+        // The gates are drawn last, and only when below 1, so a run without them keeps every
+        // draw it made before they existed.
+        let mut applies = |p: f64| p >= 1.0 || (p > 0.0 && rng.random_bool(p));
+        if !applies(self.rotation_p) {
+            angle = 0.0;
+        }
+        if !applies(self.zoom_p) {
+            scale = 1.0;
+        }
+        if !applies(self.shift_p) {
+            (shift_x, shift_y) = (0.0, 0.0);
+        }
         Transform {
             flip,
             angle: angle as f32,
@@ -183,6 +254,22 @@ impl Augment {
             shift_x: shift_x as f32,
             shift_y: shift_y as f32,
             erase,
+        }
+    }
+}
+
+/// Random erasing of each training crop on its own (`augment.erasing_on = "crop"`): `crops`
+/// holds an image's crops of `side`×`side` side by side, and each is erased with probability
+/// `p`, from the image's own RNG (seeded by run seed, epoch and image index, apart from the
+/// transform's and the crop corners' draws).
+pub fn erase_crops(p: f64, seed: u64, epoch: u32, index: usize, side: usize, crops: &mut [f32]) {
+    if p <= 0.0 {
+        return;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(item_seed(seed ^ 0x4552_4153, epoch, index as u64));
+    for crop in crops.chunks_mut(side * side) {
+        if rng.random_bool(p) {
+            Erase::sample(&mut rng, side).fill(crop, side);
         }
     }
 }
@@ -257,19 +344,30 @@ pub struct Erase {
 }
 
 impl Erase {
-    fn sample(rng: &mut ChaCha8Rng) -> Erase {
-        let n = IMAGE_SIDE as f64;
+    /// A rectangle of a `side`×`side` image.
+    fn sample(rng: &mut ChaCha8Rng, side: usize) -> Erase {
+        let n = side as f64;
         let area = rng.random_range(0.02..=0.33) * n * n;
         let log_ratio = rng.random_range((0.3f64).ln()..=(1.0f64 / 0.3).ln());
         let ratio = log_ratio.exp();
-        let w = ((area * ratio).sqrt().round() as usize).clamp(1, IMAGE_SIDE);
-        let h = ((area / ratio).sqrt().round() as usize).clamp(1, IMAGE_SIDE);
+        let w = ((area * ratio).sqrt().round() as usize).clamp(1, side);
+        let h = ((area / ratio).sqrt().round() as usize).clamp(1, side);
         Erase {
-            x: rng.random_range(0..=IMAGE_SIDE - w),
-            y: rng.random_range(0..=IMAGE_SIDE - h),
+            x: rng.random_range(0..=side - w),
+            y: rng.random_range(0..=side - h),
             w,
             h,
             noise_seed: rng.random(),
+        }
+    }
+
+    /// Fills the rectangle of a `side`×`side` image with uniform noise in [0, 1).
+    fn fill(&self, image: &mut [f32], side: usize) {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.noise_seed);
+        for y in self.y..self.y + self.h {
+            for x in self.x..self.x + self.w {
+                image[y * side + x] = rng.random::<f32>();
+            }
         }
     }
 }
@@ -349,12 +447,7 @@ impl Transform {
             }
         }
         if let Some(e) = self.erase {
-            let mut rng = ChaCha8Rng::seed_from_u64(e.noise_seed);
-            for y in e.y..e.y + e.h {
-                for x in e.x..e.x + e.w {
-                    out[y * n + x] = rng.random::<f32>();
-                }
-            }
+            e.fill(out, n);
         }
     }
 }
@@ -849,5 +942,112 @@ mod tests {
             ..Augment::NONE
         };
         assert_eq!(crops_only.sample(1, 0, 0), Transform::IDENTITY);
+    }
+
+    #[test]
+    fn gates_apply_rotation_zoom_and_shift_only_part_of_the_time() {
+        let always = Augment {
+            rotation: 10.0,
+            zoom: 0.2,
+            shift: 0.2,
+            ..Augment::NONE
+        };
+        let never = Augment {
+            rotation_p: 0.0,
+            zoom_p: 0.0,
+            shift_p: 0.0,
+            ..always
+        };
+        let half = Augment {
+            rotation_p: 0.5,
+            shift_p: 0.5,
+            ..always
+        };
+        assert!(half.validate().is_ok());
+        let (mut rotated, mut shifted) = (0, 0);
+        for i in 0..200 {
+            let t = never.sample(3, 1, i);
+            assert_eq!(
+                (t.angle, t.scale, t.shift_x, t.shift_y),
+                (0.0, 1.0, 0.0, 0.0)
+            );
+            let (a, h) = (always.sample(3, 1, i), half.sample(3, 1, i));
+            // A gate only zeroes its own transform: every other draw is the ungated one.
+            assert_eq!(h.scale, a.scale);
+            assert!(h.angle == a.angle || h.angle == 0.0);
+            assert!((h.shift_x, h.shift_y) == (a.shift_x, a.shift_y) || h.shift_x == 0.0);
+            rotated += usize::from(h.angle != 0.0);
+            shifted += usize::from(h.shift_x != 0.0);
+        }
+        for (what, n) in [("rotated", rotated), ("shifted", shifted)] {
+            assert!((70..=130).contains(&n), "{n} of 200 {what} at p = 0.5");
+        }
+        for key in ["rotation_p", "zoom_p", "shift_p"] {
+            let mut bad = serde_json::to_value(Augment::default()).unwrap();
+            bad[key] = serde_json::json!(1.5);
+            let bad: Augment = serde_json::from_value(bad).unwrap();
+            assert_eq!(bad.validate().unwrap_err().key, key);
+        }
+    }
+
+    #[test]
+    fn gates_and_crop_erasing_at_their_defaults_serialise_as_before() {
+        let json = serde_json::to_string(&Augment::default()).unwrap();
+        assert_eq!(
+            json,
+            r#"{"hflip":0.5,"rotation":10.0,"zoom":0.1,"shift":0.1}"#
+        );
+        let set: Augment =
+            toml::from_str("rotation_p = 0.5\nerasing = 0.5\nerasing_on = \"crop\"").unwrap();
+        assert_eq!(set.erasing_on, EraseOn::Crop);
+        let json = serde_json::to_string(&set).unwrap();
+        assert!(json.contains(r#""rotation_p":0.5"#), "{json}");
+        assert!(json.contains(r#""erasing_on":"crop""#), "{json}");
+        let e = toml::from_str::<Augment>("erasing_on = \"crops\"").unwrap_err();
+        assert!(
+            e.to_string().contains("image") && e.to_string().contains("crop"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn crop_erasing_cuts_each_crop_on_its_own() {
+        let side = 40;
+        let plain: Vec<f32> = vec![2.0; 10 * side * side];
+        let mut erased = plain.clone();
+        erase_crops(1.0, 7, 0, 5, side, &mut erased);
+        let rects: Vec<Vec<usize>> = erased
+            .chunks(side * side)
+            .map(|c| (0..c.len()).filter(|&k| c[k] != 2.0).collect())
+            .collect();
+        for r in &rects {
+            // A rectangle of 2–33 % of the crop (give or take the rounding of its sides).
+            let n = r.len();
+            assert!((16..=600).contains(&n), "{n} pixels");
+            let (xs, ys) = (r.iter().map(|k| k % side), r.iter().map(|k| k / side));
+            let w = xs.clone().max().unwrap() - xs.min().unwrap() + 1;
+            let h = ys.clone().max().unwrap() - ys.min().unwrap() + 1;
+            assert_eq!(w * h, n, "a filled rectangle");
+        }
+        assert!(
+            rects.windows(2).any(|w| w[0] != w[1]),
+            "crops get their own rectangles"
+        );
+        // Seeded per image and epoch; p = 0 leaves the crops alone.
+        let mut again = plain.clone();
+        erase_crops(1.0, 7, 0, 5, side, &mut again);
+        assert_eq!(again, erased);
+        erase_crops(1.0, 7, 1, 5, side, &mut again);
+        assert_ne!(again, erased);
+        let mut untouched = plain.clone();
+        erase_crops(0.0, 7, 0, 5, side, &mut untouched);
+        assert_eq!(untouched, plain);
+        // The per-image transform leaves erasing to the crops.
+        let on_crops = Augment {
+            erasing: 1.0,
+            erasing_on: EraseOn::Crop,
+            ..Augment::default()
+        };
+        assert!((0..20).all(|i| on_crops.sample(1, 0, i).erase.is_none()));
     }
 }

@@ -3,7 +3,8 @@
 //! evaluation, when the run has a `crop`) and packs a batch into one tensor in a single copy.
 
 use super::augment::{
-    Augment, Transform, centre_offset, crop_offsets, crop_window, item_seed, mix_batch,
+    Augment, EraseOn, Transform, centre_offset, crop_offsets, crop_window, erase_crops, item_seed,
+    mix_batch,
 };
 use super::{IMAGE_PIXELS, IMAGE_SIDE, SplitImages};
 use burn::data::dataloader::batcher::Batcher;
@@ -103,11 +104,13 @@ impl Dataset<FerItem> for IndexDataset {
 
 /// How a batcher crops the (augmented) 48×48 images: `copies` random windows per image in
 /// training, the centre window in evaluation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 struct Crop {
     side: usize,
     /// Random windows per image (training); `None`: the centre window (evaluation).
     random: Option<usize>,
+    /// Probability of erasing each window (training with `augment.erasing_on = "crop"`).
+    erasing: f64,
 }
 
 /// Builds batches from a split, augmenting each image in parallel when `augment` is set and
@@ -131,8 +134,14 @@ impl FerBatcher {
         crop: Option<usize>,
         seed: u64,
     ) -> Self {
+        let (image_erasing, crop_erasing) = match augment.erasing_on {
+            EraseOn::Image => (augment.erasing, 0.0),
+            EraseOn::Crop => (0.0, augment.erasing),
+        };
         let per_image = Augment {
             crops: 1,
+            erasing: image_erasing,
+            erasing_on: EraseOn::Image,
             ..augment
         };
         FerBatcher {
@@ -141,6 +150,7 @@ impl FerBatcher {
             crop: crop.map(|side| Crop {
                 side,
                 random: Some(augment.crops.max(1)),
+                erasing: crop_erasing,
             }),
             seed,
         }
@@ -151,7 +161,11 @@ impl FerBatcher {
         FerBatcher {
             images,
             augment: None,
-            crop: crop.map(|side| Crop { side, random: None }),
+            crop: crop.map(|side| Crop {
+                side,
+                random: None,
+                erasing: 0.0,
+            }),
             seed: 0,
         }
     }
@@ -193,6 +207,7 @@ impl FerBatcher {
                 for (window, corner) in out.chunks_mut(side * side).zip(corners) {
                     crop_window(&full, side, corner, false, window);
                 }
+                erase_crops(crop.erasing, self.seed, item.epoch, item.index, side, out);
             });
         let labels = items
             .iter()
@@ -432,5 +447,63 @@ mod tests {
         assert_eq!(mix.lam, 0.826_388_9);
         let (pixels, _, _) = FerBatcher::eval(images, None).pixels(&items);
         assert_eq!(weighted(&pixels), 449_078.617_271_720_9);
+    }
+
+    #[test]
+    fn erasing_on_crops_erases_windows_not_the_image() {
+        use crate::data::augment::{Augment, EraseOn, crop_offsets, erase_crops};
+        let images = varied();
+        let on_crops = Augment {
+            erasing: 1.0,
+            erasing_on: EraseOn::Crop,
+            crops: 4,
+            ..Augment::NONE
+        };
+        let items: Vec<FerItem> = [2, 9]
+            .into_iter()
+            .map(|index| FerItem { index, epoch: 1 })
+            .collect();
+        let (pixels, _, _) =
+            FerBatcher::train(images.clone(), on_crops, Some(36), 8).pixels(&items);
+        let unerased = Augment {
+            erasing: 0.0,
+            ..on_crops
+        };
+        let (plain, _, _) = FerBatcher::train(images.clone(), unerased, Some(36), 8).pixels(&items);
+        let window = 36 * 36;
+        for (k, item) in items.iter().enumerate() {
+            // The batch's crops are the unerased crops, each erased by its own draw.
+            let mut expect = plain[4 * k * window..][..4 * window].to_vec();
+            erase_crops(1.0, 8, 1, item.index, 36, &mut expect);
+            assert_eq!(&pixels[4 * k * window..][..4 * window], &expect[..]);
+            assert_ne!(expect, plain[4 * k * window..][..4 * window]);
+        }
+        // Erasing the image instead cuts one rectangle that the crops share (where they overlap).
+        let on_image = Augment {
+            erasing_on: EraseOn::Image,
+            ..on_crops
+        };
+        let (shared, _, _) =
+            FerBatcher::train(images.clone(), on_image, Some(36), 8).pixels(&items[..1]);
+        let erase = on_image.sample(8, 1, 2).erase.expect("p = 1 erases");
+        let corners = crop_offsets(8, 1, 2, 36, 4);
+        let mut noise = 0;
+        for (c, &(x0, y0)) in corners.iter().enumerate() {
+            for y in 0..36 {
+                for x in 0..36 {
+                    let (ix, iy) = (x0 + x, y0 + y);
+                    let inside = (erase.x..erase.x + erase.w).contains(&ix)
+                        && (erase.y..erase.y + erase.h).contains(&iy);
+                    let v = shared[c * window + y * 36 + x];
+                    let original = f32::from(images.image(2)[iy * IMAGE_SIDE + ix]) * (1.0 / 255.0);
+                    if inside {
+                        noise += usize::from(v != original);
+                    } else {
+                        assert_eq!(v, original);
+                    }
+                }
+            }
+        }
+        assert!(noise > 0, "the shared rectangle shows in the crops");
     }
 }

@@ -486,6 +486,69 @@ mod tests {
         }
     }
 
+    /// bf16 mixed precision: the same network within bf16's error of float32, and float32
+    /// wherever burn sees a tensor (outputs, every gradient, the running statistics).
+    #[cfg(feature = "tch")]
+    #[test]
+    #[allow(deprecated)]
+    fn bf16_regions_follow_float32_and_hand_burn_float32() {
+        use crate::model::{Precision, precision};
+        let device = Device::libtorch().autodiff();
+        let exact = run(&device, true);
+        let mixed = precision::with(Precision::Bf16, || run(&device, true));
+        assert_eq!(exact.len(), mixed.len());
+        let mut differs = false;
+        for (i, (a, b)) in exact.iter().zip(&mixed).enumerate() {
+            assert_eq!(b.dtype(), burn::tensor::DType::F32, "tensor {i}");
+            assert_eq!(a.shape(), b.shape(), "tensor {i}");
+            // bf16 keeps 8 bits of mantissa: about 2–3 significant digits per product.
+            a.assert_approx_eq::<f32>(b, Tolerance::rel_abs(5e-2, 5e-2));
+            differs |= a != b;
+        }
+        assert!(differs, "bf16 ran as float32");
+    }
+
+    /// Structurally, in bf16 every convolution and dense layer of every model kind runs its
+    /// backward on bf16 gradients (libtorch's autocast), while the loss and the optimizer see
+    /// float32 only.
+    #[cfg(feature = "tch")]
+    #[test]
+    #[allow(deprecated)]
+    fn in_bf16_every_models_convolutions_and_dense_layers_run_in_bf16() {
+        use crate::bench::traced_step;
+        use crate::model::{Precision, precision};
+        let device = Device::libtorch();
+        for spec in crate::model::tests::all_models() {
+            let ops = precision::with(Precision::Bf16, || traced_step(&spec, 4, &device, None));
+            let nodes = |name: &str| {
+                ops.iter()
+                    .filter(move |(op, _)| op.backward_node && op.name == name)
+                    .collect::<Vec<_>>()
+            };
+            for name in ["ConvolutionBackward0", "AddmmBackward0"] {
+                let ran = nodes(name);
+                assert!(!ran.is_empty(), "{spec:?}: no {name}");
+                for (op, _) in ran {
+                    assert!(
+                        op.shapes.contains("bf16"),
+                        "{spec:?}: {name} in float32: {op:?}"
+                    );
+                }
+            }
+            for (op, _) in nodes("NllLossBackward0") {
+                assert!(
+                    !op.shapes.contains("bf16"),
+                    "{spec:?}: the loss in bf16: {op:?}"
+                );
+            }
+            let optimizer_bf16: Vec<_> = ops
+                .iter()
+                .filter(|(op, _)| op.phase == "optimizer" && op.shapes.contains("bf16"))
+                .collect();
+            assert!(optimizer_bf16.is_empty(), "{spec:?}: {optimizer_bf16:?}");
+        }
+    }
+
     #[cfg(feature = "tch")]
     #[derive(Default)]
     struct Layers {

@@ -25,6 +25,7 @@ pub mod conv;
 pub mod dropout;
 pub mod fuse;
 pub mod layers;
+pub mod precision;
 pub mod residual;
 #[cfg(feature = "tch")]
 pub mod torch_native;
@@ -37,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 pub use baseline::BaselineConfig;
 pub use compact::CompactConfig;
+pub use precision::Precision;
 pub use residual::{AttentionConfig, AttentionKind, ResidualConfig};
 pub use vgg::VggConfig;
 

@@ -2,8 +2,11 @@
 // seeded with its output gradient (tch's run_backward only takes scalar roots, which would cost
 // a multiply and a sum over every region's output), the fused Adam kernel, and a trace of the ATen operators and
 // autograd nodes that run, with their input shapes (libtorch's RecordFunction, what PyTorch's
-// profiler reads), so a test can show which native kernels each layer uses.
+// profiler reads), so a test can show which native kernels each layer uses; and libtorch's
+// autocast for bf16 mixed precision on either device type, which tch's `autocast` offers only
+// on CUDA and only in float16.
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <ATen/record_function.h>
 #include <torch/csrc/autograd/autograd.h>
 
@@ -48,6 +51,12 @@ std::string shapes_of(const at::RecordFunction &fn) {
             out << (i ? "," : "") << t.size(i);
         }
         out << ']';
+        // Reduced precision shows in the trace, so a test sees which kernels ran in bf16.
+        if (t.scalar_type() == at::kBFloat16) {
+            out << "bf16";
+        } else if (t.scalar_type() == at::kHalf) {
+            out << "f16";
+        }
     }
     return out.str();
 }
@@ -142,6 +151,40 @@ char *ferlab_fused_adam(at::Tensor *param, at::Tensor *grad, at::Tensor *exp_avg
     } catch (const std::exception &e) {
         return copy_string(e.what());
     }
+}
+
+// What autocast was on this thread before a region turned it on (autocast's state is
+// thread-local, as PyTorch's `torch.autocast` context is).
+struct AutocastGuard {
+    at::DeviceType device;
+    bool enabled;
+    at::ScalarType dtype;
+};
+
+// Turns on autocast to bfloat16 for this thread's operators on the CPU (`cuda` = 0) or CUDA:
+// convolutions and matrix products run in bf16, what PyTorch's
+// `torch.autocast(device, dtype=torch.bfloat16)` does on entering. Returns the guard to hand to
+// ferlab_autocast_end.
+void *ferlab_autocast_begin(int cuda) {
+    at::DeviceType device = cuda ? at::kCUDA : at::kCPU;
+    auto *guard = new AutocastGuard{device, at::autocast::is_autocast_enabled(device),
+                                    at::autocast::get_autocast_dtype(device)};
+    at::autocast::set_autocast_dtype(device, at::kBFloat16);
+    at::autocast::set_autocast_enabled(device, true);
+    at::autocast::increment_nesting();
+    return guard;
+}
+
+// Restores what the guard saved; the outermost exit drops autocast's cache of cast weights, as
+// PyTorch's context does.
+void ferlab_autocast_end(void *handle) {
+    auto *guard = static_cast<AutocastGuard *>(handle);
+    if (at::autocast::decrement_nesting() == 0) {
+        at::autocast::clear_cache();
+    }
+    at::autocast::set_autocast_enabled(guard->device, guard->enabled);
+    at::autocast::set_autocast_dtype(guard->device, guard->dtype);
+    delete guard;
 }
 
 void ferlab_free(char *s) { std::free(s); }

@@ -15,6 +15,7 @@
 
 #![allow(deprecated)] // burn 0.22 marks libtorch deprecated; it is still the GPU path here
 
+use super::precision::Precision;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::{
     BalancedCheckpointing, CheckpointStrategy, NoCheckpointing,
@@ -27,7 +28,7 @@ use burn::backend::{
     Autodiff, BackendTensor, DispatchAutodiffContext, DispatchTensor, DispatchTensorKind,
     GradientCheckpointingStrategy, LibTorch,
 };
-use std::ffi::{CStr, c_char, c_int};
+use std::ffi::{CStr, c_char, c_int, c_void};
 use tch::Tensor as T;
 use torch_sys::C_tensor;
 
@@ -85,8 +86,22 @@ impl Region {
     }
 
     /// The forward pass on libtorch tensors: the output, then the updated running statistics
-    /// of each training batch norm (mean, variance) in order.
+    /// of each training batch norm (mean, variance) in order. In bf16 mixed precision
+    /// ([`super::precision`]) the layers run under libtorch's autocast and the output is cast
+    /// back to float32 (the cast is part of the recorded graph, so gradients come back float32).
     fn apply(&self, inputs: &[T]) -> (T, Vec<T>) {
+        match super::precision::current() {
+            Precision::F32 => self.layers(inputs),
+            Precision::Bf16 => {
+                let _autocast = Autocast::bf16(inputs[0].device());
+                let (out, stats) = self.layers(inputs);
+                (out.to_kind(tch::Kind::Float), stats)
+            }
+        }
+    }
+
+    /// [`Region::apply`] in whatever precision libtorch's autocast state says.
+    fn layers(&self, inputs: &[T]) -> (T, Vec<T>) {
         let mut next = inputs.iter();
         let mut take = || next.next().expect("Region::arity inputs");
         let mut value = take().shallow_clone();
@@ -325,6 +340,26 @@ fn loss(logits: &T, targets: &T, smoothing: f64) -> T {
         .reshape([1])
 }
 
+/// libtorch's autocast to bfloat16 on this thread, for the device type of a region's tensors,
+/// until dropped.
+struct Autocast(*mut c_void);
+
+impl Autocast {
+    fn bf16(device: tch::Device) -> Autocast {
+        let cuda = c_int::from(device.is_cuda());
+        // SAFETY: the shim only reads and sets libtorch's thread-local autocast state and
+        // returns a heap guard that `drop` hands back exactly once, on this same thread.
+        Autocast(unsafe { ferlab_autocast_begin(cuda) })
+    }
+}
+
+impl Drop for Autocast {
+    fn drop(&mut self) {
+        // SAFETY: the guard `ferlab_autocast_begin` returned, not yet ended.
+        unsafe { ferlab_autocast_end(self.0) }
+    }
+}
+
 /// What a recorded region keeps for its backward pass.
 #[derive(Clone, Debug)]
 pub struct RecordedGraph {
@@ -439,6 +474,8 @@ unsafe extern "C" {
         eps: f64,
         decoupled: c_int,
     ) -> *mut c_char;
+    fn ferlab_autocast_begin(cuda: c_int) -> *mut c_void;
+    fn ferlab_autocast_end(guard: *mut c_void);
     fn ferlab_trace_start();
     fn ferlab_trace_stop() -> *mut c_char;
     fn ferlab_free(s: *mut c_char);

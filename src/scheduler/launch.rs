@@ -44,6 +44,9 @@ pub enum LaunchError {
     Devices(#[from] DevicesError),
     #[error("--per-device 0 runs nothing")]
     NoSlots,
+    /// Runs ask for a precision a chosen device has no kernels for.
+    #[error("{0}")]
+    Precision(String),
     #[error("{0}")]
     Slurm(String),
     #[error("--executor slurm: every task trains on one device; {0} names {1}")]
@@ -106,6 +109,24 @@ impl LaunchRequest {
             }
             ExecutorKind::Slurm => slurm_slots(&devices_text, &slurm, sweep.runs.len())?,
         };
+        // Refused here, before anything is recorded, rather than as failed runs.
+        let mut precisions = Vec::new();
+        for run in &sweep.runs {
+            if !precisions.contains(&run.config.precision) {
+                precisions.push(run.config.precision);
+            }
+        }
+        for device in &devices {
+            for precision in &precisions {
+                let libtorch = *device != DeviceSpec::Flex;
+                precision.check(libtorch).map_err(|why| {
+                    LaunchError::Precision(format!(
+                        "sweep {}: {why}, and its devices include `{device}`",
+                        sweep.name
+                    ))
+                })?;
+            }
+        }
         let local = executor == ExecutorKind::Local;
         let options = Options {
             slots,

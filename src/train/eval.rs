@@ -1,27 +1,61 @@
 //! Evaluating a trained model on a split: predictions, loss and every classification metric.
 
-use crate::config::Tta;
+use crate::config::{RunConfig, Tta};
 use crate::data::augment::tta_views;
 use crate::data::{IMAGE_PIXELS, IMAGE_SIDE, SplitImages};
 use crate::metrics::{Evaluation, SplitPredictions};
-use crate::model::FerModel;
+use crate::model::{FerModel, Precision, precision};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use std::sync::Arc;
+
+/// How a run's model looks at images outside training: its test-time views, its crop and the
+/// precision its layers compute in.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Inference {
+    pub tta: Tta,
+    pub crop: Option<usize>,
+    pub precision: Precision,
+}
+
+impl Inference {
+    /// What `config` asks of its evaluations.
+    pub fn of(config: &RunConfig) -> Inference {
+        Inference {
+            tta: config.tta,
+            crop: config.crop,
+            precision: config.precision,
+        }
+    }
+
+    /// What `config` asks, on `device`: a run trained in bf16 is evaluated in float32 (its
+    /// weights are float32) where the device has no bf16 kernels, as `predict` on flex.
+    pub fn on(config: &RunConfig, device: &Device) -> Inference {
+        let mut inference = Inference::of(config);
+        if inference.precision.check_device(device).is_err() {
+            inference.precision = Precision::F32;
+        }
+        inference
+    }
+}
 
 /// Class probabilities of 48×48 images, averaged over the TTA views of each image (each view a
 /// `crop`×`crop` window when the run has a crop: the model is built for that side).
 pub fn predict(
     model: &FerModel,
     images: &[&[u8; IMAGE_PIXELS]],
-    tta: Tta,
-    crop: Option<usize>,
+    inference: Inference,
     device: &Device,
 ) -> Vec<[f32; 7]> {
     let n = images.len();
     if n == 0 {
         return Vec::new();
     }
+    let Inference {
+        tta,
+        crop,
+        precision,
+    } = inference;
     let side = crop.unwrap_or(IMAGE_SIDE);
     let views: Vec<Vec<Vec<f32>>> = images.iter().map(|img| tta_views(tta, crop, img)).collect();
     let per_image = views[0].len();
@@ -32,7 +66,7 @@ pub fn predict(
             .flat_map(|views| views[v].iter().copied())
             .collect();
         let batch = Tensor::<4>::from_data(TensorData::new(pixels, [n, 1, side, side]), device);
-        let probs = softmax(model.forward(batch), 1).into_data();
+        let probs = precision::with(precision, || softmax(model.forward(batch), 1).into_data());
         for (i, p) in probs.iter::<f32>().enumerate() {
             sums[i / 7][i % 7] += p / per_image as f32;
         }
@@ -47,8 +81,7 @@ pub fn evaluate(
     model: &FerModel,
     images: &Arc<SplitImages>,
     batch_size: usize,
-    tta: Tta,
-    crop: Option<usize>,
+    inference: Inference,
     device: &Device,
 ) -> Evaluation {
     let n = images.len();
@@ -57,7 +90,7 @@ pub fn evaluate(
     while start < n {
         let end = (start + batch_size).min(n);
         let batch: Vec<&[u8; IMAGE_PIXELS]> = (start..end).map(|i| images.image(i)).collect();
-        probs.extend(predict(model, &batch, tta, crop, device));
+        probs.extend(predict(model, &batch, inference, device));
         start = end;
     }
     let labels = (0..n).map(|i| images.label(i).id()).collect();

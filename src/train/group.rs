@@ -26,7 +26,7 @@ use crate::data::Split;
 use crate::data::batcher::{FerBatcher, FerItem, permutation};
 use crate::loss::Loss;
 use crate::metrics::Evaluation;
-use crate::model::{FerModel, fuse};
+use crate::model::{FerModel, fuse, precision};
 use crate::optim::OptimizerSpec;
 use crate::optim::members::{MemberOptimizer, MemberRates, MemberSettings};
 use crate::optim::schedule::{EpochSchedule, ValHistory};
@@ -132,6 +132,9 @@ pub fn fusable(a: &RunConfig, b: &RunConfig) -> Result<(), String> {
     }
     if a.augment.crops != b.augment.crops {
         return Err("their crops per image differ".into());
+    }
+    if a.precision != b.precision {
+        return Err("their precisions differ".into());
     }
     if a.batch_size != b.batch_size {
         return Err("their batch sizes differ".into());
@@ -243,6 +246,10 @@ impl<'a> Group<'a> {
         device: &Device,
     ) -> Result<Group<'a>, TrainError> {
         let first = members[0].config;
+        first
+            .precision
+            .check_device(device)
+            .map_err(TrainError::Device)?;
         let (spec, batch_size, epochs) = (&first.model, first.batch_size, first.epochs);
         let autodiff = device.clone().autodiff();
         let solos: Vec<FerModel> = members
@@ -346,7 +353,7 @@ impl<'a> Group<'a> {
                     .map(|images| images.expect("a training member's batch"))
                     .collect(),
             );
-            let logits = self.model.forward(images);
+            let logits = precision::with(self.configs[0].precision, || self.model.forward(images));
             let mut total: Option<Tensor<1>> = None;
             let (mut losses, mut hits) = (
                 Vec::with_capacity(training.len()),
@@ -411,14 +418,7 @@ impl<'a> Group<'a> {
     ) -> Result<(), TrainError> {
         let inner = self.model.valid();
         progress.start_split(Split::Val, splits.val.len());
-        let val = validate(
-            &inner,
-            splits,
-            self.batch_size,
-            self.configs[0].crop,
-            &self.states,
-            &self.device,
-        );
+        let val = validate(&inner, splits, self.configs[0], &self.states, &self.device);
         let secs = started.elapsed().as_secs_f64();
         for (m, t) in train.into_iter().enumerate() {
             let state = &mut self.states[m];
@@ -489,10 +489,10 @@ impl<'a> Group<'a> {
                     .best
                     .ok_or_else(|| TrainError::Training("no epoch was evaluated".into()))?;
                 let eval_batch = config.batch_size.max(256);
-                let (tta, crop) = (config.tta, config.crop);
-                let val = eval::evaluate(&best_model, &splits.val, eval_batch, tta, crop, &device);
+                let inference = eval::Inference::of(&config);
+                let val = eval::evaluate(&best_model, &splits.val, eval_batch, inference, &device);
                 let test =
-                    eval::evaluate(&best_model, &splits.test, eval_batch, tta, crop, &device);
+                    eval::evaluate(&best_model, &splits.test, eval_batch, inference, &device);
                 Ok(MemberOutcome {
                     best_epoch,
                     epochs: state.rows,
@@ -636,17 +636,18 @@ fn read_back(losses: Vec<Tensor<1>>, hits: Vec<Tensor<1, Int>>) -> Vec<(f64, usi
 }
 
 /// Each member's loss (its own, averaged over batches as burn-train's validation reports it)
-/// and accuracy on the val split, from one fused forward per batch.
+/// and accuracy on the val split, from one fused forward per batch, with the batch size, crop
+/// and precision the members share (read from `first`).
 fn validate(
     model: &FerModel,
     splits: &Splits,
-    batch_size: usize,
-    crop: Option<usize>,
+    first: &RunConfig,
     states: &[State],
     device: &Device,
 ) -> Vec<(f64, f64)> {
     let members = states.len();
-    let batcher = FerBatcher::eval(splits.val.clone(), crop);
+    let (batch_size, precision) = (first.batch_size, first.precision);
+    let batcher = FerBatcher::eval(splits.val.clone(), first.crop);
     let n = splits.val.len();
     let mut sums = vec![(0.0f64, 0usize); members];
     let mut batches = 0usize;
@@ -657,7 +658,8 @@ fn validate(
             .collect::<Vec<_>>();
         let batch = batcher.batch(items, device);
         batches += 1;
-        let logits = model.forward(fuse::images(vec![batch.images; members]));
+        let images = fuse::images(vec![batch.images; members]);
+        let logits = precision::with(precision, || model.forward(images));
         let (mut losses, mut hits) = (Vec::with_capacity(members), Vec::with_capacity(members));
         for (m, state) in states.iter().enumerate() {
             let logits = fuse::logits_of(logits.clone(), m);

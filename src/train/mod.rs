@@ -14,7 +14,7 @@ use crate::data::SplitImages;
 use crate::data::batcher::{FerBatch, FerBatcher, IndexDataset};
 use crate::loss::Loss;
 use crate::metrics::Evaluation;
-use crate::model::{self, FerModel, ModelSize};
+use crate::model::{self, FerModel, ModelSize, Precision, precision};
 use crate::store::EpochRow;
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::prelude::*;
@@ -49,11 +49,13 @@ pub struct Classifier {
     pub model: FerModel,
     #[module(skip)]
     loss: Loss,
+    #[module(skip)]
+    precision: Precision,
 }
 
 impl Classifier {
     fn output(&self, batch: FerBatch) -> ClassificationOutput {
-        let logits = self.model.forward(batch.images);
+        let logits = precision::with(self.precision, || self.model.forward(batch.images));
         let loss = match batch.mix {
             // Mixup / CutMix: the same blend of the losses against both labels.
             Some((partners, lam)) => {
@@ -96,6 +98,9 @@ pub enum TrainError {
     Interrupted { epoch: usize },
     #[error("training failed: {0}")]
     Training(String),
+    /// The run asks for what its device cannot do (bf16 on flex).
+    #[error("{0}")]
+    Device(String),
     #[error("checkpoint: {0}")]
     Checkpoint(String),
     /// A member of a resumed fused group that had stopped (pruned, diverged, interrupted) in
@@ -230,6 +235,7 @@ pub fn load_model(config: &RunConfig, path: &Path, device: &Device) -> Result<Fe
     let classifier = Classifier {
         model: FerModel::new(&config.model, config.input_side(), config.dropout, device),
         loss: Loss::cross_entropy(),
+        precision: config.precision,
     };
     Ok(classifier.load_record(record).model)
 }
@@ -239,6 +245,7 @@ pub fn save_model(model: &FerModel, path: &Path) -> Result<(), TrainError> {
     let classifier = Classifier {
         model: model.clone(),
         loss: Loss::cross_entropy(),
+        precision: Precision::F32,
     };
     classifier
         .into_record()
@@ -269,6 +276,10 @@ pub fn train_run(
     std::fs::create_dir_all(spec.artifact_dir)
         .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", spec.artifact_dir.display())))?;
 
+    config
+        .precision
+        .check_device(spec.device)
+        .map_err(TrainError::Device)?;
     let autodiff = spec.device.clone().autodiff();
     let model = init_model(config, spec.seed, &autodiff);
     let size = model::size(&model, &config.model, config.input_side());
@@ -279,6 +290,7 @@ pub fn train_run(
             config.label_smoothing,
             &splits.train.class_counts(),
         ),
+        precision: config.precision,
     };
 
     // One loader thread keeps batch order (and so augmentation visits) deterministic; the
@@ -404,9 +416,9 @@ pub fn train_run(
     let model = load_model(config, &best_model, spec.device)
         .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
     let eval_batch = config.batch_size.max(256);
-    let (tta, crop) = (config.tta, config.crop);
-    let val = eval::evaluate(&model, &splits.val, eval_batch, tta, crop, spec.device);
-    let test = eval::evaluate(&model, &splits.test, eval_batch, tta, crop, spec.device);
+    let inference = eval::Inference::of(config);
+    let val = eval::evaluate(&model, &splits.val, eval_batch, inference, spec.device);
+    let test = eval::evaluate(&model, &splits.test, eval_batch, inference, spec.device);
     Ok(RunOutcome {
         best_epoch,
         epochs: state.epochs,
