@@ -672,17 +672,31 @@ fn shipped_sweep_files_parse_and_plan_their_documented_runs() {
             .unwrap()
             .parse()
             .unwrap();
-        // Plan against the mini data: the plan does not depend on which data it is.
-        let out = ok(
-            tmp.path(),
-            &[
-                "sweep",
-                path.to_str().unwrap(),
-                "--dry-run",
-                "--data",
-                mini().to_str().unwrap(),
-            ],
-        );
+        // Plan against the mini data: the plan does not depend on which data it is. A file
+        // whose runs compute in bf16 plans on libtorch's CPU; a build without libtorch prints
+        // the plan, then refuses the launch in the user's words.
+        let sweep = fer_lab::sweep::Sweep::load(&path, &[], None).unwrap();
+        let bf16 = sweep.runs.iter().any(|r| !r.config.precision.is_f32());
+        let mini = mini();
+        let mut args = vec![
+            "sweep",
+            path.to_str().unwrap(),
+            "--dry-run",
+            "--data",
+            mini.to_str().unwrap(),
+        ];
+        if bf16 && cfg!(feature = "tch") {
+            args.extend(["--devices", "tch-cpu"]);
+        }
+        let run = fer_lab(tmp.path(), &args);
+        let out = String::from_utf8(run.stdout).unwrap();
+        let err = String::from_utf8_lossy(&run.stderr);
+        if bf16 && !cfg!(feature = "tch") {
+            assert_eq!(run.status.code(), Some(2), "{}: {err}", path.display());
+            assert!(err.contains("needs a libtorch device"), "{err}");
+        } else {
+            assert!(run.status.success(), "{}: {out}\n{err}", path.display());
+        }
         let planned = format!(
             ": {documented} run{} (",
             if documented == 1 { "" } else { "s" }

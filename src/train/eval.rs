@@ -98,3 +98,34 @@ pub fn evaluate(
         .expect("a split's labels are class ids, one per image")
         .evaluate()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bf16_run_is_evaluated_in_float32_where_the_device_has_no_bf16() {
+        let config = RunConfig {
+            precision: Precision::Bf16,
+            crop: Some(40),
+            tta: Tta::TenCrop,
+            ..RunConfig::default()
+        };
+        let asked = Inference::of(&config);
+        assert_eq!(asked.precision, Precision::Bf16);
+        let flex = crate::device::DeviceSpec::Flex.device();
+        let on_flex = Inference::on(&config, &flex);
+        assert_eq!(
+            on_flex,
+            Inference {
+                precision: Precision::F32,
+                ..asked
+            }
+        );
+        #[cfg(feature = "tch")]
+        {
+            let libtorch = crate::device::DeviceSpec::TchCpu.device();
+            assert_eq!(Inference::on(&config, &libtorch), asked);
+        }
+    }
+}

@@ -489,7 +489,7 @@ impl<'a> Group<'a> {
                     .best
                     .ok_or_else(|| TrainError::Training("no epoch was evaluated".into()))?;
                 let eval_batch = config.batch_size.max(256);
-                let inference = eval::Inference::of(&config);
+                let inference = eval::Inference::of(config);
                 let val = eval::evaluate(&best_model, &splits.val, eval_batch, inference, &device);
                 let test =
                     eval::evaluate(&best_model, &splits.test, eval_batch, inference, &device);
