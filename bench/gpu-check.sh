@@ -40,7 +40,8 @@
 #   FER_LAB_CHECK_DATA        an imported cache to use instead of importing .device/fer2013.tar.gz
 #   PYTHON                    python with torch (default python3); TORCH_LIB: libtorch's folder
 #                             (default: torch/lib of that python)
-#   FER_LAB_CHECK_MODELS      step models (default "baseline compact residual se cbam vgg")
+#   FER_LAB_CHECK_MODELS      step models (default "baseline compact residual se cbam vgg"; set
+#                             but empty, as every list knob below, skips the part)
 #   FER_LAB_CHECK_BATCHES     step batches (default "64 256")
 #   FER_LAB_CHECK_PRECISION   the step's precision on both sides: f32 (default) or bf16 (fer-lab's
 #                             `precision = "bf16"` against PyTorch's autocast to bfloat16)
@@ -71,16 +72,16 @@ while [ $# -gt 0 ]; do
         *) echo "bench/gpu-check.sh: unknown option $1 (--device, --budget; knobs are environment variables)" >&2; exit 2 ;;
     esac
 done
-models=${FER_LAB_CHECK_MODELS:-baseline compact residual se cbam vgg}
+models=${FER_LAB_CHECK_MODELS-baseline compact residual se cbam vgg}
 batches=${FER_LAB_CHECK_BATCHES:-64 256}
 precision=${FER_LAB_CHECK_PRECISION:-f32}
 steps=${FER_LAB_CHECK_STEPS:-20}
 warmup=${FER_LAB_CHECK_WARMUP:-5}
 vgg_width=${FER_LAB_CHECK_VGG_WIDTH:-1.0}
-epoch_models=${FER_LAB_CHECK_EPOCH_MODELS:-baseline compact}
+epoch_models=${FER_LAB_CHECK_EPOCH_MODELS-baseline compact}
 epoch_batch=${FER_LAB_CHECK_EPOCH_BATCH:-64}
 runs=${FER_LAB_CHECK_RUNS:-8}
-per_devices=${FER_LAB_CHECK_PER_DEVICE:-fuse 8 1}
+per_devices=${FER_LAB_CHECK_PER_DEVICE-fuse 8 1}
 rph_model=${FER_LAB_CHECK_RPH_MODEL:-baseline}
 run_epochs=${FER_LAB_CHECK_RUN_EPOCHS:-2}
 python=${PYTHON:-python3}
@@ -224,6 +225,7 @@ list_models=$(echo $models | tr ' ' ,)
 list_batches=$(echo $batches | tr ' ' ,)
 graph_modes="eager"
 [ "$cuda" = 1 ] && graph_modes="eager graph"
+[ -n "$list_models" ] || graph_modes=""  # FER_LAB_CHECK_MODELS= skips the step part
 for mode in $graph_modes; do
     say "step: PyTorch $mode"
     flag=()
