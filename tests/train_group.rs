@@ -159,6 +159,63 @@ fn runs_of_different_precisions_never_fuse() {
     assert!(why.contains("precisions differ"), "{why}");
 }
 
+/// A run or a group in bf16 on flex fails with the device's reason before touching anything.
+#[test]
+fn bf16_on_flex_is_refused_alone_and_fused_leaving_artifacts_alone() {
+    let runs = two_runs().map(|(config, seed)| {
+        let config = RunConfig {
+            precision: Precision::Bf16,
+            ..config
+        };
+        (config, seed)
+    });
+    let splits = splits();
+    let device = DeviceSpec::Flex.device();
+    let dir = tempfile::tempdir().unwrap();
+    let kept = dir.path().join("checkpoint").join("kept");
+    std::fs::create_dir_all(&kept).unwrap();
+    let spec = RunSpec {
+        config: &runs[0].0,
+        seed: runs[0].1,
+        device: &device,
+        artifact_dir: dir.path(),
+        resume_from: None,
+        progress: Arc::new(Progress::default()),
+    };
+    let mut sinks = [Memory::default(), Memory::default()];
+    let e = train::train_run(&spec, &splits, Vec::new(), Box::new(Memory::default()))
+        .err()
+        .expect("bf16 on flex trains nothing");
+    assert!(
+        matches!(&e, TrainError::Device(why) if why.contains("needs a libtorch device")),
+        "{e}"
+    );
+    assert!(kept.exists(), "a refused run removed its checkpoints");
+    let members = runs
+        .iter()
+        .zip(sinks.iter_mut())
+        .map(|((config, seed), sink)| Member {
+            config,
+            seed: *seed,
+            sink,
+            earlier: Vec::new(),
+            stopped: false,
+        })
+        .collect();
+    let outcomes = train_group(
+        members,
+        &fresh(dir.path()),
+        &splits,
+        &device,
+        &Progress::default(),
+    );
+    for outcome in outcomes {
+        let e = outcome.err().expect("no member trains");
+        assert!(matches!(e, TrainError::Device(_)), "{e}");
+    }
+    assert!(sinks.iter().all(|s| s.seen.is_empty()));
+}
+
 /// bf16 mixed precision, fused: each member follows its run alone in bf16 within bf16's
 /// rounding (grouped and single convolutions round differently in 8 bits of mantissa).
 #[cfg(feature = "tch")]

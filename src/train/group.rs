@@ -196,10 +196,16 @@ pub fn train_group(
             }
             Ok(g.outcomes(splits))
         });
-    // The group could not start or keep its checkpoints: every member failed alike.
+    // The group could not start (its device cannot train it) or keep its checkpoints: every
+    // member failed alike.
     result.unwrap_or_else(|e| {
         (0..count)
-            .map(|_| Err(TrainError::Checkpoint(e.to_string())))
+            .map(|_| {
+                Err(match &e {
+                    TrainError::Device(why) => TrainError::Device(why.clone()),
+                    other => TrainError::Checkpoint(other.to_string()),
+                })
+            })
             .collect()
     })
 }

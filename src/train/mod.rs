@@ -265,6 +265,11 @@ pub fn train_run(
 ) -> Result<RunOutcome, TrainError> {
     let started = Instant::now();
     let config = spec.config;
+    // Before anything is touched: a run its device cannot train leaves its artifacts as they are.
+    config
+        .precision
+        .check_device(spec.device)
+        .map_err(TrainError::Device)?;
     let checkpoints = spec.artifact_dir.join("checkpoint");
     let resume_from = spec.resume_from.filter(|&e| e > 0);
     if resume_from.is_none() && checkpoints.exists() {
@@ -276,10 +281,6 @@ pub fn train_run(
     std::fs::create_dir_all(spec.artifact_dir)
         .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", spec.artifact_dir.display())))?;
 
-    config
-        .precision
-        .check_device(spec.device)
-        .map_err(TrainError::Device)?;
     let autodiff = spec.device.clone().autodiff();
     let model = init_model(config, spec.seed, &autodiff);
     let size = model::size(&model, &config.model, config.input_side());
