@@ -74,6 +74,34 @@ fn two_runs() -> [(RunConfig, u64); 2] {
 }
 
 /// A group's checkpoints in `dir`, starting afresh.
+/// Each run as a member starting fresh, each with its sink.
+fn fresh_members<'a>(
+    runs: &'a [(RunConfig, u64); 2],
+    sinks: &'a mut [Memory; 2],
+) -> Vec<Member<'a>> {
+    runs.iter()
+        .zip(sinks.iter_mut())
+        .map(|((config, seed), sink)| Member {
+            config,
+            seed: *seed,
+            sink: sink as &mut dyn EpochSink,
+            earlier: Vec::new(),
+            stopped: false,
+        })
+        .collect()
+}
+
+/// `two_runs` in bf16 mixed precision.
+fn two_runs_in_bf16() -> [(RunConfig, u64); 2] {
+    two_runs().map(|(config, seed)| {
+        let config = RunConfig {
+            precision: Precision::Bf16,
+            ..config
+        };
+        (config, seed)
+    })
+}
+
 fn fresh(dir: &Path) -> Checkpoints<'_> {
     Checkpoints {
         dir,
@@ -162,13 +190,7 @@ fn runs_of_different_precisions_never_fuse() {
 /// A run or a group in bf16 on flex fails with the device's reason before touching anything.
 #[test]
 fn bf16_on_flex_is_refused_alone_and_fused_leaving_artifacts_alone() {
-    let runs = two_runs().map(|(config, seed)| {
-        let config = RunConfig {
-            precision: Precision::Bf16,
-            ..config
-        };
-        (config, seed)
-    });
+    let runs = two_runs_in_bf16();
     let splits = splits();
     let device = DeviceSpec::Flex.device();
     let dir = tempfile::tempdir().unwrap();
@@ -183,25 +205,15 @@ fn bf16_on_flex_is_refused_alone_and_fused_leaving_artifacts_alone() {
         progress: Arc::new(Progress::default()),
     };
     let mut sinks = [Memory::default(), Memory::default()];
-    let e = train::train_run(&spec, &splits, Vec::new(), Box::new(Memory::default()))
-        .err()
-        .expect("bf16 on flex trains nothing");
+    let Err(e) = train::train_run(&spec, &splits, Vec::new(), Box::new(Memory::default())) else {
+        panic!("bf16 on flex trained");
+    };
     assert!(
         matches!(&e, TrainError::Device(why) if why.contains("needs a libtorch device")),
         "{e}"
     );
     assert!(kept.exists(), "a refused run removed its checkpoints");
-    let members = runs
-        .iter()
-        .zip(sinks.iter_mut())
-        .map(|((config, seed), sink)| Member {
-            config,
-            seed: *seed,
-            sink,
-            earlier: Vec::new(),
-            stopped: false,
-        })
-        .collect();
+    let members = fresh_members(&runs, &mut sinks);
     let outcomes = train_group(
         members,
         &fresh(dir.path()),
@@ -210,7 +222,9 @@ fn bf16_on_flex_is_refused_alone_and_fused_leaving_artifacts_alone() {
         &Progress::default(),
     );
     for outcome in outcomes {
-        let e = outcome.err().expect("no member trains");
+        let Err(e) = outcome else {
+            panic!("a member trained in bf16 on flex");
+        };
         assert!(matches!(e, TrainError::Device(_)), "{e}");
     }
     assert!(sinks.iter().all(|s| s.seen.is_empty()));
@@ -221,13 +235,7 @@ fn bf16_on_flex_is_refused_alone_and_fused_leaving_artifacts_alone() {
 #[cfg(feature = "tch")]
 #[test]
 fn fused_members_in_bf16_follow_the_runs_alone_on_libtorch() {
-    let runs = two_runs().map(|(config, seed)| {
-        let config = RunConfig {
-            precision: Precision::Bf16,
-            ..config
-        };
-        (config, seed)
-    });
+    let runs = two_runs_in_bf16();
     follow(&runs, DeviceSpec::TchCpu);
 }
 
@@ -240,17 +248,7 @@ fn follow(runs: &[(RunConfig, u64); 2], on: DeviceSpec) {
     let splits = splits();
     let device = on.device();
     let mut sinks = [Memory::default(), Memory::default()];
-    let members = runs
-        .iter()
-        .zip(sinks.iter_mut())
-        .map(|((config, seed), sink)| Member {
-            config,
-            seed: *seed,
-            sink,
-            earlier: Vec::new(),
-            stopped: false,
-        })
-        .collect();
+    let members = fresh_members(runs, &mut sinks);
     let dir = tempfile::tempdir().unwrap();
     let outcomes = train_group(
         members,
