@@ -346,18 +346,21 @@ mod tests {
             let sliced = fuse::member(spec_model, 48, &fused, m, &device);
             // Adam divides by the gradient's size: where a gradient is near 0, the last-bit
             // difference between a grouped and a plain kernel (or between two thread splits
-            // of one reduction) moves a weight by up to ~1 % of the learning rate. So a few
-            // Adam weights may be off by more than 1e-5, none by 1e-3; the exact per-member
-            // arithmetic is checked below, on equal inputs. A member given another's rate or
-            // state would be off almost everywhere.
+            // of one reduction) can flip its sign, and the step moves that weight by up to the
+            // learning rate the other way (1.2e-3 was seen once under a loaded test runner). So
+            // a few Adam weights may be off by more than 1e-5, none by more than twice the
+            // rates summed over the steps; the share of weights off is what tells a member
+            // given another's rate or state (off almost everywhere), and the exact per-member
+            // arithmetic is checked below, on equal inputs.
             let adam = !matches!(spec, OptimizerSpec::Sgd(_));
+            let adam_limit = 2.0 * (0..3).map(|step| lr(m, step)).sum::<f64>() as f32;
             let (mut off, mut total) = (0usize, 0usize);
             for (a, b) in values(&sliced).iter().zip(values(&solo)) {
                 let a = a.try_to_vec::<f32>().unwrap();
                 let b = b.try_to_vec::<f32>().unwrap();
                 for (x, y) in a.iter().zip(&b) {
                     let d = (x - y).abs();
-                    let limit = if adam { 1e-3 } else { 1e-5 };
+                    let limit = if adam { adam_limit } else { 1e-5 };
                     assert!(d < limit, "{spec:?} member {m}: {x} vs {y}");
                     off += usize::from(d > 1e-5);
                     total += 1;
