@@ -1,13 +1,14 @@
 //! A fused group trained as one model (`train::group`): each member follows the run it would
 //! be alone, and a member that stops leaves the others training. On the mini sample, on the CPU.
 
+use burn::prelude::Device;
 use fer_lab::config::{LossSpec, Precision, RunConfig, Schedule};
 use fer_lab::data::{FerData, Split};
 use fer_lab::device::DeviceSpec;
 use fer_lab::loss::FocalConfig;
 use fer_lab::optim::schedule::CosineConfig;
 use fer_lab::store::EpochRow;
-use fer_lab::train::group::{self, Checkpoints, Member, train_group};
+use fer_lab::train::group::{self, Checkpoints, Member, MemberOutcome, train_group};
 use fer_lab::train::hook::Progress;
 use fer_lab::train::sink::{EpochSink, StopReason, Verdict};
 use fer_lab::train::{self, RunSpec, Splits, TrainError};
@@ -100,6 +101,16 @@ fn two_runs_in_bf16() -> [(RunConfig, u64); 2] {
         };
         (config, seed)
     })
+}
+
+/// `members` trained as one group from scratch, its checkpoints in `dir`.
+fn train_fresh(
+    members: Vec<Member<'_>>,
+    dir: &Path,
+    splits: &Splits,
+    device: &Device,
+) -> Vec<Result<MemberOutcome, TrainError>> {
+    train_group(members, &fresh(dir), splits, device, &Progress::default())
 }
 
 fn fresh(dir: &Path) -> Checkpoints<'_> {
@@ -214,13 +225,7 @@ fn bf16_on_flex_is_refused_alone_and_fused_leaving_artifacts_alone() {
     );
     assert!(kept.exists(), "a refused run removed its checkpoints");
     let members = fresh_members(&runs, &mut sinks);
-    let outcomes = train_group(
-        members,
-        &fresh(dir.path()),
-        &splits,
-        &device,
-        &Progress::default(),
-    );
+    let outcomes = train_fresh(members, dir.path(), &splits, &device);
     for outcome in outcomes {
         let Err(e) = outcome else {
             panic!("a member trained in bf16 on flex");
@@ -250,13 +255,7 @@ fn follow(runs: &[(RunConfig, u64); 2], on: DeviceSpec) {
     let mut sinks = [Memory::default(), Memory::default()];
     let members = fresh_members(runs, &mut sinks);
     let dir = tempfile::tempdir().unwrap();
-    let outcomes = train_group(
-        members,
-        &fresh(dir.path()),
-        &splits,
-        &device,
-        &Progress::default(),
-    );
+    let outcomes = train_fresh(members, dir.path(), &splits, &device);
     for (m, ((config, seed), outcome)) in runs.iter().zip(outcomes).enumerate() {
         let outcome = outcome.expect("every member finishes");
         let solo_outcome = alone(config, *seed, &splits, on);
@@ -350,13 +349,7 @@ fn a_pruned_and_a_diverged_member_stop_while_the_other_finishes() {
         },
     ];
     let dir = tempfile::tempdir().unwrap();
-    let outcomes = train_group(
-        members,
-        &fresh(dir.path()),
-        &splits,
-        &DeviceSpec::Flex.device(),
-        &Progress::default(),
-    );
+    let outcomes = train_fresh(members, dir.path(), &splits, &DeviceSpec::Flex.device());
     let mut outcomes = outcomes.into_iter();
     assert!(
         matches!(outcomes.next(), Some(Err(TrainError::Pruned { epoch: 1 }))),

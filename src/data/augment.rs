@@ -201,12 +201,10 @@ impl Augment {
         Ok(())
     }
 
-    /// Draws the per-image transform for one image from its own seeded RNG (erasing only when
-    /// it cuts the image, not the crops: those are [`erase_crops`]).
-    pub fn sample(&self, seed: u64, epoch: u32, index: usize) -> Transform {
-        let per_image = Augment {
-            mixup: 0.0,
-            cutmix: 0.0,
+    /// These knobs as they act on the 48×48 image: one crop, and erasing only when it cuts the
+    /// image (erasing the crops is [`Augment::crop_erasing`]'s).
+    pub fn on_image(&self) -> Augment {
+        Augment {
             crops: 1,
             erasing: match self.erasing_on {
                 EraseOn::Image => self.erasing,
@@ -214,6 +212,25 @@ impl Augment {
             },
             erasing_on: EraseOn::Image,
             ..*self
+        }
+    }
+
+    /// The probability of erasing each training crop ([`erase_crops`]): `erasing` when it is
+    /// on the crops, else 0.
+    pub fn crop_erasing(&self) -> f64 {
+        match self.erasing_on {
+            EraseOn::Image => 0.0,
+            EraseOn::Crop => self.erasing,
+        }
+    }
+
+    /// Draws the per-image transform for one image from its own seeded RNG (erasing only when
+    /// it cuts the image, not the crops: those are [`erase_crops`]).
+    pub fn sample(&self, seed: u64, epoch: u32, index: usize) -> Transform {
+        let per_image = Augment {
+            mixup: 0.0,
+            cutmix: 0.0,
+            ..self.on_image()
         };
         if per_image.is_identity() {
             return Transform::IDENTITY;

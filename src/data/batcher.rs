@@ -3,8 +3,7 @@
 //! evaluation, when the run has a `crop`) and packs a batch into one tensor in a single copy.
 
 use super::augment::{
-    Augment, EraseOn, Transform, centre_offset, crop_offsets, crop_window, erase_crops, item_seed,
-    mix_batch,
+    Augment, Transform, centre_offset, crop_offsets, crop_window, erase_crops, item_seed, mix_batch,
 };
 use super::{IMAGE_PIXELS, IMAGE_SIDE, SplitImages};
 use burn::data::dataloader::batcher::Batcher;
@@ -134,23 +133,14 @@ impl FerBatcher {
         crop: Option<usize>,
         seed: u64,
     ) -> Self {
-        let (image_erasing, crop_erasing) = match augment.erasing_on {
-            EraseOn::Image => (augment.erasing, 0.0),
-            EraseOn::Crop => (0.0, augment.erasing),
-        };
-        let per_image = Augment {
-            crops: 1,
-            erasing: image_erasing,
-            erasing_on: EraseOn::Image,
-            ..augment
-        };
+        let per_image = augment.on_image();
         FerBatcher {
             images,
             augment: (!per_image.is_identity()).then_some(per_image),
             crop: crop.map(|side| Crop {
                 side,
                 random: Some(augment.crops.max(1)),
-                erasing: crop_erasing,
+                erasing: augment.crop_erasing(),
             }),
             seed,
         }
